@@ -1,0 +1,132 @@
+# foundry-lambda: build, test and run the Lambda locally against moto (tests/local-aws/README.md).
+# GNU make + bash. Ports 5000 (moto) and 9000 (Invoke API) and the function name are fixed.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+LOCALAWS    := tests/local-aws/localaws.py
+ENV_FILE    := target/local-aws/env
+MOTO_PORT   := 5000
+INVOKE_PORT := 9000
+# cargo lambda watch listens here; an Invoke API front on $(INVOKE_PORT) serves the function name
+# (cargo lambda watch only knows the binary's name, `bootstrap`).
+WATCH_PORT  ?= 9001
+FUNCTION    := foundry-vtt-instance-management
+EVENT       ?= events/status.json
+PIP_FLAGS   := -q --disable-pip-version-check --no-input
+
+.PHONY: help venv venv-run build test lint run invoke package bench clean-aws
+
+help:
+	@echo "make venv       create .venv with moto (tests/local-aws/requirements.txt)"
+	echo "make venv-run   also install cargo-lambda (tests/local-aws/requirements-run.txt)"
+	echo "make build      cargo build --release --bin bootstrap"
+	echo "make test       start/provision local AWS (moto on 127.0.0.1:$(MOTO_PORT)), then cargo test --all-targets"
+	echo "make lint       cargo fmt --check and clippy -D warnings"
+	echo "make run        local AWS + cargo lambda watch; Invoke API on 127.0.0.1:$(INVOKE_PORT) for $(FUNCTION)"
+	echo "make invoke EVENT=events/status.json   POST an event to the running function"
+	echo "make package    cargo lambda build --release --arm64 --output-format zip"
+	echo "make bench      cargo bench"
+	echo "make clean-aws  stop the moto server started by make test/run"
+
+# --- Python environment ------------------------------------------------------------------------
+
+venv: $(VENV)/.stamp-test
+
+$(VENV)/.stamp-test: tests/local-aws/requirements.txt
+	@t0=$$SECONDS
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) -r $<
+	touch $@
+	echo "venv ready ($(VENV), $$((SECONDS - t0)) s)"
+
+venv-run: $(VENV)/.stamp-run
+
+$(VENV)/.stamp-run: tests/local-aws/requirements-run.txt $(VENV)/.stamp-test
+	@$(PY) -m pip install $(PIP_FLAGS) -r $<
+	touch $@
+
+# --- Rust ------------------------------------------------------------------------------------------
+
+build:
+	cargo build --release --bin bootstrap
+
+test: venv
+	$(PY) $(LOCALAWS) up --port $(MOTO_PORT) --env-out $(ENV_FILE) >/dev/null
+	cargo test --all-targets
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+bench:
+	cargo bench
+
+# --- Local run -------------------------------------------------------------------------------------
+
+run: venv-run
+	@if $(PY) $(LOCALAWS) invoke-api-up --port $(INVOKE_PORT) 2>/dev/null; then
+	  echo "The stack is already up: the Invoke API answers on http://127.0.0.1:$(INVOKE_PORT) (function $(FUNCTION))."
+	  echo "Try: make invoke EVENT=$(EVENT)"
+	  exit 0
+	fi
+	started_moto=$$($(PY) $(LOCALAWS) up --port $(MOTO_PORT) --env-out $(ENV_FILE))
+	watch_pid= proxy_pid=
+	cleanup() {
+	  trap - EXIT INT TERM
+	  for pid in $$proxy_pid $$watch_pid; do kill -TERM "$$pid" 2>/dev/null || true; done
+	  for pid in $$proxy_pid $$watch_pid; do wait "$$pid" 2>/dev/null || true; done
+	  if [[ $$started_moto == started* ]]; then $(PY) $(LOCALAWS) down; fi
+	  echo "make run: stopped"
+	}
+	trap cleanup EXIT
+	trap 'exit 130' INT TERM
+	set -a; source $(ENV_FILE); set +a
+	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
+	cargo build --bin bootstrap  # build first: compile errors show now, and the first invoke is fast
+	cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) \
+	  --env-file $(ENV_FILE) &
+	watch_pid=$$!
+	$(PY) $(LOCALAWS) invoke-proxy --listen $(INVOKE_PORT) --upstream $(WATCH_PORT) \
+	  --function $(FUNCTION) --binary bootstrap --quiet &
+	proxy_pid=$$!
+	echo "make run: moto on http://127.0.0.1:$(MOTO_PORT) ($${started_moto%% *}), env from $(ENV_FILE)"
+	echo "make run: Invoke API on http://127.0.0.1:$(INVOKE_PORT) for $(FUNCTION); Ctrl-C stops everything"
+	echo "  make invoke EVENT=$(EVENT)"
+	echo "  aws lambda invoke --endpoint-url http://127.0.0.1:$(INVOKE_PORT) --function-name $(FUNCTION) \\"
+	echo "    --cli-binary-format raw-in-base64-out --payload file://$(EVENT) out.json"
+	wait -n $$watch_pid $$proxy_pid || true
+
+invoke:
+	@[ -f "$(EVENT)" ] || { echo "make invoke: no such event file: $(EVENT)" >&2; exit 2; }
+	url=http://127.0.0.1:$(INVOKE_PORT)/2015-03-31/functions/$(FUNCTION)/invocations
+	if command -v curl >/dev/null 2>&1; then
+	  out=$$(curl -sS --fail-with-body -X POST -H 'Content-Type: application/json' --data-binary @"$(EVENT)" "$$url") \
+	    || { rc=$$?; echo "$$out"; echo "make invoke: request failed (is \`make run\` up?)" >&2; exit $$rc; }
+	  python3 -m json.tool <<<"$$out" 2>/dev/null || echo "$$out"
+	else
+	  python3 $(LOCALAWS) invoke --port $(INVOKE_PORT) --function $(FUNCTION) --event "$(EVENT)"
+	fi
+
+package: venv-run
+	@if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+	  echo "make package: adding the rustup target aarch64-unknown-linux-gnu"
+	  rustup target add aarch64-unknown-linux-gnu || {
+	    echo "make package: cannot install the rustup target aarch64-unknown-linux-gnu, which" >&2
+	    echo "  cargo lambda build --arm64 needs. Run \`rustup target add aarch64-unknown-linux-gnu\`" >&2
+	    echo "  on a machine that can reach the Rust toolchain server, then retry." >&2
+	    exit 1; }
+	fi
+	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
+	cargo lambda build --release --arm64 --output-format zip --bin bootstrap
+	zip=target/lambda/bootstrap/bootstrap.zip
+	[ -f "$$zip" ] || { echo "make package: $$zip was not produced" >&2; exit 1; }
+	echo "make package: $$zip ($$(du -h "$$zip" | cut -f1))"
+
+clean-aws:
+	@if [ -x $(PY) ]; then $(PY) $(LOCALAWS) down; else $(PYTHON) $(LOCALAWS) down; fi

@@ -1,0 +1,167 @@
+//! The application: configuration, clock and managers, and the one dispatch over
+//! [`Action`].
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tracing::{error, info, warn};
+
+use crate::actions;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::event::{self, Action, Invocation, Source};
+use crate::managers::Managers;
+use crate::response::Envelope;
+use crate::store::Store;
+
+/// Per-invocation context.
+#[derive(Debug, Clone, Default)]
+pub struct Ctx {
+    pub request_id: String,
+    /// Unix milliseconds by which the invocation must have answered (`None`: no limit).
+    pub deadline_ms: Option<i64>,
+}
+
+/// Everything an action needs.
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub aws: Managers,
+    pub store: Store,
+}
+
+/// The outcome class of an invocation (for logs and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    ClientError,
+    ServerError,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ClientError => "client_error",
+            Outcome::ServerError => "server_error",
+        }
+    }
+}
+
+/// The result of handling one event.
+#[derive(Debug, Clone)]
+pub struct Handled {
+    pub envelope: Envelope,
+    /// The canonical action name, or `(invalid)` when the event did not parse.
+    pub action: &'static str,
+    pub outcome: Outcome,
+}
+
+impl App {
+    pub fn new(config: Config, clock: Arc<dyn Clock>, aws: Managers) -> Self {
+        let store = Store::new(aws.dynamo.clone(), &config);
+        App {
+            config: Arc::new(config),
+            clock,
+            aws,
+            store,
+        }
+    }
+
+    /// Handles one raw event and returns the envelope. Never fails: every error
+    /// becomes an error envelope here, and is logged here, once.
+    pub async fn handle(&self, event: &Value, ctx: &Ctx) -> Handled {
+        let inv = match event::parse(event) {
+            Ok(inv) => inv,
+            Err(e) => {
+                warn!(
+                    status = e.status_code(),
+                    error = %e.client_message(),
+                    fields = ?event::field_names(event),
+                    "invocation rejected"
+                );
+                return Handled {
+                    envelope: Envelope::error(&e),
+                    action: "(invalid)",
+                    outcome: Outcome::ClientError,
+                };
+            }
+        };
+        let action = inv.action.name();
+        info!(
+            action,
+            userId = %inv.user_id,
+            source = inv.source.as_str(),
+            fields = ?event::field_names(event),
+            "invocation"
+        );
+        match self.dispatch(inv, ctx).await {
+            Ok(body) => Handled {
+                envelope: Envelope::ok(&body),
+                action,
+                outcome: Outcome::Success,
+            },
+            Err(e) => {
+                let status = e.status_code();
+                if e.is_client_error() {
+                    warn!(action, status, error = %e.client_message(), "action refused");
+                } else {
+                    error!(action, status, error = %e.client_message(), "action failed");
+                }
+                Handled {
+                    envelope: Envelope::error(&e),
+                    action,
+                    outcome: if e.is_client_error() {
+                        Outcome::ClientError
+                    } else {
+                        Outcome::ServerError
+                    },
+                }
+            }
+        }
+    }
+
+    async fn dispatch(&self, inv: Invocation, ctx: &Ctx) -> Result<Value> {
+        let Invocation {
+            source,
+            user_id,
+            action,
+        } = inv;
+        if source == Source::Http && !matches!(action, Action::KofiWebhook(_)) {
+            return Err(Error::Forbidden(format!(
+                "Action '{}' cannot be called over HTTP; only kofi-webhook can",
+                action.name()
+            )));
+        }
+        let uid = user_id.as_str();
+        match action {
+            Action::Create(f) => actions::instance::create(self, ctx, uid, &f).await,
+            Action::Start(_) => actions::instance::start(self, ctx, uid).await,
+            Action::Stop(_) => actions::instance::stop(self, uid).await,
+            Action::Destroy(f) => {
+                actions::instance::destroy(self, ctx, uid, f.keep_license_sharing.unwrap_or(false)).await
+            }
+            Action::Delete(_) => actions::instance::delete(self, ctx, uid).await,
+            Action::UpdateVersion(f) => {
+                actions::instance::update_version(self, ctx, uid, f.foundry_version.as_deref()).await
+            }
+            Action::Status(_) => actions::instance::status(self, uid).await,
+            Action::ListAll(_) => actions::instance::list_all(self).await,
+            Action::ListSessions(_) => actions::sessions::list_sessions(self, uid).await,
+            Action::ShutdownStats(_) => actions::automation::shutdown_stats(self).await,
+            Action::GetUserCosts(_) => actions::billing::get_user_costs(self, uid).await,
+            Action::GetAllCosts(_) => actions::billing::get_all_costs(self).await,
+            Action::SendNotification(f) => actions::notify::send_notification(self, &f).await,
+            other => Err(not_available(other.name())),
+        }
+    }
+}
+
+/// The explicit answer of an action this build does not implement yet.
+pub fn not_available(action: &str) -> Error {
+    Error::Failed(format!(
+        "Action '{action}' is not available yet in this version of foundry-lambda"
+    ))
+}

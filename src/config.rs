@@ -1,0 +1,327 @@
+//! Every environment variable the function reads (spec/DATA.md §5.1), typed, with
+//! defaults, read once at cold start.
+
+use std::collections::BTreeSet;
+
+use crate::secret::Sensitive;
+
+/// The configuration of one deployment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub region: String,
+    pub cluster_name: String,
+    pub instance_table: String,
+    pub license_pool_table: String,
+    pub scheduled_sessions_table: String,
+    pub license_reservations_table: String,
+    pub usage_table: String,
+    pub file_system_id: String,
+    pub vpc_id: String,
+    pub private_subnet_ids: Vec<String>,
+    pub task_security_group_id: String,
+    pub task_role_arn: String,
+    pub execution_role_arn: String,
+    /// Read but unused, as in the original.
+    pub load_balancer_arn: Option<String>,
+    pub alb_https_listener_arn: String,
+    pub alb_dns_name: String,
+    pub alb_zone_id: String,
+    pub route53_hosted_zone_id: String,
+    pub domain_name: String,
+    /// `None` when unset or empty. The port refuses Ko-fi webhooks without it (W11).
+    pub kofi_verification_token: Option<Sensitive>,
+    /// The raw `INSTANCE_COST_PER_HOUR` text (default `0.10`).
+    pub instance_cost_per_hour_raw: String,
+    /// `parseFloat` of it (NaN when it has no numeric prefix, as in the original).
+    pub instance_cost_per_hour: f64,
+    /// Discord user ids allowed to call the admin actions (new in the port).
+    pub admin_user_ids: BTreeSet<String>,
+    /// How many seconds before its start a scheduled session is launched (new; W34).
+    pub session_lead_seconds: i64,
+}
+
+/// The variables without which the function cannot work.
+pub const REQUIRED: &[&str] = &[
+    "CLUSTER_NAME",
+    "INSTANCE_TABLE_NAME",
+    "USAGE_TABLE_NAME",
+    "FILE_SYSTEM_ID",
+    "VPC_ID",
+    "PRIVATE_SUBNET_IDS",
+    "TASK_SECURITY_GROUP_ID",
+    "TASK_ROLE_ARN",
+    "EXECUTION_ROLE_ARN",
+    "ALB_HTTPS_LISTENER_ARN",
+    "ALB_DNS_NAME",
+    "ALB_ZONE_ID",
+    "ROUTE53_HOSTED_ZONE_ID",
+    "DOMAIN_NAME",
+];
+
+/// Default of `SESSION_LEAD_SECONDS`: start Foundry five minutes before the session.
+pub const DEFAULT_SESSION_LEAD_SECONDS: i64 = 300;
+
+/// Why the configuration cannot be used. Lists every problem at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Invalid configuration: {}", describe(.missing, .invalid))]
+pub struct ConfigError {
+    pub missing: Vec<String>,
+    pub invalid: Vec<String>,
+}
+
+fn describe(missing: &[String], invalid: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!(
+            "missing required environment variables: {}",
+            missing.join(", ")
+        ));
+    }
+    if !invalid.is_empty() {
+        parts.push(invalid.join("; "));
+    }
+    parts.join("; ")
+}
+
+impl Config {
+    /// From the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// From any lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        // Unset and empty are the same thing, as in the original's `process.env.X || …`.
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let mut missing = Vec::new();
+        let mut invalid = Vec::new();
+        let mut req = |k: &str| match get(k) {
+            Some(v) => v,
+            None => {
+                missing.push(k.to_string());
+                String::new()
+            }
+        };
+        let cluster_name = req("CLUSTER_NAME");
+        let instance_table = req("INSTANCE_TABLE_NAME");
+        let usage_table = req("USAGE_TABLE_NAME");
+        let file_system_id = req("FILE_SYSTEM_ID");
+        let vpc_id = req("VPC_ID");
+        let subnets_raw = req("PRIVATE_SUBNET_IDS");
+        let task_security_group_id = req("TASK_SECURITY_GROUP_ID");
+        let task_role_arn = req("TASK_ROLE_ARN");
+        let execution_role_arn = req("EXECUTION_ROLE_ARN");
+        let alb_https_listener_arn = req("ALB_HTTPS_LISTENER_ARN");
+        let alb_dns_name = req("ALB_DNS_NAME");
+        let alb_zone_id = req("ALB_ZONE_ID");
+        let route53_hosted_zone_id = req("ROUTE53_HOSTED_ZONE_ID");
+        let domain_name = req("DOMAIN_NAME");
+
+        let private_subnet_ids: Vec<String> = subnets_raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        if !subnets_raw.is_empty() && private_subnet_ids.is_empty() {
+            invalid.push("PRIVATE_SUBNET_IDS lists no subnet".to_string());
+        }
+
+        let instance_cost_per_hour_raw = get("INSTANCE_COST_PER_HOUR").unwrap_or_else(|| "0.10".to_string());
+        let instance_cost_per_hour = crate::domain::jsnum::parse_float(&instance_cost_per_hour_raw);
+
+        let session_lead_seconds = match get("SESSION_LEAD_SECONDS") {
+            None => DEFAULT_SESSION_LEAD_SECONDS,
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) if (0..=86_400).contains(&n) => n,
+                _ => {
+                    invalid.push(format!(
+                        "SESSION_LEAD_SECONDS must be a whole number of seconds between 0 and 86400, got '{v}'"
+                    ));
+                    DEFAULT_SESSION_LEAD_SECONDS
+                }
+            },
+        };
+
+        let admin_user_ids = get("ADMIN_USER_IDS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        if !missing.is_empty() || !invalid.is_empty() {
+            return Err(ConfigError { missing, invalid });
+        }
+
+        let table_or = |var: &str, suffix: &str| get(var).unwrap_or_else(|| format!("{instance_table}{suffix}"));
+        Ok(Config {
+            region: get("AWS_REGION").unwrap_or_else(|| "us-east-1".to_string()),
+            license_pool_table: table_or("LICENSE_POOL_TABLE_NAME", "-license-pool"),
+            scheduled_sessions_table: table_or("SCHEDULED_SESSIONS_TABLE_NAME", "-scheduled-sessions"),
+            license_reservations_table: table_or("LICENSE_RESERVATIONS_TABLE_NAME", "-license-reservations"),
+            cluster_name,
+            instance_table,
+            usage_table,
+            file_system_id,
+            vpc_id,
+            private_subnet_ids,
+            task_security_group_id,
+            task_role_arn,
+            execution_role_arn,
+            load_balancer_arn: get("LOAD_BALANCER_ARN"),
+            alb_https_listener_arn,
+            alb_dns_name,
+            alb_zone_id,
+            route53_hosted_zone_id,
+            domain_name,
+            kofi_verification_token: get("KOFI_VERIFICATION_TOKEN").map(Sensitive::new),
+            instance_cost_per_hour_raw,
+            instance_cost_per_hour,
+            admin_user_ids,
+            session_lead_seconds,
+        })
+    }
+
+    /// A complete configuration for unit tests.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn for_tests() -> Self {
+        let vars = test_vars();
+        match Self::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())) {
+            Ok(c) => c,
+            Err(e) => panic!("test configuration is incomplete: {e}"),
+        }
+    }
+}
+
+/// The variables of [`Config::for_tests`].
+#[cfg(any(test, feature = "test-util"))]
+pub fn test_vars() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("AWS_REGION", "us-east-1"),
+        ("CLUSTER_NAME", "foundry-vtt-cluster"),
+        ("INSTANCE_TABLE_NAME", "foundry-vtt-instances"),
+        ("USAGE_TABLE_NAME", "foundry-vtt-usage"),
+        ("FILE_SYSTEM_ID", "fs-12345678"),
+        ("VPC_ID", "vpc-12345678"),
+        ("PRIVATE_SUBNET_IDS", "subnet-aaaa1111,subnet-bbbb2222"),
+        ("TASK_SECURITY_GROUP_ID", "sg-12345678"),
+        ("TASK_ROLE_ARN", "arn:aws:iam::123456789012:role/foundry-vtt-task-role"),
+        ("EXECUTION_ROLE_ARN", "arn:aws:iam::123456789012:role/foundry-vtt-execution-role"),
+        (
+            "ALB_HTTPS_LISTENER_ARN",
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/foundry-vtt-alb/50dc6c495c0c9188/f2f7dc8efc522ab2",
+        ),
+        ("ALB_DNS_NAME", "foundry-vtt-alb-1234567890.us-east-1.elb.amazonaws.com"),
+        ("ALB_ZONE_ID", "Z35SXDOTRQ7X7K"),
+        ("ROUTE53_HOSTED_ZONE_ID", "Z0123456789ABCDEFGHIJ"),
+        ("DOMAIN_NAME", "foundry.example.com"),
+        ("INSTANCE_COST_PER_HOUR", "1.00"),
+        ("KOFI_VERIFICATION_TOKEN", "kofi-test-token"),
+        ("ADMIN_USER_IDS", "000000000000000001"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn every_missing_required_variable_is_listed_in_one_error() {
+        let err = cfg(&[("CLUSTER_NAME", "c")]).unwrap_err();
+        assert_eq!(err.missing.len(), REQUIRED.len() - 1);
+        let text = err.to_string();
+        for v in REQUIRED.iter().filter(|v| **v != "CLUSTER_NAME") {
+            assert!(text.contains(v), "{text} should name {v}");
+        }
+        assert!(!text.contains("CLUSTER_NAME"));
+    }
+
+    #[test]
+    fn an_empty_variable_counts_as_missing() {
+        let mut vars = test_vars();
+        vars.retain(|(k, _)| *k != "DOMAIN_NAME");
+        vars.push(("DOMAIN_NAME", "  "));
+        let err = cfg(&vars).unwrap_err();
+        assert_eq!(err.missing, vec!["DOMAIN_NAME".to_string()]);
+        assert_eq!(
+            err.to_string(),
+            "Invalid configuration: missing required environment variables: DOMAIN_NAME"
+        );
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let vars: Vec<_> = test_vars()
+            .into_iter()
+            .filter(|(k, _)| {
+                ![
+                    "AWS_REGION",
+                    "INSTANCE_COST_PER_HOUR",
+                    "KOFI_VERIFICATION_TOKEN",
+                    "ADMIN_USER_IDS",
+                ]
+                .contains(k)
+            })
+            .collect();
+        let c = cfg(&vars).unwrap();
+        assert_eq!(c.region, "us-east-1");
+        assert_eq!(c.license_pool_table, "foundry-vtt-instances-license-pool");
+        assert_eq!(c.scheduled_sessions_table, "foundry-vtt-instances-scheduled-sessions");
+        assert_eq!(
+            c.license_reservations_table,
+            "foundry-vtt-instances-license-reservations"
+        );
+        assert_eq!(c.instance_cost_per_hour_raw, "0.10");
+        assert_eq!(c.instance_cost_per_hour, 0.1);
+        assert!(c.kofi_verification_token.is_none());
+        assert!(c.admin_user_ids.is_empty());
+        assert_eq!(c.session_lead_seconds, DEFAULT_SESSION_LEAD_SECONDS);
+        assert_eq!(c.private_subnet_ids, vec!["subnet-aaaa1111", "subnet-bbbb2222"]);
+    }
+
+    #[test]
+    fn explicit_table_names_and_lists_are_parsed() {
+        let mut vars = test_vars();
+        vars.push(("LICENSE_POOL_TABLE_NAME", "pools"));
+        vars.retain(|(k, _)| *k != "ADMIN_USER_IDS");
+        vars.push(("ADMIN_USER_IDS", " 1, 2 ,,3 "));
+        let c = cfg(&vars).unwrap();
+        assert_eq!(c.license_pool_table, "pools");
+        assert_eq!(
+            c.admin_user_ids.iter().cloned().collect::<Vec<_>>(),
+            vec!["1", "2", "3"]
+        );
+    }
+
+    #[test]
+    fn cost_uses_float_prefix_semantics() {
+        let mut vars = test_vars();
+        vars.retain(|(k, _)| *k != "INSTANCE_COST_PER_HOUR");
+        vars.push(("INSTANCE_COST_PER_HOUR", "1.5usd"));
+        assert_eq!(cfg(&vars).unwrap().instance_cost_per_hour, 1.5);
+    }
+
+    #[test]
+    fn a_bad_session_lead_is_reported_with_the_missing_ones() {
+        let vars = [("SESSION_LEAD_SECONDS", "soon")];
+        let err = cfg(&vars).unwrap_err();
+        assert!(err.to_string().contains("SESSION_LEAD_SECONDS"));
+        assert_eq!(err.missing.len(), REQUIRED.len());
+    }
+
+    #[test]
+    fn debug_output_redacts_the_kofi_token() {
+        let c = Config::for_tests();
+        assert!(!format!("{c:?}").contains("kofi-test-token"));
+    }
+}

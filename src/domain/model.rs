@@ -1,0 +1,304 @@
+//! The DynamoDB items of spec/DATA.md §1, and their status values.
+//!
+//! Every optional attribute is an `Option` that is omitted when `None`, which gives
+//! JavaScript's "undefined is dropped" (spec §0). Unknown attributes written by other
+//! tools are ignored on read; the port changes items with UpdateItem, so they survive.
+
+use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
+
+use crate::secret::Sensitive;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(from = "String", into = "String")]
+        pub enum $name {
+            $($variant,)+
+            /// A value this version does not know (kept as read).
+            Other(String),
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)+
+                    $name::Other(s) => s.as_str(),
+                }
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                match s.as_str() {
+                    $($text => $name::$variant,)+
+                    _ => $name::Other(s),
+                }
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.as_str().to_string()
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name::Other(String::new())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Instance `status` (spec/DATA.md §1.1.1). `creating` and `destroying` are new in
+    /// the port: they mark a record whose resources are being made or torn down.
+    /// `unknown` can be read from items the original wrote; the port never writes it.
+    InstanceStatus {
+        Creating => "creating",
+        Created => "created",
+        Starting => "starting",
+        Running => "running",
+        Stopping => "stopping",
+        Stopped => "stopped",
+        Destroying => "destroying",
+        Unknown => "unknown",
+    }
+}
+
+string_enum! {
+    /// Scheduled session `status` (spec/DATA.md §1.3).
+    SessionStatus {
+        Scheduled => "scheduled",
+        Active => "active",
+        Completed => "completed",
+        Cancelled => "cancelled",
+    }
+}
+
+string_enum! {
+    /// License reservation `status` (spec/DATA.md §1.4).
+    ReservationStatus {
+        Active => "active",
+        Completed => "completed",
+        Cancelled => "cancelled",
+    }
+}
+
+/// An instances-table item (spec/DATA.md §1.1).
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Instance {
+    pub user_id: String,
+    pub sanitized_username: String,
+    pub status: InstanceStatus,
+    pub access_point_id: Option<String>,
+    pub secret_arn: Option<String>,
+    pub admin_key: Option<Sensitive>,
+    pub foundry_version: Option<String>,
+    pub s3_bucket_name: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    /// Written by the original in plain text (W9). The port reads it only to migrate
+    /// old records; it never writes it.
+    pub s3_secret_access_key: Option<Sensitive>,
+    pub target_group_arn: Option<String>,
+    pub alb_rule_priority: Option<i64>,
+    pub task_arn: Option<String>,
+    pub task_definition_arn: Option<String>,
+    pub task_private_ip: Option<String>,
+    pub alb_rule_arn: Option<String>,
+    pub created_at: Option<i64>,
+    pub updated_at: Option<i64>,
+    pub license_type: Option<String>,
+    pub license_owner_id: Option<String>,
+    pub allow_license_sharing: Option<bool>,
+    pub max_concurrent_users: Option<i64>,
+    pub stop_sharing_after_sessions: Option<bool>,
+    pub license_sharing_scheduled_stop: Option<i64>,
+    pub license_sharing_state: Option<String>,
+    pub last_license_sharing_change: Option<i64>,
+    pub started_at: Option<i64>,
+    pub auto_shutdown_at: Option<i64>,
+    pub linked_session_id: Option<String>,
+    // --- new in the port (lifecycle bookkeeping; never returned to clients) ---
+    /// Idempotency token of the create (CreateAccessPoint) or of the last start
+    /// (RunTask `clientToken`, `startedBy`).
+    pub attempt_id: Option<String>,
+    /// The invocation that holds this record while it creates, starts or destroys, and
+    /// until when (Unix seconds). An expired lease belongs to an invocation that died.
+    pub lease_id: Option<String>,
+    pub lease_until: Option<i64>,
+    /// Whether `create` made the user's secret (rather than reusing an existing one).
+    pub secret_created: Option<bool>,
+    /// The EFS cleanup task a `destroy` launched and may still be waiting for.
+    pub cleanup_task_arn: Option<String>,
+    /// The IAM user made for this instance (recorded as soon as it exists).
+    pub iam_user_name: Option<String>,
+    /// Whether the DNS record of this instance exists (it is the subdomain's claim).
+    pub dns_record: Option<bool>,
+    /// The license the running task uses, cleared on every stop (W31).
+    pub active_license_id: Option<String>,
+}
+
+impl Instance {
+    /// The effective license type (`byol` when absent, as the original assumes).
+    pub fn license_type_or_default(&self) -> &str {
+        self.license_type.as_deref().unwrap_or("byol")
+    }
+
+    /// The stored version, or the original's default `13`.
+    pub fn foundry_version_or_default(&self) -> &str {
+        self.foundry_version.as_deref().unwrap_or("13")
+    }
+}
+
+/// A license-pool item (spec/DATA.md §1.2).
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LicensePool {
+    pub license_id: String,
+    pub owner_id: Option<String>,
+    pub owner_username: Option<String>,
+    pub max_concurrent_users: Option<i64>,
+    pub is_active: Option<bool>,
+    pub created_at: Option<i64>,
+    pub updated_at: Option<i64>,
+}
+
+impl LicensePool {
+    pub fn active(&self) -> bool {
+        self.is_active == Some(true)
+    }
+}
+
+/// A scheduled-session item (spec/DATA.md §1.3).
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ScheduledSession {
+    pub session_id: String,
+    pub user_id: String,
+    pub username: Option<String>,
+    pub license_type: Option<String>,
+    pub license_id: Option<String>,
+    pub start_time: i64,
+    pub end_time: i64,
+    pub status: SessionStatus,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub instance_id: Option<String>,
+    pub created_at: Option<i64>,
+    pub updated_at: Option<i64>,
+}
+
+/// A license-reservation item (spec/DATA.md §1.4).
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Reservation {
+    pub reservation_id: String,
+    pub license_id: String,
+    pub session_id: String,
+    pub user_id: String,
+    pub start_time: i64,
+    pub end_time: i64,
+    pub status: ReservationStatus,
+    pub created_at: Option<i64>,
+}
+
+/// A usage item (spec/DATA.md §1.5).
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Usage {
+    pub usage_key: String,
+    pub last_start: Option<i64>,
+    pub sessions_started: Option<i64>,
+    pub hours_this_month: Option<f64>,
+    pub donations_this_month: Option<f64>,
+    pub last_donation: Option<i64>,
+    pub last_donor_name: Option<String>,
+}
+
+/// The JSON of a credentials secret: exactly `username`, `password`, `admin_key`
+/// (spec/DATA.md §3.2), plus the S3 key pair in the port (W9), which the task reads
+/// as container secrets instead of from a task-definition command.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Credentials {
+    #[serde(default)]
+    pub username: Option<Sensitive>,
+    #[serde(default)]
+    pub password: Option<Sensitive>,
+    #[serde(default)]
+    pub admin_key: Option<Sensitive>,
+    #[serde(default)]
+    pub s3_access_key_id: Option<String>,
+    #[serde(default)]
+    pub s3_secret_access_key: Option<Sensitive>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_status_values_survive_a_round_trip() {
+        let s: InstanceStatus = serde_json::from_value(json!("provisioning")).unwrap();
+        assert_eq!(s, InstanceStatus::Other("provisioning".into()));
+        assert_eq!(serde_json::to_value(&s).unwrap(), json!("provisioning"));
+        let s: InstanceStatus = serde_json::from_value(json!("running")).unwrap();
+        assert_eq!(s, InstanceStatus::Running);
+    }
+
+    #[test]
+    fn absent_optionals_are_omitted() {
+        let i = Instance {
+            user_id: "1".into(),
+            sanitized_username: "alice".into(),
+            status: InstanceStatus::Created,
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&i).unwrap(),
+            json!({"userId":"1","sanitizedUsername":"alice","status":"created"})
+        );
+    }
+
+    #[test]
+    fn items_with_missing_attributes_still_decode() {
+        let p: LicensePool =
+            serde_json::from_value(json!({"licenseId":"byol-1","isActive":false,"updatedAt":5})).unwrap();
+        assert_eq!(p.license_id, "byol-1");
+        assert!(!p.active());
+        let i: Instance = serde_json::from_value(json!({"userId":"1","extra":"x"})).unwrap();
+        assert_eq!(i.status, InstanceStatus::default());
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let c = Credentials {
+            username: Some("u".into()),
+            password: Some(Sensitive::new("p4ss")),
+            admin_key: Some(Sensitive::new("adm1n")),
+            ..Default::default()
+        };
+        let d = format!("{c:?}");
+        assert!(!d.contains("p4ss") && !d.contains("adm1n"));
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            json!({"username":"u","password":"p4ss","admin_key":"adm1n"})
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! The task definitions of spec/DATA.md §4, built from data (no I/O).
+//!
+//! Differences from the original (W9, W13, W48): the S3 key pair is injected as
+//! container secrets from the user's Secrets Manager secret — there is no sidecar and no
+//! shell command built from data; the helper tasks take the user id from their
+//! environment and validate it before touching the file system.
+
+use crate::config::Config;
+use crate::managers::ecs::{
+    ContainerDef, ContainerOverride, EfsVolume, LogConfig, MountPoint, RunTask, TaskDefinition,
+};
+
+use super::names;
+
+pub const FOUNDRY_PORT: i32 = 30000;
+pub const DATA_VOLUME: &str = "foundry-data";
+pub const CLEANUP_FAMILY: &str = "foundry-efs-cleanup";
+pub const CLEANUP_CONTAINER: &str = "cleanup";
+pub const RESET_FAMILY: &str = "foundry-permission-reset";
+pub const RESET_CONTAINER: &str = "permission-reset";
+
+/// Which keys the user's secret holds, so that the task only references keys that exist
+/// (ECS refuses to start a task whose secret reference names a missing JSON key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SecretKeys {
+    pub foundry_login: bool,
+    pub admin_key: bool,
+    pub s3_keys: bool,
+}
+
+/// The Foundry server of one user (spec/DATA.md §4.1).
+pub struct FoundryTask<'a> {
+    pub user_id: &'a str,
+    pub sanitized_username: &'a str,
+    pub access_point_id: &'a str,
+    pub secret_arn: Option<&'a str>,
+    pub secret_keys: SecretKeys,
+    pub foundry_version: &'a str,
+}
+
+pub fn foundry_task_definition(cfg: &Config, t: &FoundryTask<'_>) -> TaskDefinition {
+    let host = names::host(t.sanitized_username, &cfg.domain_name);
+    let mut environment: Vec<(String, String)> = [
+        ("CONTAINER_PRESERVE_CONFIG", "true".to_string()),
+        ("FOUNDRY_HOSTNAME", host),
+        ("FOUNDRY_LOCAL_HOSTNAME", names::target_group_name(t.sanitized_username)),
+        ("FOUNDRY_PROXY_SSL", "true".to_string()),
+        ("FOUNDRY_IP_DISCOVERY", "false".to_string()),
+        ("FOUNDRY_TELEMETRY", "false".to_string()),
+        ("FOUNDRY_MINIFY_STATIC_FILES", "true".to_string()),
+        ("FOUNDRY_COMPRESS_WEBSOCKET", "true".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut secrets = Vec::new();
+    if let Some(arn) = t.secret_arn.filter(|a| !a.is_empty()) {
+        let key = |k: &str| format!("{arn}:{k}::");
+        if t.secret_keys.foundry_login {
+            secrets.push(("FOUNDRY_USERNAME".to_string(), key("username")));
+            secrets.push(("FOUNDRY_PASSWORD".to_string(), key("password")));
+        }
+        if t.secret_keys.admin_key {
+            secrets.push(("FOUNDRY_ADMIN_KEY".to_string(), key("admin_key")));
+        }
+        if t.secret_keys.s3_keys {
+            // The image reads AWS credentials from the environment when FOUNDRY_AWS_CONFIG=true.
+            environment.push(("FOUNDRY_AWS_CONFIG".to_string(), "true".to_string()));
+            environment.push(("AWS_REGION".to_string(), cfg.region.clone()));
+            secrets.push(("AWS_ACCESS_KEY_ID".to_string(), key("s3_access_key_id")));
+            secrets.push(("AWS_SECRET_ACCESS_KEY".to_string(), key("s3_secret_access_key")));
+        }
+    }
+    TaskDefinition {
+        family: names::task_family(t.user_id),
+        cpu: "1024".into(),
+        memory: "2048".into(),
+        execution_role_arn: cfg.execution_role_arn.clone(),
+        task_role_arn: cfg.task_role_arn.clone(),
+        containers: vec![ContainerDef {
+            name: "foundry".into(),
+            image: format!("felddy/foundryvtt:{}", t.foundry_version),
+            essential: true,
+            memory_mib: Some(2048),
+            port: Some(FOUNDRY_PORT),
+            environment,
+            secrets,
+            mounts: vec![MountPoint {
+                source_volume: DATA_VOLUME.into(),
+                container_path: "/data".into(),
+                read_only: false,
+            }],
+            log: Some(LogConfig {
+                group: names::log_group(t.user_id),
+                region: cfg.region.clone(),
+                stream_prefix: "foundry".into(),
+                create_group: true,
+            }),
+            ..Default::default()
+        }],
+        volumes: vec![EfsVolume {
+            name: DATA_VOLUME.into(),
+            file_system_id: cfg.file_system_id.clone(),
+            root_directory: None,
+            access_point_id: Some(t.access_point_id.to_string()),
+            transit_encryption: true,
+        }],
+        tags: vec![
+            ("UserId".into(), t.user_id.to_string()),
+            ("Application".into(), "FoundryVTT".into()),
+        ],
+    }
+}
+
+/// A shell prologue that refuses an empty or unsafe `USER_ID` (it names a directory
+/// that is removed or chowned recursively).
+const CHECK_USER_ID: &str = r#"case "$USER_ID" in ''|*[!A-Za-z0-9]*) echo "refusing unsafe USER_ID '$USER_ID'"; exit 2;; esac; D="/efs/foundry-instances/$USER_ID""#;
+
+fn helper_task(cfg: &Config, family: &str, container: &str, prefix: &str, script: String) -> TaskDefinition {
+    TaskDefinition {
+        family: family.to_string(),
+        cpu: "256".into(),
+        memory: "512".into(),
+        execution_role_arn: cfg.execution_role_arn.clone(),
+        task_role_arn: cfg.task_role_arn.clone(),
+        containers: vec![ContainerDef {
+            name: container.to_string(),
+            image: "alpine:latest".into(),
+            essential: true,
+            memory_mib: Some(512),
+            command: vec!["sh".into(), "-c".into(), script],
+            mounts: vec![MountPoint {
+                source_volume: "efs-root".into(),
+                container_path: "/efs".into(),
+                read_only: false,
+            }],
+            log: Some(LogConfig {
+                group: format!("/aws/ecs/{family}"),
+                region: cfg.region.clone(),
+                stream_prefix: prefix.to_string(),
+                create_group: true,
+            }),
+            ..Default::default()
+        }],
+        volumes: vec![EfsVolume {
+            name: "efs-root".into(),
+            file_system_id: cfg.file_system_id.clone(),
+            root_directory: Some("/".into()),
+            access_point_id: None,
+            transit_encryption: true,
+        }],
+        tags: vec![("Application".into(), "FoundryVTT".into())],
+    }
+}
+
+/// The EFS cleanup task (spec/DATA.md §4.3).
+pub fn cleanup_task_definition(cfg: &Config) -> TaskDefinition {
+    let script = format!(
+        r#"echo "Starting EFS cleanup for user $USER_ID"; {CHECK_USER_ID}; if [ -d "$D" ]; then rm -rf "$D" && echo "Removed $D"; else echo "Nothing to clean: $D does not exist"; fi"#
+    );
+    helper_task(cfg, CLEANUP_FAMILY, CLEANUP_CONTAINER, "cleanup", script)
+}
+
+/// The permission-reset task (spec/DATA.md §4.4, fixed per W48): owner from the
+/// `TARGET_UID`/`TARGET_GID` environment, in both directions.
+pub fn permission_reset_task_definition(cfg: &Config) -> TaskDefinition {
+    let script = format!(
+        r#"{CHECK_USER_ID}; case "$TARGET_UID:$TARGET_GID" in *[!0-9:]*|:*|*:) echo "refusing owner '$TARGET_UID:$TARGET_GID'"; exit 2;; esac; if [ -d "$D" ]; then chown -R "$TARGET_UID:$TARGET_GID" "$D" && echo "Owner of $D set to $TARGET_UID:$TARGET_GID"; else echo "Nothing to reset: $D does not exist"; fi"#
+    );
+    helper_task(cfg, RESET_FAMILY, RESET_CONTAINER, "reset", script)
+}
+
+/// The uid:gid that Foundry `version` runs as: 421 for the v11/v12 images, 1000 otherwise.
+pub fn owner_for_version(version: &str) -> (u32, u32) {
+    if version.starts_with("11") || version.starts_with("12") {
+        (421, 421)
+    } else {
+        (1000, 1000)
+    }
+}
+
+/// RunTask for `task_definition` with the deployment's network settings (spec/DATA.md §4.2).
+pub fn run_task(cfg: &Config, task_definition: &str, overrides: Vec<ContainerOverride>) -> RunTask {
+    RunTask {
+        cluster: cfg.cluster_name.clone(),
+        task_definition: task_definition.to_string(),
+        subnets: cfg.private_subnet_ids.clone(),
+        security_groups: vec![cfg.task_security_group_id.clone()],
+        assign_public_ip: false,
+        overrides,
+        started_by: None,
+        client_token: None,
+    }
+}
+
+/// `update-version`'s accepted values (spec/ACTIONS.md §4.8).
+pub fn valid_version(v: &str) -> bool {
+    if matches!(v, "13" | "12" | "11" | "release" | "latest") {
+        return true;
+    }
+    let parts: Vec<&str> = v.split('.').collect();
+    (parts.len() == 2 || parts.len() == 3)
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task<'a>(keys: SecretKeys) -> FoundryTask<'a> {
+        FoundryTask {
+            user_id: "123456789012345678",
+            sanitized_username: "alice",
+            access_point_id: "fsap-0123",
+            secret_arn: Some("arn:aws:secretsmanager:us-east-1:1:secret:foundry-credentials-1-AbCdEf"),
+            secret_keys: keys,
+            foundry_version: "13",
+        }
+    }
+
+    #[test]
+    fn foundry_task_follows_the_spec_without_a_sidecar() {
+        let cfg = Config::for_tests();
+        let td = foundry_task_definition(
+            &cfg,
+            &task(SecretKeys {
+                foundry_login: true,
+                admin_key: true,
+                s3_keys: true,
+            }),
+        );
+        assert_eq!(td.family, "foundry-123456789012345678");
+        assert_eq!((td.cpu.as_str(), td.memory.as_str()), ("1024", "2048"));
+        assert_eq!(td.containers.len(), 1);
+        let c = &td.containers[0];
+        assert_eq!(c.image, "felddy/foundryvtt:13");
+        assert_eq!(c.port, Some(30000));
+        assert!(c.command.is_empty());
+        let env: Vec<&str> = c.environment.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(env.contains(&"FOUNDRY_AWS_CONFIG"));
+        assert!(c
+            .environment
+            .contains(&("FOUNDRY_HOSTNAME".to_string(), "alice.foundry.example.com".to_string())));
+        let secret_names: Vec<&str> = c.secrets.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            secret_names,
+            [
+                "FOUNDRY_USERNAME",
+                "FOUNDRY_PASSWORD",
+                "FOUNDRY_ADMIN_KEY",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY"
+            ]
+        );
+        assert!(c.secrets[1].1.ends_with(":password::"));
+        assert_eq!(td.volumes[0].access_point_id.as_deref(), Some("fsap-0123"));
+        assert_eq!(c.log.as_ref().unwrap().group, "/aws/ecs/foundry-123456789012345678");
+    }
+
+    #[test]
+    fn missing_secret_keys_are_not_referenced() {
+        let cfg = Config::for_tests();
+        let td = foundry_task_definition(
+            &cfg,
+            &task(SecretKeys {
+                foundry_login: false,
+                admin_key: true,
+                s3_keys: false,
+            }),
+        );
+        let names: Vec<&str> = td.containers[0].secrets.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["FOUNDRY_ADMIN_KEY"]);
+        assert!(!td.containers[0]
+            .environment
+            .iter()
+            .any(|(k, _)| k == "FOUNDRY_AWS_CONFIG"));
+    }
+
+    #[test]
+    fn helper_tasks_take_the_user_from_the_environment() {
+        let cfg = Config::for_tests();
+        let c = cleanup_task_definition(&cfg);
+        assert_eq!(c.family, "foundry-efs-cleanup");
+        assert_eq!(c.containers[0].name, CLEANUP_CONTAINER);
+        assert!(c.containers[0].command[2].contains("\"$USER_ID\""));
+        let r = permission_reset_task_definition(&cfg);
+        assert_eq!(r.containers[0].name, RESET_CONTAINER);
+        assert!(r.containers[0].command[2].contains("chown -R \"$TARGET_UID:$TARGET_GID\""));
+        assert_eq!(r.volumes[0].root_directory.as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn versions_and_owners() {
+        for ok in ["13", "12", "11", "release", "latest", "13.346", "13.346.0"] {
+            assert!(valid_version(ok), "{ok}");
+        }
+        for bad in ["", "14", "v13", "13.", "1.2.3.4", "13.x", "١٣.1"] {
+            assert!(!valid_version(bad), "{bad}");
+        }
+        assert_eq!(owner_for_version("12"), (421, 421));
+        assert_eq!(owner_for_version("11.315"), (421, 421));
+        assert_eq!(owner_for_version("13"), (1000, 1000));
+        assert_eq!(owner_for_version("latest"), (1000, 1000));
+    }
+}

@@ -1,0 +1,87 @@
+//! The `bootstrap` binary: a `lambda_runtime` custom runtime.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use foundry_lambda::app::{App, Ctx};
+use foundry_lambda::clock::SystemClock;
+use foundry_lambda::config::Config;
+use foundry_lambda::managers::Managers;
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+use tracing::Instrument;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    foundry_lambda::logging::init();
+
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cold start failed");
+            report_init_error(&e.to_string()).await;
+            return Err(e.into());
+        }
+    };
+
+    // One SdkConfig for every client: standard retries with jittered backoff and
+    // explicit timeouts. AWS_ENDPOINT_URL (moto locally) is honoured by aws-config.
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(config.region.clone()))
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(20))
+                .operation_timeout(Duration::from_secs(60))
+                .build(),
+        )
+        .load()
+        .await;
+    let app = Arc::new(App::new(config, Arc::new(SystemClock), Managers::from_sdk(&sdk)));
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let app = app.clone();
+        async move {
+            let ctx = Ctx {
+                request_id: event.context.request_id.clone(),
+                deadline_ms: i64::try_from(event.context.deadline).ok().filter(|d| *d > 0),
+            };
+            let span = tracing::info_span!("invocation", requestId = %ctx.request_id);
+            let handled = app.handle(&event.payload, &ctx).instrument(span).await;
+            // Always an envelope, never a handler error: the AWS CLI retries on function
+            // errors, and the original's contract is the envelope.
+            Ok::<Value, lambda_runtime::Error>(serde_json::to_value(&handled.envelope)?)
+        }
+    }))
+    .await
+}
+
+/// Tells the Lambda service why initialisation failed (`/runtime/init/error`), so the
+/// invoker sees one clear `Runtime.InitError` instead of a timeout.
+async fn report_init_error(message: &str) {
+    let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") else {
+        return; // not running under a Lambda Runtime API
+    };
+    let Ok(uri) = format!("http://{api}").parse::<http::Uri>() else {
+        return;
+    };
+    let Ok(client) = lambda_runtime_api_client::Client::builder().with_endpoint(uri).build() else {
+        return;
+    };
+    let body = serde_json::json!({"errorMessage": message, "errorType": "Runtime.InitError"}).to_string();
+    let req = lambda_runtime_api_client::build_request()
+        .method(http::Method::POST)
+        .uri("/2018-06-01/runtime/init/error")
+        .header("lambda-runtime-function-error-type", "Runtime.InitError")
+        .header("content-type", "application/json")
+        .body(lambda_runtime_api_client::body::Body::from(body));
+    if let Ok(req) = req {
+        if let Err(e) = client.call(req).await {
+            tracing::error!(error = %e, "could not report the init error to the Runtime API");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! IAM: the per-user S3 access user (spec/DATA.md §3.4).
+
+use async_trait::async_trait;
+use aws_sdk_iam::types as iam;
+
+use crate::error::{AwsError, AwsErrorKind};
+use crate::managers::sdk_error;
+use crate::secret::Sensitive;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub secret_access_key: Sensitive,
+}
+
+#[async_trait]
+pub trait Iam: Send + Sync {
+    /// CreateUser with path and tags. An existing user is an `AlreadyExists` error.
+    async fn create_user(&self, user_name: &str, path: &str, tags: &[(String, String)]) -> Result<(), AwsError>;
+
+    /// PutUserPolicy (inline policy; replaces a policy of the same name).
+    async fn put_user_policy(&self, user_name: &str, policy_name: &str, document: &str) -> Result<(), AwsError>;
+
+    /// CreateAccessKey.
+    async fn create_access_key(&self, user_name: &str) -> Result<AccessKey, AwsError>;
+
+    /// Deletes every access key of the user (ListAccessKeys, DeleteAccessKey each).
+    async fn delete_access_keys(&self, user_name: &str) -> Result<(), AwsError>;
+
+    /// Deletes the user with everything that blocks DeleteUser: access keys and inline
+    /// policies. A missing user is a `NotFound` error.
+    async fn delete_user(&self, user_name: &str) -> Result<(), AwsError>;
+}
+
+/// The SDK adapter.
+pub struct SdkIam {
+    client: aws_sdk_iam::Client,
+}
+
+impl SdkIam {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        SdkIam {
+            client: aws_sdk_iam::Client::new(sdk),
+        }
+    }
+}
+
+const SERVICE: &str = "iam";
+
+impl SdkIam {
+    /// The names of the user's inline policies (paginated ListUserPolicies).
+    async fn inline_policy_names(&self, user_name: &str) -> Result<Vec<String>, AwsError> {
+        let mut pages = self
+            .client
+            .list_user_policies()
+            .user_name(user_name)
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(SERVICE, "ListUserPolicies", e))?;
+            names.extend(page.policy_names().iter().cloned());
+        }
+        Ok(names)
+    }
+}
+
+#[async_trait]
+impl Iam for SdkIam {
+    async fn create_user(&self, user_name: &str, path: &str, tags: &[(String, String)]) -> Result<(), AwsError> {
+        const OP: &str = "CreateUser";
+        let tags = tags
+            .iter()
+            .map(|(k, v)| iam::Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| AwsError::new(SERVICE, OP, AwsErrorKind::Invalid, format!("invalid {OP} request: {e}")))?;
+        self.client
+            .create_user()
+            .user_name(user_name)
+            .path(path)
+            .set_tags((!tags.is_empty()).then_some(tags))
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, OP, e))?;
+        Ok(())
+    }
+
+    async fn put_user_policy(&self, user_name: &str, policy_name: &str, document: &str) -> Result<(), AwsError> {
+        const OP: &str = "PutUserPolicy";
+        self.client
+            .put_user_policy()
+            .user_name(user_name)
+            .policy_name(policy_name)
+            .policy_document(document)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, OP, e))?;
+        Ok(())
+    }
+
+    async fn create_access_key(&self, user_name: &str) -> Result<AccessKey, AwsError> {
+        const OP: &str = "CreateAccessKey";
+        let out = self
+            .client
+            .create_access_key()
+            .user_name(user_name)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, OP, e))?;
+        match out.access_key() {
+            Some(key) if !key.access_key_id().is_empty() && !key.secret_access_key().is_empty() => Ok(AccessKey {
+                access_key_id: key.access_key_id().to_string(),
+                secret_access_key: Sensitive::new(key.secret_access_key()),
+            }),
+            _ => Err(AwsError::new(
+                SERVICE,
+                OP,
+                AwsErrorKind::Other,
+                "CreateAccessKey response has no complete AccessKey",
+            )),
+        }
+    }
+
+    async fn delete_access_keys(&self, user_name: &str) -> Result<(), AwsError> {
+        let mut pages = self
+            .client
+            .list_access_keys()
+            .user_name(user_name)
+            .into_paginator()
+            .send();
+        let mut ids = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(SERVICE, "ListAccessKeys", e))?;
+            ids.extend(
+                page.access_key_metadata()
+                    .iter()
+                    .filter_map(|k| k.access_key_id())
+                    .map(str::to_string),
+            );
+        }
+        for id in ids {
+            self.client
+                .delete_access_key()
+                .user_name(user_name)
+                .access_key_id(id)
+                .send()
+                .await
+                .map_err(|e| sdk_error(SERVICE, "DeleteAccessKey", e))?;
+        }
+        Ok(())
+    }
+
+    async fn delete_user(&self, user_name: &str) -> Result<(), AwsError> {
+        self.delete_access_keys(user_name).await?;
+        for policy in self.inline_policy_names(user_name).await? {
+            match self
+                .client
+                .delete_user_policy()
+                .user_name(user_name)
+                .policy_name(policy)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) => {
+                    let err = sdk_error(SERVICE, "DeleteUserPolicy", e);
+                    // Deleted concurrently: what we wanted.
+                    if !err.is_not_found() {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        self.client
+            .delete_user()
+            .user_name(user_name)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "DeleteUser", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,237 @@
+//! One trait per AWS service, each with its SDK adapter (`SdkX`).
+//!
+//! A manager performs one AWS operation, or a small idempotent group of them, and
+//! maps AWS errors to [`AwsError`]. It never decides policy: whether "not found"
+//! is fine, whether to retry, what to undo, is the action's business.
+
+pub mod alb;
+pub mod credentials;
+pub mod dynamodb;
+pub mod ecs;
+pub mod efs;
+pub mod iam;
+pub mod route53;
+pub mod s3;
+pub mod secrets;
+pub mod usage;
+
+use std::sync::Arc;
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::error::{AwsError, AwsErrorKind};
+
+pub use alb::Alb;
+pub use dynamodb::Dynamo;
+pub use ecs::Ecs;
+pub use efs::Efs;
+pub use iam::Iam;
+pub use route53::Route53;
+pub use s3::S3;
+pub use secrets::Secrets;
+
+/// Every AWS seam the actions use.
+#[derive(Clone)]
+pub struct Managers {
+    pub ecs: Arc<dyn Ecs>,
+    pub efs: Arc<dyn Efs>,
+    pub s3: Arc<dyn S3>,
+    pub iam: Arc<dyn Iam>,
+    pub route53: Arc<dyn Route53>,
+    pub alb: Arc<dyn Alb>,
+    pub secrets: Arc<dyn Secrets>,
+    pub dynamo: Arc<dyn Dynamo>,
+}
+
+impl Managers {
+    /// The SDK adapters, all built from one shared `SdkConfig`.
+    pub fn from_sdk(sdk: &aws_config::SdkConfig) -> Self {
+        Managers {
+            ecs: Arc::new(ecs::SdkEcs::new(sdk)),
+            efs: Arc::new(efs::SdkEfs::new(sdk)),
+            s3: Arc::new(s3::SdkS3::new(sdk)),
+            iam: Arc::new(iam::SdkIam::new(sdk)),
+            route53: Arc::new(route53::SdkRoute53::new(sdk)),
+            alb: Arc::new(alb::SdkAlb::new(sdk)),
+            secrets: Arc::new(secrets::SdkSecrets::new(sdk)),
+            dynamo: Arc::new(dynamodb::SdkDynamo::new(sdk)),
+        }
+    }
+}
+
+/// Classifies an AWS error code (and, for codes that are overloaded, its message).
+pub fn classify(code: &str, message: &str) -> AwsErrorKind {
+    use AwsErrorKind::*;
+    let lower = message.to_ascii_lowercase();
+    match code {
+        "NoSuchBucket"
+        | "NotFound"
+        | "NoSuchKey"
+        | "NoSuchEntity"
+        | "ResourceNotFoundException"
+        | "AccessPointNotFound"
+        | "FileSystemNotFound"
+        | "TargetGroupNotFound"
+        | "RuleNotFound"
+        | "ListenerNotFound"
+        | "LoadBalancerNotFound"
+        | "NoSuchHostedZone"
+        | "NoSuchLifecycleConfiguration"
+        | "TaskDefinitionNotFound" => NotFound,
+        "EntityAlreadyExists"
+        | "ResourceExistsException"
+        | "BucketAlreadyOwnedByYou"
+        | "BucketAlreadyExists"
+        | "AccessPointAlreadyExists"
+        | "DuplicateTargetGroupName"
+        | "DuplicateListener" => AlreadyExists,
+        "ConditionalCheckFailedException" => ConditionFailed,
+        "TransactionCanceledException" | "TransactionConflictException" => TransactionCanceled,
+        "PriorityInUse" => PriorityInUse,
+        "ResourceInUse"
+        | "ResourceInUseException"
+        | "DeleteConflict"
+        | "BucketNotEmpty"
+        | "ConflictException"
+        | "AccessPointLimitExceeded"
+        | "IncorrectFileSystemLifeCycleState" => Conflict,
+        "InvalidChangeBatch" => {
+            if lower.contains("not found") {
+                NotFound
+            } else if lower.contains("already exists") {
+                AlreadyExists
+            } else {
+                Invalid
+            }
+        }
+        "InvalidRequestException" => {
+            if lower.contains("scheduled for deletion")
+                || lower.contains("marked for deletion")
+                // moto's wording
+                || lower.contains("marked deleted")
+            {
+                Conflict
+            } else {
+                Invalid
+            }
+        }
+        "ClientException" | "InvalidParameterException" => {
+            // ECS reports unknown tasks/definitions as client errors.
+            if lower.contains("not found") || lower.contains("unable to describe task definition") {
+                NotFound
+            } else {
+                Invalid
+            }
+        }
+        "ValidationException"
+        | "ValidationError"
+        | "InvalidParameterValue"
+        | "InvalidInput"
+        | "InvalidTarget"
+        | "MalformedPolicyDocument"
+        | "InvalidParameterValueException"
+        | "BadRequest" => Invalid,
+        "Throttling"
+        | "ThrottlingException"
+        | "ProvisionedThroughputExceededException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "ServiceUnavailable"
+        | "ServiceUnavailableException"
+        | "InternalError"
+        | "InternalServerError"
+        | "InternalFailure"
+        | "InternalServiceError"
+        | "SlowDown"
+        | "RequestTimeout"
+        | "PriorRequestNotComplete"
+        | "ServerException"
+        | "ServiceException"
+        | "ThrottledException" => Transient,
+        _ => Other,
+    }
+}
+
+/// Maps any SDK error to an [`AwsError`] for `service`/`operation`.
+pub fn sdk_error<E, R>(service: &'static str, operation: &'static str, err: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match &err {
+        SdkError::ServiceError(ctx) => {
+            let e = ctx.err();
+            let code = e.code().unwrap_or("Unknown").to_string();
+            let message = e.message().map(str::to_string).unwrap_or_else(|| {
+                // Some errors (e.g. S3 HeadBucket 404) carry no message.
+                let display = aws_smithy_types::error::display::DisplayErrorContext(e).to_string();
+                if display.is_empty() {
+                    code.clone()
+                } else {
+                    display
+                }
+            });
+            let kind = classify(&code, &message);
+            AwsError::new(service, operation, kind, message).with_code(code)
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => AwsError::new(
+            service,
+            operation,
+            AwsErrorKind::Transient,
+            format!(
+                "{service} {operation} failed: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&err)
+            ),
+        ),
+        _ => AwsError::new(
+            service,
+            operation,
+            AwsErrorKind::Other,
+            format!(
+                "{service} {operation} failed: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&err)
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_the_codes_our_policy_depends_on() {
+        assert_eq!(classify("NoSuchBucket", ""), AwsErrorKind::NotFound);
+        assert_eq!(classify("EntityAlreadyExists", ""), AwsErrorKind::AlreadyExists);
+        assert_eq!(
+            classify("ConditionalCheckFailedException", ""),
+            AwsErrorKind::ConditionFailed
+        );
+        assert_eq!(classify("PriorityInUse", ""), AwsErrorKind::PriorityInUse);
+        assert_eq!(classify("BucketNotEmpty", ""), AwsErrorKind::Conflict);
+        assert_eq!(
+            classify(
+                "InvalidChangeBatch",
+                "Tried to delete resource record set [name='a.example.com.', type='A'] but it was not found"
+            ),
+            AwsErrorKind::NotFound
+        );
+        assert_eq!(
+            classify(
+                "InvalidChangeBatch",
+                "Tried to create resource record set [name='a.example.com.', type='A'] but it already exists"
+            ),
+            AwsErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            classify(
+                "InvalidRequestException",
+                "You can't perform this operation on the secret because it was scheduled for deletion."
+            ),
+            AwsErrorKind::Conflict
+        );
+        assert_eq!(classify("ThrottlingException", ""), AwsErrorKind::Transient);
+        assert_eq!(classify("SomethingNew", ""), AwsErrorKind::Other);
+    }
+}

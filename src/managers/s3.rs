@@ -1,0 +1,401 @@
+//! S3: the per-user asset bucket (spec/DATA.md §3.3).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::types as s3;
+use aws_smithy_types::error::operation::BuildError;
+
+use crate::error::{AwsError, AwsErrorKind};
+use crate::managers::sdk_error;
+
+#[async_trait]
+pub trait S3: Send + Sync {
+    /// Creates the bucket if it does not exist (HeadBucket; CreateBucket with a
+    /// LocationConstraint unless `region` is us-east-1; "already owned by you" is fine),
+    /// then (re)applies, in order: ownership controls `BucketOwnerPreferred`, the public
+    /// access block (all four flags false), the public-read bucket policy
+    /// (`PublicReadGetObject` on `arn:aws:s3:::<bucket>/*`), the CORS rule
+    /// (origins `*`, headers `*`, methods GET/POST/HEAD, max age 3000) and versioning
+    /// `Enabled`. Idempotent.
+    async fn ensure_bucket(&self, bucket: &str, region: &str) -> Result<(), AwsError>;
+
+    /// Deletes every object version and delete marker (paginated ListObjectVersions,
+    /// batched DeleteObjects), then DeleteBucket. A missing bucket is a `NotFound` error.
+    async fn delete_bucket(&self, bucket: &str) -> Result<(), AwsError>;
+}
+
+/// The SDK adapter. Uses path-style addressing when an endpoint URL is configured
+/// (moto), so that no `bucket.host` name has to resolve.
+pub struct SdkS3 {
+    client: aws_sdk_s3::Client,
+}
+
+impl SdkS3 {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        let conf = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .build();
+        SdkS3 {
+            client: aws_sdk_s3::Client::from_conf(conf),
+        }
+    }
+}
+
+const SERVICE: &str = "s3";
+
+/// DeleteObjects takes at most this many keys.
+const DELETE_BATCH: usize = 1000;
+
+/// DeleteBucket attempts when S3 still reports BucketNotEmpty after emptying (listing is
+/// eventually consistent, and a writer may race us).
+const DELETE_ATTEMPTS: u32 = 3;
+const DELETE_RETRY_DELAY: Duration = Duration::from_secs(2);
+
+fn build_error(operation: &'static str, err: BuildError) -> AwsError {
+    AwsError::new(
+        SERVICE,
+        operation,
+        AwsErrorKind::Invalid,
+        format!("invalid {operation} request: {err}"),
+    )
+}
+
+/// The public-read bucket policy of spec/DATA.md §3.3.
+fn public_read_policy(bucket: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "PublicReadGetObject",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": format!("arn:aws:s3:::{bucket}/*"),
+        }],
+    })
+    .to_string()
+}
+
+fn ownership_controls() -> Result<s3::OwnershipControls, BuildError> {
+    s3::OwnershipControls::builder()
+        .rules(
+            s3::OwnershipControlsRule::builder()
+                .object_ownership(s3::ObjectOwnership::BucketOwnerPreferred)
+                .build()?,
+        )
+        .build()
+}
+
+fn public_access_block() -> s3::PublicAccessBlockConfiguration {
+    s3::PublicAccessBlockConfiguration::builder()
+        .block_public_acls(false)
+        .ignore_public_acls(false)
+        .block_public_policy(false)
+        .restrict_public_buckets(false)
+        .build()
+}
+
+fn cors() -> Result<s3::CorsConfiguration, BuildError> {
+    s3::CorsConfiguration::builder()
+        .cors_rules(
+            s3::CorsRule::builder()
+                .allowed_origins("*")
+                .allowed_headers("*")
+                .allowed_methods("GET")
+                .allowed_methods("POST")
+                .allowed_methods("HEAD")
+                .set_expose_headers(Some(Vec::new()))
+                .max_age_seconds(3000)
+                .build()?,
+        )
+        .build()
+}
+
+/// The LocationConstraint for `region`: none for us-east-1 (S3 rejects it there).
+fn create_bucket_configuration(region: &str) -> Option<s3::CreateBucketConfiguration> {
+    if region.is_empty() || region == "us-east-1" {
+        None
+    } else {
+        Some(
+            s3::CreateBucketConfiguration::builder()
+                .location_constraint(s3::BucketLocationConstraint::from(region))
+                .build(),
+        )
+    }
+}
+
+/// One page's versions and delete markers as DeleteObjects identifiers.
+fn object_identifiers(
+    page: &aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput,
+) -> Result<Vec<s3::ObjectIdentifier>, BuildError> {
+    let versions = page.versions().iter().map(|v| (v.key(), v.version_id()));
+    let markers = page.delete_markers().iter().map(|m| (m.key(), m.version_id()));
+    versions
+        .chain(markers)
+        .filter_map(|(key, version)| key.map(|key| (key, version)))
+        .map(|(key, version)| {
+            s3::ObjectIdentifier::builder()
+                .key(key)
+                .set_version_id(version.map(str::to_string))
+                .build()
+        })
+        .collect()
+}
+
+impl SdkS3 {
+    /// HeadBucket → whether the bucket exists (and is ours to configure).
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool, AwsError> {
+        const OP: &str = "HeadBucket";
+        match self.client.head_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                // A HEAD has no body: the SDK names a 404 `NotFound`; treat any 404 as absent.
+                let is_404 = e.as_service_error().is_some_and(|se| se.is_not_found())
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404);
+                let mut err = sdk_error(SERVICE, OP, e);
+                if is_404 {
+                    err.kind = AwsErrorKind::NotFound;
+                }
+                if err.is_not_found() {
+                    Ok(false)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    async fn create_bucket(&self, bucket: &str, region: &str) -> Result<(), AwsError> {
+        const OP: &str = "CreateBucket";
+        match self
+            .client
+            .create_bucket()
+            .bucket(bucket)
+            .set_create_bucket_configuration(create_bucket_configuration(region))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = sdk_error(SERVICE, OP, e);
+                match err.code.as_deref() {
+                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists") => Ok(()),
+                    _ => Err(err),
+                }
+            }
+        }
+    }
+
+    /// Deletes every object version and delete marker, page by page.
+    ///
+    /// Each page is deleted as soon as it is listed, and the next listing starts again from the
+    /// beginning instead of from the page's NextKeyMarker/NextVersionIdMarker: those point at a
+    /// version that no longer exists, which S3 does not define as a continuation point (moto
+    /// answers an empty page there). A listing from the start returns the next undeleted page, so
+    /// this costs no extra calls.
+    async fn empty_bucket(&self, bucket: &str) -> Result<(), AwsError> {
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(bucket)
+                .send()
+                .await
+                .map_err(|e| sdk_error(SERVICE, "ListObjectVersions", e))?;
+            let ids = object_identifiers(&page).map_err(|e| build_error("DeleteObjects", e))?;
+            for batch in ids.chunks(DELETE_BATCH) {
+                self.delete_objects(bucket, batch.to_vec()).await?;
+            }
+            // Done when the listing was complete, or when a truncated page held nothing we could
+            // delete (relisting would return the same page forever).
+            if page.is_truncated() != Some(true) || ids.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn delete_objects(&self, bucket: &str, objects: Vec<s3::ObjectIdentifier>) -> Result<(), AwsError> {
+        const OP: &str = "DeleteObjects";
+        let delete = s3::Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| build_error(OP, e))?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, OP, e))?;
+        match out.errors().first() {
+            None => Ok(()),
+            Some(first) => {
+                let code = first.code().unwrap_or("Unknown");
+                let message = format!(
+                    "{} of the objects could not be deleted; the first, {}: {}",
+                    out.errors().len(),
+                    first.key().unwrap_or("?"),
+                    first.message().unwrap_or(code)
+                );
+                Err(AwsError::new(SERVICE, OP, crate::managers::classify(code, &message), message).with_code(code))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl S3 for SdkS3 {
+    async fn ensure_bucket(&self, bucket: &str, region: &str) -> Result<(), AwsError> {
+        if !self.bucket_exists(bucket).await? {
+            self.create_bucket(bucket, region).await?;
+        }
+        let controls = ownership_controls().map_err(|e| build_error("PutBucketOwnershipControls", e))?;
+        self.client
+            .put_bucket_ownership_controls()
+            .bucket(bucket)
+            .ownership_controls(controls)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "PutBucketOwnershipControls", e))?;
+        self.client
+            .put_public_access_block()
+            .bucket(bucket)
+            .public_access_block_configuration(public_access_block())
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "PutPublicAccessBlock", e))?;
+        self.client
+            .put_bucket_policy()
+            .bucket(bucket)
+            .policy(public_read_policy(bucket))
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "PutBucketPolicy", e))?;
+        let cors = cors().map_err(|e| build_error("PutBucketCors", e))?;
+        self.client
+            .put_bucket_cors()
+            .bucket(bucket)
+            .cors_configuration(cors)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "PutBucketCors", e))?;
+        self.client
+            .put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(
+                s3::VersioningConfiguration::builder()
+                    .status(s3::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "PutBucketVersioning", e))?;
+        Ok(())
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<(), AwsError> {
+        const OP: &str = "DeleteBucket";
+        let mut attempt = 1;
+        loop {
+            self.empty_bucket(bucket).await?;
+            match self.client.delete_bucket().bucket(bucket).send().await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let err = sdk_error(SERVICE, OP, e);
+                    if err.code.as_deref() == Some("BucketNotEmpty") && attempt < DELETE_ATTEMPTS {
+                        attempt += 1;
+                        tokio::time::sleep(DELETE_RETRY_DELAY).await;
+                        continue;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput;
+
+    #[test]
+    fn policy_is_public_read_of_the_bucket_objects() {
+        let policy: serde_json::Value = serde_json::from_str(&public_read_policy("foundry-a-12345678")).unwrap();
+        assert_eq!(
+            policy,
+            serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Sid": "PublicReadGetObject",
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:GetObject",
+                    "Resource": "arn:aws:s3:::foundry-a-12345678/*"
+                }]
+            })
+        );
+    }
+
+    #[test]
+    fn bucket_configuration_matches_the_spec() {
+        let controls = ownership_controls().unwrap();
+        assert_eq!(
+            controls.rules()[0].object_ownership(),
+            &s3::ObjectOwnership::BucketOwnerPreferred
+        );
+
+        let block = public_access_block();
+        assert_eq!(
+            (
+                block.block_public_acls(),
+                block.ignore_public_acls(),
+                block.block_public_policy(),
+                block.restrict_public_buckets()
+            ),
+            (Some(false), Some(false), Some(false), Some(false))
+        );
+
+        let cors = cors().unwrap();
+        let [rule] = cors.cors_rules() else {
+            panic!("one CORS rule expected");
+        };
+        assert_eq!(rule.allowed_origins(), &["*"]);
+        assert_eq!(rule.allowed_headers(), &["*"]);
+        assert_eq!(rule.allowed_methods(), &["GET", "POST", "HEAD"]);
+        assert!(rule.expose_headers().is_empty());
+        assert_eq!(rule.max_age_seconds(), Some(3000));
+    }
+
+    #[test]
+    fn location_constraint_is_omitted_in_us_east_1_only() {
+        assert!(create_bucket_configuration("us-east-1").is_none());
+        let conf = create_bucket_configuration("eu-west-1").unwrap();
+        assert_eq!(conf.location_constraint(), Some(&s3::BucketLocationConstraint::EuWest1));
+    }
+
+    #[test]
+    fn every_version_and_delete_marker_is_deleted() {
+        let page = ListObjectVersionsOutput::builder()
+            .versions(s3::ObjectVersion::builder().key("a").version_id("v1").build())
+            .versions(s3::ObjectVersion::builder().key("a").version_id("v2").build())
+            .versions(s3::ObjectVersion::builder().version_id("keyless").build())
+            .delete_markers(s3::DeleteMarkerEntry::builder().key("b").version_id("m1").build())
+            .build();
+        let ids: Vec<(String, Option<String>)> = object_identifiers(&page)
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.key().to_string(), o.version_id().map(str::to_string)))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("a".to_string(), Some("v1".to_string())),
+                ("a".to_string(), Some("v2".to_string())),
+                ("b".to_string(), Some("m1".to_string())),
+            ]
+        );
+    }
+}

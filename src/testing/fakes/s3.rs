@@ -1,0 +1,182 @@
+//! The S3 fake: a set of buckets, each with object keys.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::{aws_err, lock, ops, Env};
+use crate::error::{AwsError, AwsErrorKind};
+use crate::managers::s3::S3;
+
+const SERVICE: &str = "s3";
+
+struct Bucket {
+    region: String,
+    objects: BTreeSet<String>,
+}
+
+#[derive(Default)]
+struct State {
+    buckets: BTreeMap<String, Bucket>,
+    /// Names owned by another account: EnsureBucket answers BucketAlreadyExists.
+    foreign: BTreeSet<String>,
+}
+
+/// The in-memory S3.
+pub struct FakeS3 {
+    env: Arc<Env>,
+    state: Mutex<State>,
+}
+
+fn valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+}
+
+impl FakeS3 {
+    pub const SERVICE: &'static str = SERVICE;
+    pub const ENSURE_BUCKET: &'static str = ops::ENSURE_BUCKET;
+    pub const DELETE_BUCKET: &'static str = ops::DELETE_BUCKET;
+
+    /// A standalone fake reporting to `faults`.
+    pub fn new(faults: Arc<super::Faults>) -> Self {
+        FakeS3::with_env(Env::new(faults))
+    }
+
+    pub(crate) fn with_env(env: Arc<Env>) -> Self {
+        FakeS3 {
+            env,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Adds an object to an existing bucket (no fault check). False when no such bucket.
+    pub fn put_object(&self, bucket: &str, key: &str) -> bool {
+        match lock(&self.state).buckets.get_mut(bucket) {
+            Some(b) => {
+                b.objects.insert(key.to_string());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes `bucket` a name taken by another account: EnsureBucket fails with
+    /// `AlreadyExists` (BucketAlreadyExists).
+    pub fn claim_foreign_bucket(&self, bucket: &str) {
+        lock(&self.state).foreign.insert(bucket.to_string());
+    }
+
+    /// The bucket names, sorted.
+    pub fn buckets(&self) -> Vec<String> {
+        lock(&self.state).buckets.keys().cloned().collect()
+    }
+
+    /// The object keys of a bucket, sorted (empty when no such bucket).
+    pub fn objects(&self, bucket: &str) -> Vec<String> {
+        lock(&self.state)
+            .buckets
+            .get(bucket)
+            .map(|b| b.objects.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The region a bucket was created in.
+    pub fn bucket_region(&self, bucket: &str) -> Option<String> {
+        lock(&self.state).buckets.get(bucket).map(|b| b.region.clone())
+    }
+}
+
+#[async_trait]
+impl S3 for FakeS3 {
+    async fn ensure_bucket(&self, bucket: &str, region: &str) -> Result<(), AwsError> {
+        const OP: &str = ops::ENSURE_BUCKET;
+        self.env.enter(SERVICE, OP)?;
+        if !valid_bucket_name(bucket) {
+            return Err(aws_err(
+                SERVICE,
+                OP,
+                AwsErrorKind::Invalid,
+                "InvalidBucketName",
+                "The specified bucket is not valid.",
+            ));
+        }
+        if region.is_empty() {
+            return Err(aws_err(
+                SERVICE,
+                OP,
+                AwsErrorKind::Invalid,
+                "InvalidLocationConstraint",
+                "The specified location-constraint is not valid",
+            ));
+        }
+        let mut st = lock(&self.state);
+        if st.foreign.contains(bucket) {
+            return Err(aws_err(
+                SERVICE,
+                OP,
+                AwsErrorKind::AlreadyExists,
+                "BucketAlreadyExists",
+                "The requested bucket name is not available.",
+            ));
+        }
+        st.buckets.entry(bucket.to_string()).or_insert_with(|| Bucket {
+            region: region.to_string(),
+            objects: BTreeSet::new(),
+        });
+        Ok(())
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<(), AwsError> {
+        const OP: &str = ops::DELETE_BUCKET;
+        self.env.enter(SERVICE, OP)?;
+        match lock(&self.state).buckets.remove(bucket) {
+            Some(_) => Ok(()),
+            None => Err(aws_err(
+                SERVICE,
+                OP,
+                AwsErrorKind::NotFound,
+                "NoSuchBucket",
+                "The specified bucket does not exist",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Faults;
+
+    #[tokio::test]
+    async fn buckets_are_idempotent_and_deleted_with_their_objects() {
+        let s3 = FakeS3::new(Arc::new(Faults::new()));
+        s3.ensure_bucket("foundry-alice", "eu-west-1").await.unwrap();
+        s3.ensure_bucket("foundry-alice", "eu-west-1").await.unwrap();
+        assert!(s3.put_object("foundry-alice", "a/b.png"));
+        assert!(!s3.put_object("nope", "x"));
+        assert_eq!(s3.objects("foundry-alice"), vec!["a/b.png".to_string()]);
+        assert_eq!(s3.bucket_region("foundry-alice").as_deref(), Some("eu-west-1"));
+        s3.delete_bucket("foundry-alice").await.unwrap();
+        assert!(s3.buckets().is_empty());
+        assert_eq!(
+            s3.delete_bucket("foundry-alice").await.unwrap_err().kind,
+            AwsErrorKind::NotFound
+        );
+        assert_eq!(
+            s3.ensure_bucket("Bad_Name", "us-east-1").await.unwrap_err().kind,
+            AwsErrorKind::Invalid
+        );
+        s3.claim_foreign_bucket("taken");
+        assert_eq!(
+            s3.ensure_bucket("taken", "us-east-1").await.unwrap_err().kind,
+            AwsErrorKind::AlreadyExists
+        );
+    }
+}

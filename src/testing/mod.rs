@@ -1,0 +1,107 @@
+//! In-memory fakes of every manager trait, with fault injection.
+//!
+//! One [`Faults`] is shared by all fakes of a [`FakeAws`], so a test can say
+//! "fail the 2nd call of CreateTargetGroup" without caring which fake serves it.
+//! Operation names are the AWS operation names where a trait method is one AWS call
+//! (`CreateTargetGroup`, `RunTask`, `PutItem`, …) and the trait method's name in
+//! PascalCase where it is a group (`EnsureBucket`, `DeleteBucket`, `DeleteUser`, …).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::error::{AwsError, AwsErrorKind};
+
+mod fakes;
+pub use fakes::*;
+
+#[derive(Debug, Clone)]
+struct FaultRule {
+    operation: String,
+    /// 1-based call number that fails; `None` = every call.
+    nth: Option<usize>,
+    kind: AwsErrorKind,
+    message: String,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    calls: Vec<String>,
+    counts: HashMap<String, usize>,
+    rules: Vec<FaultRule>,
+}
+
+/// Records every call and injects failures.
+#[derive(Debug, Default)]
+pub struct Faults {
+    state: Mutex<FaultState>,
+}
+
+impl Faults {
+    pub fn new() -> Self {
+        Faults::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FaultState> {
+        // A panicking test thread must not poison the fakes for the others.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Fail the `nth` call of `operation` (1-based, counting every call the fakes
+    /// have recorded since they were made) with an error of `kind`.
+    pub fn fail_nth(&self, operation: &str, nth: usize, kind: AwsErrorKind) {
+        self.lock().rules.push(FaultRule {
+            operation: operation.to_string(),
+            nth: Some(nth),
+            kind,
+            message: format!("injected {kind:?} failure of {operation} (call {nth})"),
+        });
+    }
+
+    /// Fail every call of `operation` from now on.
+    pub fn fail_always(&self, operation: &str, kind: AwsErrorKind) {
+        self.lock().rules.push(FaultRule {
+            operation: operation.to_string(),
+            nth: None,
+            kind,
+            message: format!("injected {kind:?} failure of {operation}"),
+        });
+    }
+
+    /// Remove every fault rule (the call log stays).
+    pub fn clear(&self) {
+        self.lock().rules.clear();
+    }
+
+    /// Every call so far, in order, as operation names.
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    /// How many times `operation` was called.
+    pub fn count(&self, operation: &str) -> usize {
+        self.lock().counts.get(operation).copied().unwrap_or(0)
+    }
+
+    /// Called first by every fake method: records the call, reports it to telemetry,
+    /// and returns the injected error if a rule matches.
+    pub fn check(&self, service: &'static str, operation: &'static str) -> Result<(), AwsError> {
+        let injected = {
+            let mut st = self.lock();
+            st.calls.push(operation.to_string());
+            let n = {
+                let c = st.counts.entry(operation.to_string()).or_insert(0);
+                *c += 1;
+                *c
+            };
+            st.rules
+                .iter()
+                .find(|r| r.operation == operation && r.nth.is_none_or(|k| k == n))
+                .map(|r| AwsError::new(service, operation, r.kind, r.message.clone()).with_code("InjectedFault"))
+        };
+        crate::telemetry::aws_call(service, operation, std::time::Duration::ZERO, injected.is_none());
+        match injected {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
