@@ -146,6 +146,16 @@ impl Route53 for SdkRoute53 {
     }
 
     async fn delete_alias(&self, record: &AliasRecord, comment: &str) -> Result<(), AwsError> {
+        // Look first: AWS answers a DELETE of a missing record with InvalidChangeBatch, and
+        // moto with InvalidInput or even success; "not found" must be one clear kind.
+        if self.get_alias(&record.hosted_zone_id, &record.name).await?.is_none() {
+            return Err(AwsError::new(
+                SERVICE,
+                "ChangeResourceRecordSets",
+                AwsErrorKind::NotFound,
+                format!("No alias record {} to delete", record.name),
+            ));
+        }
         self.change(ChangeAction::Delete, record, comment).await
     }
 

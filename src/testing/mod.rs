@@ -105,3 +105,31 @@ impl Faults {
         }
     }
 }
+
+/// An [`App`](crate::app::App) on fakes, at `unix_seconds` on a manual clock, with the
+/// helper tasks (EFS cleanup, permission reset) running to completion by themselves.
+pub fn fake_app(unix_seconds: i64) -> (crate::app::App, FakeAws, std::sync::Arc<crate::clock::ManualClock>) {
+    let fake = FakeAws::new();
+    let clock = std::sync::Arc::new(crate::clock::ManualClock::at(unix_seconds));
+    fake.set_clock(clock.clone());
+    fake.ecs.set_auto_stop(crate::domain::taskdef::CLEANUP_FAMILY);
+    fake.ecs.set_auto_stop(crate::domain::taskdef::RESET_FAMILY);
+    let app = crate::app::App::new(crate::config::Config::for_tests(), clock.clone(), fake.managers());
+    (app, fake, clock)
+}
+
+/// Handles `event` and returns the status code and the parsed body.
+pub async fn invoke(app: &crate::app::App, event: serde_json::Value) -> (u16, serde_json::Value) {
+    invoke_with(app, event, &crate::app::Ctx::default()).await
+}
+
+/// [`invoke`] with an explicit context (deadline).
+pub async fn invoke_with(
+    app: &crate::app::App,
+    event: serde_json::Value,
+    ctx: &crate::app::Ctx,
+) -> (u16, serde_json::Value) {
+    let handled = app.handle(&event, ctx).await;
+    let body = handled.envelope.body_json().unwrap_or(serde_json::Value::Null);
+    (handled.envelope.status_code, body)
+}

@@ -216,11 +216,12 @@ pub async fn create(app: &App, ctx: &Ctx, user_id: &str, f: &CreateFields) -> Re
         }
     };
 
-    match build(app, ctx, &plan, &record, &lease_id, login, stored.as_ref()).await {
+    let mut made = Made::default();
+    match build(app, ctx, &plan, &record, &lease_id, login, stored.as_ref(), &mut made).await {
         Ok(v) => Ok(v),
         Err(e) => {
             tracing::warn!(error = %e, "create failed; undoing what it made");
-            let latest = app.store.get_instance_consistent(user_id).await?.unwrap_or(record);
+            let latest = made.merge_into(app.store.get_instance_consistent(user_id).await?.unwrap_or(record));
             if let Err(undo) = rollback(app, &latest, &lease_id, stored.as_ref()).await {
                 return Err(Error::Failed(format!(
                     "{}; cleanup incomplete ({}), call create or destroy again to finish it",
@@ -270,6 +271,35 @@ async fn claim_subdomain(app: &App, inst: &Instance) -> Result<()> {
     }
 }
 
+/// What this invocation made that the record may not show yet (a progress write can
+/// fail right after the resource was made).
+#[derive(Debug, Default)]
+struct Made {
+    dns: bool,
+    access_point: Option<String>,
+    secret_created: Option<bool>,
+}
+
+impl Made {
+    /// `record` with what was made but not recorded.
+    fn merge_into(&self, mut record: Instance) -> Instance {
+        if self.dns {
+            record.dns_record = Some(true);
+        }
+        if record.access_point_id.is_none() {
+            record.access_point_id = self.access_point.clone();
+        }
+        if let (None, Some(created)) = (record.secret_created, self.secret_created) {
+            record.secret_created = Some(created);
+            record
+                .secret_arn
+                .get_or_insert_with(|| names::secret_name(&record.user_id));
+        }
+        record
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn build(
     app: &App,
     ctx: &Ctx,
@@ -278,6 +308,7 @@ async fn build(
     lease_id: &str,
     login: Option<(Sensitive, Sensitive)>,
     stored: Option<&Credentials>,
+    made: &mut Made,
 ) -> Result<Value> {
     let cfg = &app.config;
     let uid = plan.user_id.as_str();
@@ -287,6 +318,7 @@ async fn build(
     // Subdomain (the claim on every name derived from <san>).
     if inst.dns_record != Some(true) {
         claim_subdomain(app, &inst).await?;
+        made.dns = true;
         inst = progress(app, uid, lease_id, Update::new().set_bool("dnsRecord", true)).await?;
     }
 
@@ -314,6 +346,7 @@ async fn build(
                 client_token: token.chars().take(64).collect(),
             };
             let id = app.aws.efs.create_access_point(&spec).await?;
+            made.access_point = Some(id.clone());
             if id.is_empty() || id.contains("${") {
                 return Err(Error::Failed(format!("Invalid access point ID received: {id}")));
             }
@@ -362,6 +395,7 @@ async fn build(
     };
     let secret_created = inst.secret_created.unwrap_or(stored.is_none());
     let secret_arn = store_credentials(app.aws.secrets.as_ref(), uid, &creds).await?;
+    made.secret_created = Some(secret_created);
     progress(
         app,
         uid,
@@ -373,7 +407,18 @@ async fn build(
     .await?;
 
     // Target group.
-    let tg = app.aws.alb.create_target_group(&target_group_spec(app, san)).await?;
+    let spec = target_group_spec(app, san);
+    let tg = match app.aws.alb.create_target_group(&spec).await {
+        Ok(arn) => arn,
+        // Left by a create of ours that died (the subdomain claim makes the name ours).
+        Err(e) if e.is_already_exists() => app
+            .aws
+            .alb
+            .find_target_group(&spec.name)
+            .await?
+            .ok_or_else(|| Error::Failed(format!("Target group {} exists but cannot be found", spec.name)))?,
+        Err(e) => return Err(e.into()),
+    };
     progress(app, uid, lease_id, Update::new().set_s("targetGroupArn", tg.as_str())).await?;
 
     // A listener-rule priority hint (allocated for real at start, see lifecycle::ensure_rule).

@@ -141,7 +141,7 @@ pub async fn destroy(app: &App, ctx: &Ctx, user_id: &str, keep_sharing: bool) ->
         Err(e) => return Err(e),
     };
 
-    if inst.task_arn.is_some() {
+    if inst.task_arn.is_some() || inst.alb_rule_arn.is_some() || inst.task_private_ip.is_some() {
         match teardown(app, &inst).await {
             Ok(i) => inst = i,
             Err(e) => errors.push(format!("stopping the task: {}", e.client_message())),
@@ -151,20 +151,16 @@ pub async fn destroy(app: &App, ctx: &Ctx, user_id: &str, keep_sharing: bool) ->
     errors.extend(steps);
 
     if !errors.is_empty() {
-        let _ = app
-            .store
-            .update_instance(
-                user_id,
-                &Update::new().remove("leaseId").remove("leaseUntil"),
-                cond_lease(&lease_id),
-            )
-            .await;
+        lifecycle::release(app, user_id, &lease_id).await;
         return Err(Error::Failed(format!(
             "Destroy incomplete: {}. Call destroy again to finish.",
             errors.join("; ")
         )));
     }
-    app.store.delete_instance(user_id, cond_lease(&lease_id)).await?;
+    if let Err(e) = app.store.delete_instance(user_id, cond_lease(&lease_id)).await {
+        lifecycle::release(app, user_id, &lease_id).await;
+        return Err(e);
+    }
     let message = if cancelled > 0 {
         format!("Instance destroyed successfully ({cancelled} sessions cancelled)")
     } else {
@@ -192,6 +188,17 @@ async fn teardown_resources(app: &App, ctx: &Ctx, inst: &Instance, lease_id: &st
     };
 
     // Target group and DNS record (kept when another user's record shares the name).
+    if let Some(tg) = inst.target_group_arn.as_deref().filter(|_| !shared_name) {
+        // Rules still forwarding to the group (one the original orphaned, W16) block its deletion.
+        match app.aws.alb.list_rules(&app.config.alb_https_listener_arn).await {
+            Ok(rules) => {
+                for rule in rules.iter().filter(|r| r.target_group_arns.iter().any(|t| t == tg)) {
+                    errors.step("listener rule", app.aws.alb.delete_rule(&rule.arn).await);
+                }
+            }
+            Err(e) => errors.push(format!("listener rules: {e}")),
+        }
+    }
     if let Some(tg) = inst.target_group_arn.as_deref() {
         let ok = shared_name || errors.step("target group", app.aws.alb.delete_target_group(tg).await);
         if ok {
@@ -294,14 +301,19 @@ async fn clean_efs(app: &App, ctx: &Ctx, inst: &Instance, lease_id: &str) -> Res
                 }],
             );
             let arn = app.aws.ecs.run_task(&req).await?;
-            progress(app, uid, lease_id, Update::new().set_s("cleanupTaskArn", arn.as_str())).await?;
+            // Only lets a later destroy wait for this task instead of starting another:
+            // losing this write is harmless.
+            if let Err(e) = progress(app, uid, lease_id, Update::new().set_s("cleanupTaskArn", arn.as_str())).await {
+                tracing::warn!(error = %e.client_message(), "could not record the cleanup task");
+            }
             arn
         }
     };
     let until = lifecycle::wait_until_ms(app, ctx);
     let result = wait_for_helper_task(app, &task_arn, CLEANUP_CONTAINER, until).await;
     match &result {
-        Err(HelperWait::StillRunning) => {}
+        // Still running, or we could not look: a later destroy waits for this task.
+        Err(HelperWait::StillRunning) | Err(HelperWait::Aws(_)) => {}
         _ => {
             let _ = progress(app, uid, lease_id, Update::new().remove("cleanupTaskArn")).await;
         }

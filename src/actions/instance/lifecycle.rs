@@ -71,6 +71,17 @@ pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// Gives the record's lease up (best effort: an expired lease is free anyway).
+pub async fn release(app: &App, user_id: &str, lease_id: &str) {
+    let update = Update::new().remove("leaseId").remove("leaseUntil");
+    if let Err(e) = app.store.update_instance(user_id, &update, cond_lease(lease_id)).await {
+        let benign = matches!(&e, Error::Aws(a) if a.is_condition_failed());
+        if !benign {
+            tracing::warn!(error = %e.client_message(), "could not release the lease");
+        }
+    }
+}
+
 /// Writes a progress update under our lease. Losing the lease means another
 /// invocation took the record over: stop at once.
 pub async fn progress(app: &App, user_id: &str, lease_id: &str, update: Update) -> Result<Instance> {
@@ -170,6 +181,11 @@ pub async fn finish_registration(app: &App, inst: &Instance, task: &TaskInfo) ->
         .await?;
     app.aws.alb.register_target(tg, ip, FOUNDRY_PORT).await?;
     let (rule_arn, priority) = ensure_rule(app, inst, tg).await?;
+    // Persist the rule at once, so that a failure below deletes it.
+    update = Update::new().set_s("albRuleArn", rule_arn.as_str());
+    app.store
+        .update_instance(&inst.user_id, &update, Cond::eq_s("taskArn", arn))
+        .await?;
 
     let now = app.clock.now();
     let limit = if inst.license_type_or_default() == "byol" {
@@ -268,12 +284,16 @@ pub fn lowest_free_priority(used: &BTreeSet<i64>) -> i64 {
 
 /// FULL-STOP, the one teardown of every transition out of a run (W16, W42, W43):
 /// deregisters the target, deletes the rule, stops the task, clears the run fields and,
-/// in the same transaction, books the run's hours per UTC month.
+/// in the same transaction, books the run's hours per UTC month. A lease on the record
+/// is left to its holder.
 ///
 /// "Not found" counts as done. A target or rule that cannot be removed stays recorded
 /// (so the next teardown retries it); a task that cannot be stopped aborts the stop.
 pub async fn teardown(app: &App, inst: &Instance) -> Result<Instance> {
-    let mut update = Update::new().set_s("status", InstanceStatus::Stopped.as_str());
+    let mut update = Update::new();
+    if inst.status != InstanceStatus::Destroying {
+        update = update.set_s("status", InstanceStatus::Stopped.as_str());
+    }
     if let (Some(ip), Some(tg)) = (inst.task_private_ip.as_deref(), inst.target_group_arn.as_deref()) {
         match gone_ok(app.aws.alb.deregister_target(tg, ip, FOUNDRY_PORT).await) {
             Ok(()) => update = update.remove("taskPrivateIp"),
@@ -303,9 +323,7 @@ pub async fn teardown(app: &App, inst: &Instance) -> Result<Instance> {
         .remove("autoShutdownAt")
         .remove("startedAt")
         .remove("linkedSessionId")
-        .remove("activeLicenseId")
-        .remove("leaseId")
-        .remove("leaseUntil");
+        .remove("activeLicenseId");
     let mut ops = vec![TransactOp::Update {
         table: app.store.instances.clone(),
         key: inst.user_id.clone(),

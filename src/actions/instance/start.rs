@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use super::lifecycle::{self, cond_lease, lease_free, new_id, progress, teardown, TaskWait};
+use super::lifecycle::{self, lease_free, new_id, progress, teardown, TaskWait};
 use crate::actions::Obj;
 use crate::app::{App, Ctx};
 use crate::domain::model::{Credentials, Instance, InstanceStatus, SessionStatus};
@@ -147,9 +147,10 @@ pub async fn start(app: &App, ctx: &Ctx, user_id: &str) -> Result<Value> {
             tracing::warn!(error = %e, "start failed; undoing it");
             if let Some(latest) = app.store.get_instance_consistent(user_id).await? {
                 if let Err(undo) = teardown(app, &latest).await {
-                    tracing::error!(error = %undo, "teardown after a failed start failed");
+                    tracing::error!(error = %undo.client_message(), "teardown after a failed start failed");
                 }
             }
+            lifecycle::release(app, user_id, &lease_id).await;
             Err(e)
         }
     }
@@ -247,8 +248,7 @@ async fn launch(app: &App, ctx: &Ctx, inst: Instance, lease_id: &str, attempt_id
         }
         TaskWait::Pending => {
             // Out of time: hand the rest to the next `status` call.
-            let update = Update::new().remove("leaseId").remove("leaseUntil");
-            let inst = app.store.update_instance(&uid, &update, cond_lease(lease_id)).await?;
+            lifecycle::release(app, &uid, lease_id).await;
             tracing::info!(task = %task_arn, "task still pending at the deadline; status will finish the start");
             Ok(starting_body(app, &inst))
         }

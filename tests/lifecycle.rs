@@ -1,0 +1,792 @@
+//! The instance lifecycle on the in-memory fakes: responses field by field, faults at
+//! every AWS step, races, deadlines and usage (issue: instance lifecycle).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use foundry_lambda::app::{App, Ctx};
+use foundry_lambda::clock::Clock;
+use foundry_lambda::error::AwsErrorKind;
+use foundry_lambda::managers::dynamodb::AttributeValue;
+use foundry_lambda::testing::{fake_app, invoke, invoke_with, FakeAws};
+use serde_json::{json, Value};
+
+const UID: &str = "123456789012345678";
+const UID2: &str = "223456789012345678";
+const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+const LISTENER: &str =
+    "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/foundry-vtt-alb/50dc6c495c0c9188/f2f7dc8efc522ab2";
+const INSTANCES: &str = "foundry-vtt-instances";
+const USAGE: &str = "foundry-vtt-usage";
+
+fn create_event(uid: &str, san: &str) -> Value {
+    json!({"action":"create","userId":uid,"sanitizedUsername":san,"foundryUsername":"gm@example.com",
+           "foundryPassword":"pw-Sup3r-S3cret","licenseType":"byol","allowLicenseSharing":false,"maxConcurrentUsers":1})
+}
+
+fn ev(action: &str, uid: &str) -> Value {
+    json!({"action": action, "userId": uid})
+}
+
+/// Every per-user resource the fakes hold, by kind (empty kinds omitted).
+fn leftovers(fake: &FakeAws) -> BTreeMap<&'static str, Vec<String>> {
+    let mut m = BTreeMap::new();
+    let mut put = |k: &'static str, v: Vec<String>| {
+        if !v.is_empty() {
+            m.insert(k, v);
+        }
+    };
+    put(
+        "access points",
+        fake.efs.access_points().into_iter().map(|a| a.id).collect(),
+    );
+    put("buckets", fake.s3.buckets());
+    put("iam users", fake.iam.users());
+    put("secrets", fake.secrets.secrets());
+    put(
+        "target groups",
+        fake.alb.target_groups().into_iter().map(|t| t.arn).collect(),
+    );
+    put("rules", fake.alb.rules(LISTENER).into_iter().map(|r| r.arn).collect());
+    put(
+        "dns records",
+        fake.route53.records().into_iter().map(|r| r.name).collect(),
+    );
+    put(
+        "running tasks",
+        fake.ecs.running_tasks().into_iter().map(|t| t.arn).collect(),
+    );
+    put(
+        "active user task definitions",
+        fake.ecs
+            .task_definitions()
+            .into_iter()
+            .filter(|d| {
+                d.active
+                    && d.family.starts_with("foundry-")
+                    && d.family.chars().last().is_some_and(|c| c.is_ascii_digit())
+            })
+            .map(|d| d.arn)
+            .collect(),
+    );
+    put(
+        "instance items",
+        fake.dynamo
+            .items(INSTANCES)
+            .into_iter()
+            .map(|i| format!("{:?}", i.get("userId")))
+            .collect(),
+    );
+    m
+}
+
+async fn created(app: &App) -> Value {
+    let (code, body) = invoke(app, create_event(UID, "alice")).await;
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+async fn running(app: &App) -> Value {
+    created(app).await;
+    let (code, body) = invoke(app, ev("start", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn create_answers_every_spec_field_and_records_a_created_instance() {
+    let (app, fake, _) = fake_app(T0);
+    let body = created(&app).await;
+    let obj = body.as_object().unwrap();
+    let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "message",
+            "userId",
+            "status",
+            "accessPointId",
+            "targetGroupArn",
+            "url",
+            "adminKey",
+            "s3BucketName",
+            "s3BucketUrl"
+        ]
+    );
+    assert_eq!(body["message"], "Instance created successfully");
+    assert_eq!(body["userId"], UID);
+    assert_eq!(body["status"], "created");
+    assert!(body["accessPointId"].as_str().unwrap().starts_with("fsap-"));
+    assert!(body["targetGroupArn"]
+        .as_str()
+        .unwrap()
+        .contains("targetgroup/foundry-alice/"));
+    assert_eq!(body["url"], "https://alice.foundry.example.com");
+    assert_eq!(body["s3BucketName"], "foundry-alice-12345678");
+    assert_eq!(
+        body["s3BucketUrl"],
+        "https://foundry-alice-12345678.s3.us-east-1.amazonaws.com"
+    );
+    let key = body["adminKey"].as_str().unwrap();
+    assert!(
+        key.len() >= 26 && key.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()),
+        "{key}"
+    );
+
+    let item = fake.dynamo.item(INSTANCES, UID).unwrap();
+    assert_eq!(item["status"], AttributeValue::S("created".into()));
+    assert_eq!(item["foundryVersion"], AttributeValue::S("13".into()));
+    assert_eq!(item["albRulePriority"], AttributeValue::N("100".into()));
+    assert!(
+        !item.contains_key("s3SecretAccessKey"),
+        "the S3 secret key is not stored in DynamoDB (W9)"
+    );
+    assert!(!item.contains_key("leaseId"));
+    // One of each resource, and the DNS record points at the ALB.
+    assert_eq!(fake.route53.records().len(), 1);
+    assert_eq!(fake.route53.records()[0].name, "alice.foundry.example.com");
+    assert_eq!(fake.iam.users(), ["foundry-alice-12345678"]);
+    assert_eq!(fake.secrets.secrets(), ["foundry-credentials-123456789012345678"]);
+}
+
+#[tokio::test]
+async fn the_s3_secret_key_lives_only_in_the_users_secret() {
+    let (app, fake, _) = fake_app(T0);
+    running(&app).await;
+    let key = fake.iam.access_keys("foundry-alice-12345678").pop().unwrap();
+    let secret = key.secret_access_key.expose().to_string();
+    let secret_json = fake.secrets.secret("foundry-credentials-123456789012345678").unwrap();
+    assert!(secret_json.value.expose().contains(&secret));
+    for d in fake.ecs.task_definitions() {
+        let text = format!("{:?}", d.definition);
+        assert!(
+            !text.contains(&secret),
+            "task definition {} embeds the secret key",
+            d.arn
+        );
+    }
+    let td = fake
+        .ecs
+        .task_definitions()
+        .into_iter()
+        .find(|d| d.family == format!("foundry-{UID}"))
+        .unwrap();
+    let c = &td.definition.containers[0];
+    assert_eq!(td.definition.containers.len(), 1, "no sidecar");
+    assert!(c.environment.contains(&("FOUNDRY_AWS_CONFIG".into(), "true".into())));
+    assert!(c
+        .secrets
+        .iter()
+        .any(|(n, v)| n == "AWS_SECRET_ACCESS_KEY" && v.ends_with(":s3_secret_access_key::")));
+    for item in fake.dynamo.items(INSTANCES) {
+        assert!(!format!("{item:?}").contains(&secret));
+    }
+}
+
+#[tokio::test]
+async fn start_stop_status_and_destroy_answer_the_spec_shapes() {
+    let (app, fake, _) = fake_app(T0);
+    let started = running(&app).await;
+    assert_eq!(
+        started
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["message", "userId", "status", "taskArn", "url"]
+    );
+    assert_eq!(started["message"], "Instance is running");
+    assert_eq!(started["status"], "running");
+    assert_eq!(started["url"], "https://alice.foundry.example.com");
+    let task_arn = started["taskArn"].as_str().unwrap().to_string();
+
+    // Routed: target registered, one rule for the host at the stored priority.
+    let tg = fake.alb.target_groups().pop().unwrap();
+    assert_eq!(tg.targets.len(), 1);
+    let rules = fake.alb.rules(LISTENER);
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].host_headers, ["alice.foundry.example.com"]);
+    assert_eq!(rules[0].priority, Some(100));
+
+    let (code, status) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(
+        status
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        [
+            "userId",
+            "status",
+            "createdAt",
+            "updatedAt",
+            "url",
+            "adminKey",
+            "foundryVersion",
+            "s3BucketName",
+            "s3BucketUrl",
+            "licenseType",
+            "allowLicenseSharing",
+            "autoShutdownAt",
+            "nextScheduledSession"
+        ]
+    );
+    assert_eq!(status["status"], "running");
+    assert_eq!(status["createdAt"], T0);
+    assert_eq!(status["foundryVersion"], "13");
+    assert_eq!(status["licenseType"], "byol");
+    assert_eq!(status["allowLicenseSharing"], false);
+    assert_eq!(status["nextScheduledSession"], Value::Null);
+    let started_at = app.clock.now();
+    assert_eq!(status["autoShutdownAt"], started_at + 21_600);
+
+    let (code, stopped) = invoke(&app, ev("stop", UID)).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        stopped,
+        json!({"message":"Instance is stopped","userId":UID,"status":"stopped"})
+    );
+    assert_eq!(fake.ecs.task(&task_arn).unwrap().status, "STOPPED");
+    assert!(fake.alb.rules(LISTENER).is_empty());
+    assert!(fake.alb.target_groups().pop().unwrap().targets.is_empty());
+
+    let (code, destroyed) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200, "{destroyed}");
+    assert_eq!(
+        destroyed,
+        json!({"message":"Instance destroyed successfully","userId":UID,"cancelledSessionsCount":0})
+    );
+    assert!(leftovers(&fake).is_empty(), "{:?}", leftovers(&fake));
+    let (code, gone) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(
+        (code, gone),
+        (500, json!({"error":"Internal error: Instance not found"}))
+    );
+    let (code, again) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        again,
+        json!({"message":"No instance found to destroy","userId":UID,"instanceFound":false,"cancelledSessionsCount":0})
+    );
+}
+
+#[tokio::test]
+async fn full_round_trip_create_start_status_stop_start_destroy_leaves_nothing() {
+    let (app, fake, _) = fake_app(T0);
+    running(&app).await;
+    assert_eq!(invoke(&app, ev("status", UID)).await.1["status"], "running");
+    assert_eq!(invoke(&app, ev("stop", UID)).await.0, 200);
+    let (code, again) = invoke(&app, ev("start", UID)).await;
+    assert_eq!(code, 200, "{again}");
+    // One task definition revision stays active per user (W51).
+    let active = fake
+        .ecs
+        .task_definitions()
+        .into_iter()
+        .filter(|d| d.active && d.family == format!("foundry-{UID}"))
+        .count();
+    assert_eq!(active, 1);
+    assert_eq!(invoke(&app, ev("destroy", UID)).await.0, 200);
+    assert!(leftovers(&fake).is_empty(), "{:?}", leftovers(&fake));
+}
+
+#[tokio::test]
+async fn list_all_never_returns_admin_keys() {
+    let (app, _fake, _) = fake_app(T0);
+    created(&app).await;
+    let (code, body) = invoke(&app, ev("list-all", "system")).await;
+    assert_eq!(code, 200);
+    assert_eq!(body["count"], 1);
+    let inst = &body["instances"][0];
+    assert_eq!(
+        inst.as_object().unwrap().keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "userId",
+            "sanitizedUsername",
+            "status",
+            "createdAt",
+            "updatedAt",
+            "url",
+            "foundryVersion",
+            "s3BucketName",
+            "s3BucketUrl",
+            "licenseType",
+            "allowLicenseSharing",
+            "maxConcurrentUsers"
+        ]
+    );
+    assert!(inst.get("adminKey").is_none());
+}
+
+#[tokio::test]
+async fn update_version_answers_the_spec_shape_and_validates() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    let (code, body) = invoke(
+        &app,
+        json!({"action":"update-version","userId":UID,"foundryVersion":"13.346.0"}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        body,
+        json!({"message":"Version updated successfully","userId":UID,"foundryVersion":"13.346.0","note":"Restart your instance to use the new version"})
+    );
+    assert!(
+        fake.ecs.run_requests().is_empty(),
+        "13 → 13.346.0 keeps the owner: no reset task"
+    );
+    let (code, body) = invoke(
+        &app,
+        json!({"action":"update-version","userId":UID,"foundryVersion":"v14"}),
+    )
+    .await;
+    assert_eq!(
+        (code, body),
+        (500, json!({"error":"Internal error: Invalid version format"}))
+    );
+    let (code, body) = invoke(
+        &app,
+        json!({"action":"update-version","userId":"999","foundryVersion":"12"}),
+    )
+    .await;
+    assert_eq!(
+        (code, body),
+        (500, json!({"error":"Internal error: Instance not found"}))
+    );
+}
+
+#[tokio::test]
+async fn update_version_runs_a_permission_reset_that_can_run_in_both_directions() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    for (version, owner) in [("12", "421"), ("13", "1000"), ("11", "421")] {
+        let before = fake.ecs.run_requests().len();
+        let (code, _) = invoke(
+            &app,
+            json!({"action":"update-version","userId":UID,"foundryVersion":version}),
+        )
+        .await;
+        assert_eq!(code, 200);
+        let reqs = fake.ecs.run_requests();
+        assert_eq!(reqs.len(), before + 1, "a reset task for {version}");
+        let req = reqs.last().unwrap();
+        let task = fake.ecs.tasks().into_iter().last().unwrap();
+        assert_eq!(task.family, "foundry-permission-reset");
+        assert_eq!(task.status, "STOPPED", "the reset ran to completion");
+        // The override names the task's real container (the original named `cleanup`).
+        assert_eq!(req.overrides.len(), 1);
+        assert_eq!(task.containers, [req.overrides[0].name.clone()]);
+        let env: BTreeMap<_, _> = req.overrides[0].environment.iter().cloned().collect();
+        assert_eq!(env["USER_ID"], UID);
+        assert_eq!(env["TARGET_UID"], owner);
+        assert_eq!(env["TARGET_GID"], owner);
+    }
+    let item = fake.dynamo.item(INSTANCES, UID).unwrap();
+    assert_eq!(item["foundryVersion"], AttributeValue::S("11".into()));
+}
+
+#[tokio::test]
+async fn create_honours_a_valid_foundry_version_and_refuses_a_bad_one() {
+    let (app, fake, _) = fake_app(T0);
+    let mut e = create_event(UID, "alice");
+    e["foundryVersion"] = json!("12");
+    assert_eq!(invoke(&app, e).await.0, 200);
+    assert_eq!(
+        fake.dynamo.item(INSTANCES, UID).unwrap()["foundryVersion"],
+        AttributeValue::S("12".into())
+    );
+    let mut e = create_event(UID2, "bob");
+    e["foundryVersion"] = json!("twelve");
+    let (code, body) = invoke(&app, e).await;
+    assert_eq!(
+        (code, body),
+        (500, json!({"error":"Internal error: Invalid version format"}))
+    );
+    assert!(
+        fake.faults
+            .calls()
+            .iter()
+            .filter(|c| c.as_str() == "CreateAccessPoint")
+            .count()
+            == 1
+    );
+}
+
+#[tokio::test]
+async fn names_are_validated_before_any_aws_call() {
+    let (app, fake, _) = fake_app(T0);
+    for san in ["Alice", "a_b", "-x", "abcdefghijklmnopqrstuvwxy"] {
+        let (code, body) = invoke(&app, create_event(UID, san)).await;
+        assert_eq!(code, 500);
+        assert!(
+            body["error"].as_str().unwrap().contains("Invalid sanitized username"),
+            "{body}"
+        );
+    }
+    let (code, body) = invoke(&app, json!({"action":"create","userId":UID,"licenseType":"byol"})).await;
+    assert_eq!(
+        (code, body),
+        (500, json!({"error":"Internal error: Missing sanitized username"}))
+    );
+    let (code, body) = invoke(
+        &app,
+        json!({"action":"create","userId":UID,"sanitizedUsername":"a","licenseType":"gold"}),
+    )
+    .await;
+    assert_eq!(
+        (code, body),
+        (
+            500,
+            json!({"error":"Internal error: Invalid license type. Must be 'byol' or 'pooled'"})
+        )
+    );
+    assert!(fake.faults.calls().is_empty(), "{:?}", fake.faults.calls());
+}
+
+#[tokio::test]
+async fn a_second_user_cannot_claim_a_taken_subdomain() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    let before = leftovers(&fake);
+    let (code, body) = invoke(&app, create_event(UID2, "alice")).await;
+    assert_eq!(code, 500);
+    assert_eq!(
+        body["error"],
+        "Internal error: The subdomain 'alice' is already taken by another user; choose another username"
+    );
+    assert_eq!(leftovers(&fake), before, "the refused create left nothing behind");
+    assert_eq!(invoke(&app, create_event(UID2, "bob")).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_user_with_an_instance_cannot_create_another() {
+    let (app, _fake, _) = fake_app(T0);
+    created(&app).await;
+    let (code, body) = invoke(&app, create_event(UID, "alice")).await;
+    assert_eq!(
+        (code, body),
+        (500, json!({"error":"Internal error: User already has an instance"}))
+    );
+}
+
+/// The (operation, occurrence) of every AWS call a clean run of `events` makes after `setup`.
+async fn call_steps(setup: &[Value], events: &[Value]) -> Vec<(String, usize)> {
+    let (app, fake, _) = fake_app(T0);
+    for e in setup {
+        assert_eq!(invoke(&app, e.clone()).await.0, 200);
+    }
+    let skip = fake.faults.calls().len();
+    for e in events {
+        let (code, body) = invoke(&app, e.clone()).await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let calls = fake.faults.calls();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut steps = Vec::new();
+    for (i, op) in calls.iter().enumerate() {
+        let n = seen.entry(op.clone()).or_insert(0);
+        *n += 1;
+        if i >= skip {
+            steps.push((op.clone(), *n));
+        }
+    }
+    steps
+}
+
+#[tokio::test]
+async fn a_failure_at_any_create_step_leaves_nothing_and_create_can_be_retried() {
+    let steps = call_steps(&[], &[create_event(UID, "alice")]).await;
+    assert!(steps.len() > 15, "{steps:?}");
+    for (op, nth) in steps {
+        for kind in [AwsErrorKind::Transient, AwsErrorKind::Other] {
+            let (app, fake, _) = fake_app(T0);
+            fake.faults.fail_nth(&op, nth, kind);
+            let (code, body) = invoke(&app, create_event(UID, "alice")).await;
+            assert_eq!(code, 500, "a failure of {op} #{nth} must fail the create: {body}");
+            assert!(
+                leftovers(&fake).is_empty(),
+                "{op} #{nth} ({kind:?}) left {:?}: {body}",
+                leftovers(&fake)
+            );
+            let (code, body) = invoke(&app, create_event(UID, "alice")).await;
+            assert_eq!(code, 200, "retry after {op} #{nth}: {body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failure_at_any_destroy_step_converges_on_a_second_destroy() {
+    let setup = [create_event(UID, "alice"), ev("start", UID)];
+    let steps = call_steps(&setup, &[ev("destroy", UID)]).await;
+    assert!(steps.len() > 10, "{steps:?}");
+    for (op, nth) in steps {
+        let (app, fake, _) = fake_app(T0);
+        for e in &setup {
+            assert_eq!(invoke(&app, e.clone()).await.0, 200);
+        }
+        // `nth` counts from the first call ever, as the faults do; the setup is deterministic.
+        fake.faults.fail_nth(&op, nth, AwsErrorKind::Transient);
+        let (first, body) = invoke(&app, ev("destroy", UID)).await;
+        fake.faults.clear();
+        let (code, second) = invoke(&app, ev("destroy", UID)).await;
+        assert_eq!(
+            code, 200,
+            "second destroy after {op} #{nth} (first: {first} {body}): {second}"
+        );
+        assert!(leftovers(&fake).is_empty(), "{op} #{nth}: {:?}", leftovers(&fake));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_starts_launch_exactly_one_task() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    let app = Arc::new(app);
+    let (a, b) = tokio::join!(
+        tokio::spawn({
+            let app = app.clone();
+            async move { invoke(&app, ev("start", UID)).await }
+        }),
+        tokio::spawn({
+            let app = app.clone();
+            async move { invoke(&app, ev("start", UID)).await }
+        }),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(fake.ecs.tasks().len(), 1, "{a:?} {b:?}");
+    let statuses = [a.1["status"].as_str(), b.1["status"].as_str()];
+    assert!(statuses.contains(&Some("running")), "{a:?} {b:?}");
+    for (code, body) in [&a, &b] {
+        // The loser either saw the winner starting, or arrived after it finished.
+        match code {
+            200 => assert!(
+                matches!(body["status"].as_str(), Some("running" | "starting")),
+                "{body}"
+            ),
+            _ => assert_eq!(body["error"], "Internal error: Instance is already running"),
+        }
+    }
+    let (_, status) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(status["status"], "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_creates_leave_one_instance_and_no_orphans() {
+    let (app, fake, _) = fake_app(T0);
+    let app = Arc::new(app);
+    let (a, b) = tokio::join!(
+        tokio::spawn({
+            let app = app.clone();
+            async move { invoke(&app, create_event(UID, "alice")).await }
+        }),
+        tokio::spawn({
+            let app = app.clone();
+            async move { invoke(&app, create_event(UID, "alice")).await }
+        }),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let codes = [a.0, b.0];
+    assert!(codes.contains(&200), "{a:?} {b:?}");
+    let loser = if a.0 == 200 { &b } else { &a };
+    if loser.0 != 200 {
+        assert!(loser.1["error"].as_str().unwrap().contains("already"), "{loser:?}");
+    }
+    assert_eq!(fake.efs.access_points().len(), 1);
+    assert_eq!(fake.s3.buckets().len(), 1);
+    assert_eq!(fake.iam.users().len(), 1);
+    assert_eq!(fake.alb.target_groups().len(), 1);
+    assert_eq!(fake.dynamo.items(INSTANCES).len(), 1);
+    assert_eq!(fake.iam.access_keys("foundry-alice-12345678").len(), 1);
+}
+
+#[tokio::test]
+async fn a_start_out_of_time_returns_starting_and_status_finishes_it() {
+    let (app, fake, clock) = fake_app(T0);
+    created(&app).await;
+    fake.ecs.set_launch_script(vec!["PROVISIONING", "PENDING"]);
+    let ctx = Ctx {
+        request_id: "r1".into(),
+        deadline_ms: Some(clock.now_ms() + 30_000),
+    };
+    let (code, body) = invoke_with(&app, ev("start", UID), &ctx).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"], "starting");
+    assert_eq!(body["message"], "Instance is starting");
+    let task = body["taskArn"].as_str().unwrap().to_string();
+    assert!(
+        clock.now_ms() < ctx.deadline_ms.unwrap(),
+        "answered before the deadline"
+    );
+    assert!(fake.alb.rules(LISTENER).is_empty());
+
+    // Still pending: status says so and changes nothing.
+    let (_, s) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(s["status"], "starting");
+    // A second click while it is starting does not launch another task.
+    let (_, again) = invoke(&app, ev("start", UID)).await;
+    assert_eq!(again["status"], "starting");
+    assert_eq!(fake.ecs.tasks().len(), 1);
+
+    fake.ecs.set_task_status(&task, "RUNNING");
+    let (code, s) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(code, 200);
+    assert_eq!(s["status"], "running");
+    let tg = fake.alb.target_groups().pop().unwrap();
+    assert_eq!(tg.targets.len(), 1, "target registered");
+    let rules = fake.alb.rules(LISTENER);
+    assert_eq!(rules.len(), 1, "rule present");
+    assert_eq!(rules[0].target_group_arns, [tg.arn]);
+    assert!(s["autoShutdownAt"].as_i64().is_some());
+}
+
+#[tokio::test]
+async fn a_task_that_dies_is_torn_down_by_status_and_its_hours_booked() {
+    let (app, fake, clock) = fake_app(T0);
+    let started = running(&app).await;
+    let task = started["taskArn"].as_str().unwrap();
+    clock.advance(std::time::Duration::from_secs(1800));
+    fake.ecs.set_task_status(task, "STOPPED");
+    let (_, s) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(s["status"], "stopped");
+    assert!(fake.alb.rules(LISTENER).is_empty());
+    let usage = fake.dynamo.item(USAGE, &format!("{UID}#2026-01")).unwrap();
+    assert_eq!(usage["hoursThisMonth"], AttributeValue::N("0.5".into()));
+    assert_eq!(usage["sessionsStarted"], AttributeValue::N("1".into()));
+
+    // A task that vanished from ECS is treated the same way.
+    invoke(&app, ev("start", UID)).await;
+    let item = fake.dynamo.item(INSTANCES, UID).unwrap();
+    let AttributeValue::S(task) = &item["taskArn"] else {
+        panic!()
+    };
+    fake.ecs.forget_task(task);
+    let (_, s) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(s["status"], "stopped");
+    assert!(fake.alb.rules(LISTENER).is_empty());
+}
+
+#[tokio::test]
+async fn status_maps_every_ecs_state_and_never_writes_unknown() {
+    let (app, fake, _) = fake_app(T0);
+    let started = running(&app).await;
+    let task = started["taskArn"].as_str().unwrap();
+    for (ecs, want) in [
+        ("DEACTIVATING", "stopping"),
+        ("DEPROVISIONING", "stopping"),
+        ("STOPPING", "stopping"),
+    ] {
+        fake.ecs.set_task_status(task, ecs);
+        let (_, s) = invoke(&app, ev("status", UID)).await;
+        assert_eq!(s["status"], want, "{ecs}");
+        assert_ne!(
+            fake.dynamo.item(INSTANCES, UID).unwrap()["status"],
+            AttributeValue::S("unknown".into())
+        );
+    }
+}
+
+#[tokio::test]
+async fn usage_of_a_run_across_a_month_boundary_is_split() {
+    let jan_31_2330 = 1_769_902_200; // 2026-01-31T23:30:00Z
+    let feb_01_0130 = 1_769_909_400; // 2026-02-01T01:30:00Z
+    let (app, fake, clock) = fake_app(jan_31_2330);
+    fake.ecs.set_launch_script(vec!["RUNNING"]);
+    created(&app).await;
+    clock.set(jan_31_2330); // creating took a few (simulated) seconds
+    assert_eq!(invoke(&app, ev("start", UID)).await.0, 200);
+    assert_eq!(clock.now(), jan_31_2330);
+    clock.set(feb_01_0130);
+    assert_eq!(invoke(&app, ev("stop", UID)).await.0, 200);
+    let jan = fake.dynamo.item(USAGE, &format!("{UID}#2026-01")).unwrap();
+    let feb = fake.dynamo.item(USAGE, &format!("{UID}#2026-02")).unwrap();
+    assert_eq!(jan["hoursThisMonth"], AttributeValue::N("0.5".into()));
+    assert_eq!(feb["hoursThisMonth"], AttributeValue::N("1.5".into()));
+    assert!(!feb.contains_key("lastStart"));
+}
+
+#[tokio::test]
+async fn priorities_never_collide_between_users() {
+    let (app, fake, _) = fake_app(T0);
+    fake.ecs.set_launch_script(vec!["RUNNING"]);
+    invoke(&app, create_event(UID, "alice")).await;
+    invoke(&app, create_event(UID2, "bob")).await;
+    // Both were created while no rule existed: both hold the hint 100 (W15).
+    for uid in [UID, UID2] {
+        assert_eq!(
+            fake.dynamo.item(INSTANCES, uid).unwrap()["albRulePriority"],
+            AttributeValue::N("100".into())
+        );
+        let (code, body) = invoke(&app, ev("start", uid)).await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let mut prios: Vec<_> = fake.alb.rules(LISTENER).into_iter().map(|r| r.priority).collect();
+    prios.sort();
+    assert_eq!(prios, [Some(100), Some(110)]);
+}
+
+#[tokio::test]
+async fn a_late_start_failure_stops_the_task_and_undoes_target_and_rule() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    fake.faults.fail_nth(
+        "TransactWriteItems",
+        1 + fake.faults.count("TransactWriteItems"),
+        AwsErrorKind::Transient,
+    );
+    let (code, body) = invoke(&app, ev("start", UID)).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(fake.ecs.running_tasks().is_empty());
+    assert!(fake.alb.rules(LISTENER).is_empty());
+    assert!(fake.alb.target_groups().pop().unwrap().targets.is_empty());
+    assert_eq!(
+        fake.dynamo.item(INSTANCES, UID).unwrap()["status"],
+        AttributeValue::S("stopped".into())
+    );
+    assert_eq!(invoke(&app, ev("start", UID)).await.0, 200);
+}
+
+#[tokio::test]
+async fn read_errors_are_errors_not_not_found() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    fake.faults.fail_always("GetItem", AwsErrorKind::Transient);
+    let (code, body) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(code, 500);
+    assert!(!body["error"].as_str().unwrap().contains("not found"), "{body}");
+    let (code, body) = invoke(&app, create_event(UID2, "bob")).await;
+    assert_eq!(code, 500, "a create must not proceed when it cannot read: {body}");
+}
+
+#[tokio::test]
+async fn pooled_instances_cannot_start_on_demand() {
+    let (app, _fake, _) = fake_app(T0);
+    let (code, _) = invoke(
+        &app,
+        json!({"action":"create","userId":UID,"sanitizedUsername":"alice","licenseType":"pooled"}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, body) = invoke(&app, ev("start", UID)).await;
+    assert_eq!(code, 500);
+    assert_eq!(
+        body["error"],
+        "Internal error: Pooled license users must schedule sessions - use 'Schedule Session' instead of on-demand start"
+    );
+}
+
+#[tokio::test]
+async fn delete_answers_the_spec_shape_and_removes_everything() {
+    let (app, fake, _) = fake_app(T0);
+    running(&app).await;
+    let (code, body) = invoke(&app, ev("delete", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"message":"User deleted successfully","userId":UID,"note":"All user data, credentials, and infrastructure have been permanently removed"})
+    );
+    assert!(leftovers(&fake).is_empty(), "{:?}", leftovers(&fake));
+}
