@@ -10,6 +10,8 @@ pub mod dynamodb;
 pub mod ecs;
 pub mod efs;
 pub mod iam;
+pub mod instrument;
+pub mod logs;
 pub mod route53;
 pub mod s3;
 pub mod secrets;
@@ -27,6 +29,7 @@ pub use dynamodb::Dynamo;
 pub use ecs::Ecs;
 pub use efs::Efs;
 pub use iam::Iam;
+pub use logs::Logs;
 pub use route53::Route53;
 pub use s3::S3;
 pub use secrets::Secrets;
@@ -41,6 +44,7 @@ pub struct Managers {
     pub route53: Arc<dyn Route53>,
     pub alb: Arc<dyn Alb>,
     pub secrets: Arc<dyn Secrets>,
+    pub logs: Arc<dyn Logs>,
     pub dynamo: Arc<dyn Dynamo>,
 }
 
@@ -55,6 +59,7 @@ impl Managers {
             route53: Arc::new(route53::SdkRoute53::new(sdk)),
             alb: Arc::new(alb::SdkAlb::new(sdk)),
             secrets: Arc::new(secrets::SdkSecrets::new(sdk)),
+            logs: Arc::new(logs::SdkLogs::new(sdk)),
             dynamo: Arc::new(dynamodb::SdkDynamo::new(sdk)),
         }
     }

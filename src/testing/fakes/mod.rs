@@ -31,6 +31,7 @@ mod dynamodb;
 mod ecs;
 mod efs;
 mod iam;
+mod logs;
 mod route53;
 mod s3;
 mod secrets;
@@ -40,6 +41,7 @@ pub use dynamodb::FakeDynamo;
 pub use ecs::{FakeEcs, FakeTask, FakeTaskDefinition};
 pub use efs::{FakeAccessPoint, FakeEfs};
 pub use iam::{FakeIam, FakeUser};
+pub use logs::{FakeLogGroup, FakeLogs};
 pub use route53::{FakeRoute53, RecordChange};
 pub use s3::FakeS3;
 pub use secrets::{FakeSecret, FakeSecrets};
@@ -91,6 +93,10 @@ pub mod ops {
     pub const UPDATE_SECRET: &str = "UpdateSecret";
     pub const RESTORE_SECRET: &str = "RestoreSecret";
     pub const DELETE_SECRET: &str = "DeleteSecret";
+    // CloudWatch Logs (EnsureLogGroup = CreateLogGroup + PutRetentionPolicy)
+    pub const ENSURE_LOG_GROUP: &str = "EnsureLogGroup";
+    pub const DELETE_LOG_GROUP: &str = "DeleteLogGroup";
+    pub const DESCRIBE_LOG_GROUPS: &str = "DescribeLogGroups";
     // DynamoDB
     pub const GET_ITEM: &str = "GetItem";
     pub const PUT_ITEM: &str = "PutItem";
@@ -201,6 +207,7 @@ pub struct FakeAws {
     pub route53: Arc<FakeRoute53>,
     pub alb: Arc<FakeAlb>,
     pub secrets: Arc<FakeSecrets>,
+    pub logs: Arc<FakeLogs>,
     pub dynamo: Arc<FakeDynamo>,
     env: Arc<Env>,
 }
@@ -224,6 +231,7 @@ impl FakeAws {
             route53: Arc::new(FakeRoute53::with_env(env.clone())),
             alb: Arc::new(FakeAlb::with_env(env.clone())),
             secrets: Arc::new(FakeSecrets::with_env(env.clone())),
+            logs: Arc::new(FakeLogs::with_env(env.clone())),
             dynamo: Arc::new(FakeDynamo::with_env(env.clone())),
             env,
         }
@@ -239,6 +247,7 @@ impl FakeAws {
             route53: self.route53.clone(),
             alb: self.alb.clone(),
             secrets: self.secrets.clone(),
+            logs: self.logs.clone(),
             dynamo: self.dynamo.clone(),
         }
     }

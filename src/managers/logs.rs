@@ -1,0 +1,216 @@
+//! CloudWatch Logs: the per-user ECS log group (`/aws/ecs/foundry-<userId>`).
+//!
+//! The original let the awslogs driver auto-create the group, without retention, so it grew
+//! forever (W51). The lifecycle creates it with a retention at `create` and deletes it at
+//! `destroy`, through this seam.
+
+use async_trait::async_trait;
+
+use crate::error::{AwsError, AwsErrorKind};
+use crate::managers::sdk_error;
+
+#[async_trait]
+pub trait Logs: Send + Sync {
+    /// CreateLogGroup (an existing group is fine) then PutRetentionPolicy(days). Idempotent.
+    ///
+    /// `retention_days` must be one of [`RETENTION_DAYS`]; any other value is an `Invalid`
+    /// error, returned before any AWS call. `tags` apply only when the group is created.
+    async fn ensure_log_group(
+        &self,
+        name: &str,
+        retention_days: i32,
+        tags: &[(String, String)],
+    ) -> Result<(), AwsError>;
+
+    /// DeleteLogGroup. A missing group is a `NotFound` error.
+    async fn delete_log_group(&self, name: &str) -> Result<(), AwsError>;
+
+    /// The retention in days of the group, `Ok(None)` when it has none (never expire), and a
+    /// `NotFound` error when the group does not exist (DescribeLogGroups with
+    /// logGroupNamePrefix, exact-name match, paginated).
+    async fn retention_days(&self, name: &str) -> Result<Option<i32>, AwsError>;
+}
+
+/// The service name in every error of this module.
+pub const SERVICE: &str = "logs";
+
+/// Every retention (in days) CloudWatch Logs accepts in PutRetentionPolicy.
+pub const RETENTION_DAYS: [i32; 22] = [
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+];
+
+/// Whether CloudWatch Logs accepts `days` as a retention.
+pub fn is_valid_retention(days: i32) -> bool {
+    RETENTION_DAYS.contains(&days)
+}
+
+/// `Ok(())` when `days` is a retention CloudWatch Logs accepts, else an `Invalid` error for
+/// `operation` (shaped like the service's own answer).
+pub fn check_retention(operation: &'static str, days: i32) -> Result<(), AwsError> {
+    if is_valid_retention(days) {
+        return Ok(());
+    }
+    Err(AwsError::new(
+        SERVICE,
+        operation,
+        AwsErrorKind::Invalid,
+        format!(
+            "invalid retentionInDays {days}: must be one of {}",
+            RETENTION_DAYS.map(|d| d.to_string()).join(", ")
+        ),
+    )
+    .with_code("InvalidParameterException"))
+}
+
+/// The error for a log group that does not exist (AWS's wording).
+pub fn not_found(operation: &'static str) -> AwsError {
+    AwsError::new(
+        SERVICE,
+        operation,
+        AwsErrorKind::NotFound,
+        "The specified log group does not exist.",
+    )
+    .with_code("ResourceNotFoundException")
+}
+
+/// The SDK adapter.
+pub struct SdkLogs {
+    client: aws_sdk_cloudwatchlogs::Client,
+}
+
+impl SdkLogs {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        SdkLogs {
+            client: aws_sdk_cloudwatchlogs::Client::new(sdk),
+        }
+    }
+}
+
+/// An upper bound on DescribeLogGroups pages (50 groups a page): a service that keeps
+/// answering with a next token cannot loop us forever.
+const MAX_PAGES: usize = 1_000;
+
+#[async_trait]
+impl Logs for SdkLogs {
+    async fn ensure_log_group(
+        &self,
+        name: &str,
+        retention_days: i32,
+        tags: &[(String, String)],
+    ) -> Result<(), AwsError> {
+        check_retention("PutRetentionPolicy", retention_days)?;
+        const CREATE: &str = "CreateLogGroup";
+        let tags = (!tags.is_empty()).then(|| tags.iter().cloned().collect());
+        match self
+            .client
+            .create_log_group()
+            .log_group_name(name)
+            .set_tags(tags)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                let err = sdk_error(SERVICE, CREATE, e);
+                if err.code.as_deref() != Some("ResourceAlreadyExistsException") {
+                    return Err(err);
+                }
+            }
+        }
+        self.client
+            .put_retention_policy()
+            .log_group_name(name)
+            .retention_in_days(retention_days)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "PutRetentionPolicy", e))?;
+        Ok(())
+    }
+
+    async fn delete_log_group(&self, name: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_log_group()
+            .log_group_name(name)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "DeleteLogGroup", e))?;
+        Ok(())
+    }
+
+    async fn retention_days(&self, name: &str) -> Result<Option<i32>, AwsError> {
+        const OP: &str = "DescribeLogGroups";
+        let mut next_token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let out = self
+                .client
+                .describe_log_groups()
+                .log_group_name_prefix(name)
+                .set_next_token(next_token.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error(SERVICE, OP, e))?;
+            if let Some(group) = out.log_groups().iter().find(|g| g.log_group_name() == Some(name)) {
+                return Ok(group.retention_in_days());
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next_token = Some(t.to_string()),
+                _ => return Err(not_found(OP)),
+            }
+        }
+        Err(AwsError::new(
+            SERVICE,
+            OP,
+            AwsErrorKind::Other,
+            format!("DescribeLogGroups for {name} did not end after {MAX_PAGES} pages"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_exactly_the_cloudwatch_retentions() {
+        for d in RETENTION_DAYS {
+            assert!(is_valid_retention(d), "{d}");
+            assert!(check_retention("PutRetentionPolicy", d).is_ok());
+        }
+        for d in [i32::MIN, -1, 0, 2, 4, 6, 8, 31, 366, 3652, 3654, i32::MAX] {
+            assert!(!is_valid_retention(d), "{d}");
+            let e = check_retention("PutRetentionPolicy", d).unwrap_err();
+            assert_eq!(e.kind, AwsErrorKind::Invalid);
+            assert_eq!(e.service, SERVICE);
+            assert_eq!(e.operation, "PutRetentionPolicy");
+        }
+    }
+
+    #[test]
+    fn the_service_codes_classify_as_our_policy_expects() {
+        use crate::managers::classify;
+        assert_eq!(
+            classify("ResourceNotFoundException", "The specified log group does not exist."),
+            AwsErrorKind::NotFound
+        );
+        assert_eq!(
+            classify("InvalidParameterException", "A parameter is specified incorrectly."),
+            AwsErrorKind::Invalid
+        );
+        assert!(not_found("DeleteLogGroup").is_not_found());
+    }
+
+    /// An invalid retention fails before any request: the endpoint is unreachable and there
+    /// are no credentials, so a request would fail with another kind.
+    #[tokio::test]
+    async fn invalid_retention_is_refused_without_calling_aws() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let logs = SdkLogs::new(&sdk);
+        let e = logs.ensure_log_group("/aws/ecs/foundry-1", 2, &[]).await.unwrap_err();
+        assert_eq!(e.kind, AwsErrorKind::Invalid);
+        assert_eq!(e.code.as_deref(), Some("InvalidParameterException"));
+    }
+}

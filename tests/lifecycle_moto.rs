@@ -1,0 +1,225 @@
+//! The lifecycle end to end through the handler, against moto: create → start (the task
+//! held PENDING past the deadline, then driven to RUNNING) → status → stop → start →
+//! destroy, then an enumeration of moto proving that no per-user resource is left.
+
+mod common;
+
+use std::sync::Arc;
+
+use foundry_lambda::app::{App, Ctx};
+use foundry_lambda::clock::{Clock, SystemClock};
+use foundry_lambda::config::Config;
+use foundry_lambda::managers::Managers;
+use serde_json::{json, Value};
+
+async fn app() -> App {
+    let aws = common::local_aws();
+    let config = Config::from_lookup(|k| aws.env.get(k).cloned()).expect("the env file is a complete configuration");
+    let sdk = common::sdk_config().await;
+    App::new(config, Arc::new(SystemClock), Managers::from_sdk(&sdk))
+}
+
+async fn call(app: &App, event: Value, ctx: &Ctx) -> (u16, Value) {
+    let handled = app.handle(&event, ctx).await;
+    (
+        handled.envelope.status_code,
+        handled.envelope.body_json().unwrap_or(Value::Null),
+    )
+}
+
+fn ev(action: &str, uid: &str) -> Value {
+    json!({"action": action, "userId": uid})
+}
+
+/// Every per-user resource of `uid`/`san` still in moto.
+async fn leftovers(uid: &str, san: &str) -> Vec<String> {
+    let aws = common::local_aws();
+    let sdk = common::sdk_config().await;
+    let mut left = Vec::new();
+    let bucket = format!("foundry-{san}-{}", &uid[uid.len() - 8..]);
+
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let buckets = s3.list_buckets().send().await.expect("ListBuckets");
+    if buckets.buckets().iter().any(|b| b.name() == Some(bucket.as_str())) {
+        left.push(format!("bucket {bucket}"));
+    }
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    if iam
+        .get_user()
+        .user_name(&bucket.replace(&san.to_lowercase(), san))
+        .send()
+        .await
+        .is_ok()
+    {
+        left.push("IAM user".into());
+    }
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    if sm
+        .describe_secret()
+        .secret_id(format!("foundry-credentials-{uid}"))
+        .send()
+        .await
+        .is_ok()
+    {
+        left.push("secret".into());
+    }
+    let efs = aws_sdk_efs::Client::new(&sdk);
+    let aps = efs
+        .describe_access_points()
+        .file_system_id(aws.var("FILE_SYSTEM_ID"))
+        .send()
+        .await
+        .expect("DescribeAccessPoints");
+    for ap in aps.access_points() {
+        if ap.tags().iter().any(|t| t.key() == "UserId" && t.value() == uid) {
+            left.push(format!("access point {:?}", ap.access_point_id()));
+        }
+    }
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
+    if let Ok(tgs) = elb
+        .describe_target_groups()
+        .names(format!("foundry-{san}"))
+        .send()
+        .await
+    {
+        if !tgs.target_groups().is_empty() {
+            left.push("target group".into());
+        }
+    }
+    let host = format!("{san}.{}", aws.var("DOMAIN_NAME"));
+    let rules = elb
+        .describe_rules()
+        .listener_arn(aws.var("ALB_HTTPS_LISTENER_ARN"))
+        .send()
+        .await
+        .expect("DescribeRules");
+    for r in rules.rules() {
+        let text = format!("{:?}", r.conditions());
+        if text.contains(&host) {
+            left.push(format!("listener rule {:?}", r.rule_arn()));
+        }
+    }
+    let r53 = aws_sdk_route53::Client::new(&sdk);
+    let records = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(aws.var("ROUTE53_HOSTED_ZONE_ID"))
+        .send()
+        .await
+        .expect("ListResourceRecordSets");
+    for r in records.resource_record_sets() {
+        if r.name().trim_end_matches('.') == host {
+            left.push(format!("record {}", r.name()));
+        }
+    }
+    let ecs = aws_sdk_ecs::Client::new(&sdk);
+    let defs = ecs
+        .list_task_definitions()
+        .family_prefix(format!("foundry-{uid}"))
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .send()
+        .await
+        .expect("ListTaskDefinitions");
+    for d in defs.task_definition_arns() {
+        left.push(format!("active task definition {d}"));
+    }
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let item = ddb
+        .get_item()
+        .table_name(aws.var("INSTANCE_TABLE_NAME"))
+        .key("userId", aws_sdk_dynamodb::types::AttributeValue::S(uid.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem");
+    if item.item().is_some() {
+        left.push("instance item".into());
+    }
+    left
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_start_status_stop_start_destroy_leaves_nothing_in_aws() {
+    let app = app().await;
+    let uid = common::unique_user_id();
+    let san = format!("e2e{}", &uid[uid.len() - 10..]);
+    let family = format!("foundry-{uid}");
+    let no_deadline = Ctx::default();
+
+    let (code, body) = call(
+        &app,
+        json!({"action":"create","userId":uid,"sanitizedUsername":san,"foundryUsername":"gm@example.com",
+               "foundryPassword":"moto-pw-123","licenseType":"byol","allowLicenseSharing":true}),
+        &no_deadline,
+    )
+    .await;
+    assert_eq!(code, 200, "create: {body}");
+    assert_eq!(body["status"], "created");
+    assert!(body["accessPointId"].as_str().unwrap().starts_with("fsap-"));
+
+    // Start: the task is held before RUNNING, so the start runs out of time and answers
+    // `starting`; then the task is driven to RUNNING and `status` finishes the routing.
+    common::hold_ecs_tasks(&family);
+    let ctx = Ctx {
+        request_id: "e2e-start-1".into(),
+        deadline_ms: Some(SystemClock.now_ms() + 22_000),
+    };
+    let (code, body) = call(&app, ev("start", &uid), &ctx).await;
+    assert_eq!(code, 200, "start: {body}");
+    assert_eq!(body["status"], "starting", "{body}");
+    let task = body["taskArn"]
+        .as_str()
+        .expect("the task ARN is known at once")
+        .to_string();
+    let (_, s) = call(&app, ev("status", &uid), &no_deadline).await;
+    assert_eq!(s["status"], "starting", "{s}");
+
+    common::set_task_status(&task, "RUNNING", None);
+    let (code, s) = call(&app, ev("status", &uid), &no_deadline).await;
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(s["status"], "running", "{s}");
+    assert_eq!(
+        s["url"],
+        format!("https://{san}.{}", common::local_aws().var("DOMAIN_NAME"))
+    );
+
+    let (code, body) = call(&app, ev("stop", &uid), &no_deadline).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("stopped")), "{body}");
+
+    common::set_ecs_transition(Some(&family), r#"{"progression":"immediate"}"#);
+    let (code, body) = call(&app, ev("start", &uid), &no_deadline).await;
+    assert_eq!(code, 200, "second start: {body}");
+    assert_eq!(body["status"], "running", "{body}");
+
+    let (code, body) = call(&app, ev("destroy", &uid), &no_deadline).await;
+    assert_eq!(code, 200, "destroy: {body}");
+    assert_eq!(body["message"], "Instance destroyed successfully");
+    common::unset_ecs_transition(Some(&family));
+
+    let left = leftovers(&uid, &san).await;
+    assert!(left.is_empty(), "left in AWS after destroy: {left:?}");
+
+    // The user can register again with the same name.
+    let (code, body) = call(
+        &app,
+        json!({"action":"create","userId":uid,"sanitizedUsername":san,"foundryUsername":"gm@example.com",
+               "foundryPassword":"moto-pw-123"}),
+        &no_deadline,
+    )
+    .await;
+    assert_eq!(code, 200, "re-create: {body}");
+    let (code, body) = call(&app, ev("destroy", &uid), &no_deadline).await;
+    assert_eq!(code, 200, "second destroy: {body}");
+    assert!(leftovers(&uid, &san).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_of_an_unknown_user_is_the_not_found_envelope() {
+    let app = app().await;
+    let handled = app
+        .handle(&ev("status", &common::unique_user_id()), &Ctx::default())
+        .await;
+    assert_eq!(
+        serde_json::to_string(&handled.envelope).unwrap(),
+        r#"{"statusCode":500,"headers":{"Content-Type":"application/json"},"body":"{\"error\":\"Internal error: Instance not found\"}"}"#
+    );
+}
