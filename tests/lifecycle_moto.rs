@@ -46,7 +46,7 @@ async fn leftovers(uid: &str, san: &str) -> Vec<String> {
     let iam = aws_sdk_iam::Client::new(&sdk);
     if iam
         .get_user()
-        .user_name(&bucket.replace(&san.to_lowercase(), san))
+        .user_name(bucket.clone()) // the IAM user has the bucket's name (san is lower case)
         .send()
         .await
         .is_ok()
