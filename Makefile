@@ -12,6 +12,9 @@ PY          := $(VENV)/bin/python
 LOCALAWS    := tests/local-aws/localaws.py
 ENV_FILE    := target/local-aws/env
 MOTO_PORT   := 5000
+# The tests run against their own moto, so that nothing they create shows in `make run`.
+TEST_MOTO_PORT := 5055
+TEST_ENV_FILE  := target/local-aws/test-env-$(TEST_MOTO_PORT)
 INVOKE_PORT := 9000
 # cargo lambda watch listens here; an Invoke API front on $(INVOKE_PORT) serves the function name
 # (cargo lambda watch only knows the binary's name, `bootstrap`).
@@ -26,13 +29,13 @@ help:
 	@echo "make venv       create .venv with moto (tests/local-aws/requirements.txt)"
 	echo "make venv-run   also install cargo-lambda (tests/local-aws/requirements-run.txt)"
 	echo "make build      cargo build --release --bin bootstrap"
-	echo "make test       start/provision local AWS (moto on 127.0.0.1:$(MOTO_PORT)), then cargo test --all-targets"
+	echo "make test       start/provision the tests' local AWS (moto on 127.0.0.1:$(TEST_MOTO_PORT)), then cargo test --all-targets"
 	echo "make lint       cargo fmt --check and clippy -D warnings"
 	echo "make run        local AWS + cargo lambda watch; Invoke API on 127.0.0.1:$(INVOKE_PORT) for $(FUNCTION)"
 	echo "make invoke EVENT=events/status.json   POST an event to the running function"
 	echo "make package    cargo lambda build --release --arm64 --output-format zip"
 	echo "make bench      cargo bench"
-	echo "make clean-aws  stop the moto server started by make test/run"
+	echo "make clean-aws  stop the moto servers started by make test (5055) and make run (5000)"
 
 # --- Python environment ------------------------------------------------------------------------
 
@@ -57,7 +60,7 @@ build:
 	cargo build --release --bin bootstrap
 
 test: venv
-	$(PY) $(LOCALAWS) up --port $(MOTO_PORT) --env-out $(ENV_FILE) >/dev/null
+	$(PY) $(LOCALAWS) up --port $(TEST_MOTO_PORT) --env-out $(TEST_ENV_FILE) >/dev/null
 	cargo test --all-targets
 
 lint:
@@ -74,6 +77,10 @@ run: venv-run
 	  echo "The stack is already up: the Invoke API answers on http://127.0.0.1:$(INVOKE_PORT) (function $(FUNCTION))."
 	  echo "Try: make invoke EVENT=$(EVENT)"
 	  exit 0
+	fi
+	if (exec 3<>/dev/tcp/127.0.0.1/$(WATCH_PORT)) 2>/dev/null; then
+	  echo "make run: port $(WATCH_PORT) (cargo lambda watch) is taken by another process; stop it first" >&2
+	  exit 1
 	fi
 	started_moto=$$($(PY) $(LOCALAWS) up --port $(MOTO_PORT) --env-out $(ENV_FILE))
 	watch_pid= proxy_pid=
@@ -129,4 +136,6 @@ package: venv-run
 	echo "make package: $$zip ($$(du -h "$$zip" | cut -f1))"
 
 clean-aws:
-	@if [ -x $(PY) ]; then $(PY) $(LOCALAWS) down; else $(PYTHON) $(LOCALAWS) down; fi
+	@py=$(PY); [ -x $$py ] || py=$(PYTHON)
+	$$py $(LOCALAWS) down --port $(MOTO_PORT)
+	$$py $(LOCALAWS) down --port $(TEST_MOTO_PORT)

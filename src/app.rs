@@ -23,6 +23,24 @@ pub struct Ctx {
     pub deadline_ms: Option<i64>,
 }
 
+impl Ctx {
+    /// From the Runtime API's `Lambda-Runtime-Deadline-Ms`. AWS sends Unix milliseconds;
+    /// `cargo lambda watch` sends the timeout itself (e.g. `600000`), which no absolute
+    /// deadline can be (it would lie in 1970), so such a value counts from `now_ms`.
+    pub fn from_runtime(request_id: String, deadline_header: u64, now_ms: i64) -> Self {
+        const YEAR_2001_MS: i64 = 1_000_000_000_000;
+        let deadline_ms = match i64::try_from(deadline_header) {
+            Ok(0) | Err(_) => None,
+            Ok(d) if d < YEAR_2001_MS => Some(now_ms + d),
+            Ok(d) => Some(d),
+        };
+        Ctx {
+            request_id,
+            deadline_ms,
+        }
+    }
+}
+
 /// Everything an action needs.
 #[derive(Clone)]
 pub struct App {
@@ -95,6 +113,7 @@ impl App {
             userId = %inv.user_id,
             source = inv.source.as_str(),
             fields = ?event::field_names(event),
+            remaining_ms = ctx.deadline_ms.map(|d| d - self.clock.now_ms()),
             "invocation"
         );
         match self.dispatch(inv, ctx).await {
@@ -156,6 +175,26 @@ impl App {
             Action::SendNotification(f) => actions::notify::send_notification(self, &f).await,
             other => Err(not_available(other.name())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_deadlines_are_kept_and_relative_ones_count_from_now() {
+        let now = 1_795_760_444_329;
+        assert_eq!(
+            Ctx::from_runtime("r".into(), 1_795_760_744_329, now).deadline_ms,
+            Some(1_795_760_744_329)
+        );
+        assert_eq!(
+            Ctx::from_runtime("r".into(), 600_000, now).deadline_ms,
+            Some(now + 600_000)
+        );
+        assert_eq!(Ctx::from_runtime("r".into(), 0, now).deadline_ms, None);
+        assert_eq!(Ctx::from_runtime("r".into(), u64::MAX, now).deadline_ms, None);
     }
 }
 

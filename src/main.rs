@@ -7,7 +7,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use foundry_lambda::app::{App, Ctx};
-use foundry_lambda::clock::SystemClock;
+use foundry_lambda::clock::{Clock, SystemClock};
 use foundry_lambda::config::Config;
 use foundry_lambda::managers::Managers;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -46,10 +46,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let app = app.clone();
         async move {
-            let ctx = Ctx {
-                request_id: event.context.request_id.clone(),
-                deadline_ms: i64::try_from(event.context.deadline).ok().filter(|d| *d > 0),
-            };
+            let ctx = Ctx::from_runtime(
+                event.context.request_id.clone(),
+                event.context.deadline,
+                SystemClock.now_ms(),
+            );
             let span = tracing::info_span!("invocation", requestId = %ctx.request_id);
             let handled = app.handle(&event.payload, &ctx).instrument(span).await;
             // Always an envelope, never a handler error: the AWS CLI retries on function

@@ -76,8 +76,10 @@ pub struct SdkAlb {
 
 impl SdkAlb {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        let mut conf = aws_sdk_elasticloadbalancingv2::config::Builder::from(sdk);
+        conf.push_interceptor(instrument::interceptor());
         SdkAlb {
-            client: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            client: aws_sdk_elasticloadbalancingv2::Client::from_conf(conf.build()),
             rules_page_size: None,
         }
     }
@@ -96,7 +98,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 
 use crate::error::AwsErrorKind;
-use crate::managers::sdk_error;
+use crate::managers::{instrument, sdk_error};
 
 const SERVICE: &str = "elasticloadbalancing";
 

@@ -211,8 +211,10 @@ pub struct SdkDynamo {
 
 impl SdkDynamo {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        let mut conf = aws_sdk_dynamodb::config::Builder::from(sdk);
+        conf.push_interceptor(instrument::interceptor());
         SdkDynamo {
-            client: aws_sdk_dynamodb::Client::new(sdk),
+            client: aws_sdk_dynamodb::Client::from_conf(conf.build()),
             page_limit: None,
         }
     }
@@ -466,7 +468,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{self as ddb, ReturnValue, TransactWriteItem};
 
-use crate::managers::sdk_error;
+use crate::managers::{instrument, sdk_error};
 
 impl SdkDynamo {
     /// One `TransactWriteItem`, or `None` for a condition check that is always true.

@@ -7,7 +7,7 @@ use aws_sdk_ecs::types as ecs;
 use aws_smithy_types::error::operation::BuildError;
 
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::sdk_error;
+use crate::managers::{instrument, sdk_error};
 
 /// An awslogs configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,8 +151,10 @@ pub struct SdkEcs {
 
 impl SdkEcs {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        let mut conf = aws_sdk_ecs::config::Builder::from(sdk);
+        conf.push_interceptor(instrument::interceptor());
         SdkEcs {
-            client: aws_sdk_ecs::Client::new(sdk),
+            client: aws_sdk_ecs::Client::from_conf(conf.build()),
         }
     }
 }

@@ -6,7 +6,7 @@ use aws_sdk_efs::types as efs;
 use aws_smithy_types::error::operation::BuildError;
 
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::sdk_error;
+use crate::managers::{instrument, sdk_error};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessPointSpec {
@@ -45,8 +45,10 @@ pub struct SdkEfs {
 
 impl SdkEfs {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        let mut conf = aws_sdk_efs::config::Builder::from(sdk);
+        conf.push_interceptor(instrument::interceptor());
         SdkEfs {
-            client: aws_sdk_efs::Client::new(sdk),
+            client: aws_sdk_efs::Client::from_conf(conf.build()),
         }
     }
 }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_iam::types as iam;
 
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::sdk_error;
+use crate::managers::{instrument, sdk_error};
 use crate::secret::Sensitive;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +39,10 @@ pub struct SdkIam {
 
 impl SdkIam {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        let mut conf = aws_sdk_iam::config::Builder::from(sdk);
+        conf.push_interceptor(instrument::interceptor());
         SdkIam {
-            client: aws_sdk_iam::Client::new(sdk),
+            client: aws_sdk_iam::Client::from_conf(conf.build()),
         }
     }
 }

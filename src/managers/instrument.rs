@@ -25,7 +25,7 @@
 //! Per operation: two `Instant::now()`, one small value put in the operation's `ConfigBag` (one
 //! allocation), a few `ConfigBag` lookups. Names are borrowed from the SDK's static
 //! [`Metadata`]; nothing is formatted unless DEBUG is enabled. The interceptor is registered as
-//! *permanent*, which spares the SDK a "is it disabled?" lookup before each hook.
+//! *permanent*, which spares the SDK an "is it disabled?" lookup before each hook (release builds).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;

@@ -80,8 +80,10 @@ pub struct SdkLogs {
 
 impl SdkLogs {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        let mut conf = aws_sdk_cloudwatchlogs::config::Builder::from(sdk);
+        conf.push_interceptor(crate::managers::instrument::interceptor());
         SdkLogs {
-            client: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            client: aws_sdk_cloudwatchlogs::Client::from_conf(conf.build()),
         }
     }
 }

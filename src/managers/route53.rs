@@ -38,8 +38,10 @@ pub struct SdkRoute53 {
 
 impl SdkRoute53 {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        let mut conf = aws_sdk_route53::config::Builder::from(sdk);
+        conf.push_interceptor(instrument::interceptor());
         SdkRoute53 {
-            client: aws_sdk_route53::Client::new(sdk),
+            client: aws_sdk_route53::Client::from_conf(conf.build()),
         }
     }
 }
@@ -47,7 +49,7 @@ impl SdkRoute53 {
 use aws_sdk_route53::types::{AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType};
 
 use crate::error::AwsErrorKind;
-use crate::managers::sdk_error;
+use crate::managers::{instrument, sdk_error};
 
 const SERVICE: &str = "route53";
 

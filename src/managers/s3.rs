@@ -7,7 +7,7 @@ use aws_sdk_s3::types as s3;
 use aws_smithy_types::error::operation::BuildError;
 
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::sdk_error;
+use crate::managers::{instrument, sdk_error};
 
 #[async_trait]
 pub trait S3: Send + Sync {
@@ -33,11 +33,10 @@ pub struct SdkS3 {
 
 impl SdkS3 {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        let conf = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(sdk.endpoint_url().is_some())
-            .build();
+        let mut conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some());
+        conf.push_interceptor(instrument::interceptor());
         SdkS3 {
-            client: aws_sdk_s3::Client::from_conf(conf),
+            client: aws_sdk_s3::Client::from_conf(conf.build()),
         }
     }
 }

@@ -38,8 +38,10 @@ pub struct SdkSecrets {
 
 impl SdkSecrets {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        let mut conf = aws_sdk_secretsmanager::config::Builder::from(sdk);
+        conf.push_interceptor(instrument::interceptor());
         SdkSecrets {
-            client: aws_sdk_secretsmanager::Client::new(sdk),
+            client: aws_sdk_secretsmanager::Client::from_conf(conf.build()),
         }
     }
 }
@@ -47,7 +49,7 @@ impl SdkSecrets {
 use aws_sdk_secretsmanager::types::Tag;
 
 use crate::error::AwsErrorKind;
-use crate::managers::sdk_error;
+use crate::managers::{instrument, sdk_error};
 
 const SERVICE: &str = "secretsmanager";
 

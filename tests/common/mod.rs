@@ -1,5 +1,5 @@
 //! Shared harness for integration tests that talk to local AWS: a moto server on
-//! 127.0.0.1:5000 with the base infrastructure of a deployment (ECS cluster, EFS, ALB and its
+//! 127.0.0.1:5055 (the tests' own, so that they never touch the `make run` stack on 5000) with the base infrastructure of a deployment (ECS cluster, EFS, ALB and its
 //! HTTPS listener, hosted zone, the DynamoDB tables with their GSIs). See
 //! `tests/local-aws/README.md`.
 //!
@@ -28,12 +28,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The port moto listens on (fixed: `make run` and the env file use it too).
-pub const MOTO_PORT: u16 = 5000;
+/// The port of the tests' moto. `make run` uses 5000; the tests keep to their own server so
+/// that what they create never shows up in the local run (and the other way round).
+pub const MOTO_PORT: u16 = 5055;
 
 /// The local AWS a test process shares with every other test (and with `make run`).
 pub struct LocalAws {
-    /// `http://127.0.0.1:5000`
+    /// `http://127.0.0.1:5055`
     pub endpoint: String,
     /// The env file written by `localaws.py provision`: every variable of spec/DATA.md §5.1
     /// (CLUSTER_NAME, INSTANCE_TABLE_NAME, PRIVATE_SUBNET_IDS, ALB_HTTPS_LISTENER_ARN, …) plus
@@ -55,7 +56,7 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Starts moto (or reuses the one already answering on 127.0.0.1:5000) and provisions the base
+/// Starts moto (or reuses the one already answering on 127.0.0.1:5055) and provisions the base
 /// infrastructure, once per test process. Provisioning is idempotent and serialized by a file
 /// lock, so parallel test processes are safe. Never resets moto: other tests share it.
 ///
@@ -78,7 +79,7 @@ fn start_and_provision() -> LocalAws {
             root.display()
         );
     }
-    let env_file = root.join("target/local-aws/env");
+    let env_file = root.join(format!("target/local-aws/test-env-{MOTO_PORT}"));
     let output = Command::new(&python)
         .arg(&script)
         .arg("up")
