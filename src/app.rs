@@ -178,6 +178,13 @@ impl App {
     }
 }
 
+/// The explicit answer of an action this build does not implement yet.
+pub fn not_available(action: &str) -> Error {
+    Error::Failed(format!(
+        "Action '{action}' is not available yet in this version of foundry-lambda"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,11 +203,4 @@ mod tests {
         assert_eq!(Ctx::from_runtime("r".into(), 0, now).deadline_ms, None);
         assert_eq!(Ctx::from_runtime("r".into(), u64::MAX, now).deadline_ms, None);
     }
-}
-
-/// The explicit answer of an action this build does not implement yet.
-pub fn not_available(action: &str) -> Error {
-    Error::Failed(format!(
-        "Action '{action}' is not available yet in this version of foundry-lambda"
-    ))
 }
