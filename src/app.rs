@@ -1,6 +1,7 @@
 //! The application: configuration, clock and managers, and the one dispatch over
 //! [`Action`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -14,6 +15,7 @@ use crate::event::{self, Action, Invocation, Source};
 use crate::managers::Managers;
 use crate::response::Envelope;
 use crate::store::Store;
+use crate::telemetry::{self, InvocationMetrics, MetricsSink};
 
 /// Per-invocation context.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +50,10 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub aws: Managers,
     pub store: Store,
+    /// Where the EMF records of each invocation go (`None`: no metrics).
+    metrics: Option<Arc<dyn MetricsSink>>,
+    /// True until the first invocation of this process has been answered.
+    cold: Arc<AtomicBool>,
 }
 
 /// The outcome class of an invocation (for logs and metrics).
@@ -85,12 +91,44 @@ impl App {
             clock,
             aws,
             store,
+            metrics: None,
+            cold: Arc::new(AtomicBool::new(true)),
         }
     }
 
-    /// Handles one raw event and returns the envelope. Never fails: every error
-    /// becomes an error envelope here, and is logged here, once.
+    /// Emits the EMF records of every invocation to `sink`.
+    pub fn with_metrics(mut self, sink: Arc<dyn MetricsSink>) -> Self {
+        self.metrics = Some(sink);
+        self
+    }
+
+    /// Handles one raw event and returns the envelope; with a metrics sink, also writes
+    /// the invocation's EMF records (see `telemetry`). Never fails.
     pub async fn handle(&self, event: &Value, ctx: &Ctx) -> Handled {
+        let Some(sink) = &self.metrics else {
+            return self.handle_event(event, ctx).await;
+        };
+        let started = std::time::Instant::now();
+        let (handled, calls, counters) = telemetry::measure(self.handle_event(event, ctx)).await;
+        let record = InvocationMetrics {
+            namespace: &self.config.metrics_namespace,
+            timestamp_ms: self.clock.now_ms(),
+            action: handled.action,
+            outcome: handled.outcome.as_str(),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            cold_start: self.cold.swap(false, Ordering::Relaxed),
+            request_id: &ctx.request_id,
+            calls: &calls,
+            counters: &counters,
+        };
+        for line in record.records() {
+            sink.emit(&line);
+        }
+        handled
+    }
+
+    /// Every error becomes an error envelope here, and is logged here, once.
+    async fn handle_event(&self, event: &Value, ctx: &Ctx) -> Handled {
         let inv = match event::parse(event) {
             Ok(inv) => inv,
             Err(e) => {

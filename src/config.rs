@@ -38,6 +38,10 @@ pub struct Config {
     pub admin_user_ids: BTreeSet<String>,
     /// How many seconds before its start a scheduled session is launched (new; W34).
     pub session_lead_seconds: i64,
+    /// CloudWatch namespace of the EMF metrics (new).
+    pub metrics_namespace: String,
+    /// Retention of the per-user ECS log groups, in days (new; W51).
+    pub log_retention_days: i32,
 }
 
 /// The variables without which the function cannot work.
@@ -60,6 +64,9 @@ pub const REQUIRED: &[&str] = &[
 
 /// Default of `SESSION_LEAD_SECONDS`: start Foundry five minutes before the session.
 pub const DEFAULT_SESSION_LEAD_SECONDS: i64 = 300;
+
+/// Default of `LOG_RETENTION_DAYS`: the original deployment kept its ECS log group 3 days.
+pub const DEFAULT_LOG_RETENTION_DAYS: i32 = 3;
 
 /// Why the configuration cannot be used. Lists every problem at once.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,6 +150,19 @@ impl Config {
             },
         };
 
+        let log_retention_days = match get("LOG_RETENTION_DAYS") {
+            None => DEFAULT_LOG_RETENTION_DAYS,
+            Some(v) => match v.trim().parse::<i32>() {
+                Ok(d) if crate::managers::logs::is_valid_retention(d) => d,
+                _ => {
+                    invalid.push(format!(
+                        "LOG_RETENTION_DAYS must be a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, …, 3653), got '{v}'"
+                    ));
+                    DEFAULT_LOG_RETENTION_DAYS
+                }
+            },
+        };
+
         let admin_user_ids = get("ADMIN_USER_IDS")
             .map(|v| {
                 v.split(',')
@@ -183,6 +203,9 @@ impl Config {
             instance_cost_per_hour,
             admin_user_ids,
             session_lead_seconds,
+            metrics_namespace: get("METRICS_NAMESPACE")
+                .unwrap_or_else(|| crate::telemetry::DEFAULT_NAMESPACE.to_string()),
+            log_retention_days,
         })
     }
 
@@ -286,6 +309,8 @@ mod tests {
         assert!(c.kofi_verification_token.is_none());
         assert!(c.admin_user_ids.is_empty());
         assert_eq!(c.session_lead_seconds, DEFAULT_SESSION_LEAD_SECONDS);
+        assert_eq!(c.metrics_namespace, "FoundryVTT/InstanceManagement");
+        assert_eq!(c.log_retention_days, 3);
         assert_eq!(c.private_subnet_ids, vec!["subnet-aaaa1111", "subnet-bbbb2222"]);
     }
 
@@ -309,6 +334,16 @@ mod tests {
         vars.retain(|(k, _)| *k != "INSTANCE_COST_PER_HOUR");
         vars.push(("INSTANCE_COST_PER_HOUR", "1.5usd"));
         assert_eq!(cfg(&vars).unwrap().instance_cost_per_hour, 1.5);
+    }
+
+    #[test]
+    fn log_retention_must_be_one_cloudwatch_accepts() {
+        let mut vars = test_vars();
+        vars.push(("LOG_RETENTION_DAYS", "14"));
+        assert_eq!(cfg(&vars).unwrap().log_retention_days, 14);
+        let mut vars = test_vars();
+        vars.push(("LOG_RETENTION_DAYS", "10"));
+        assert!(cfg(&vars).unwrap_err().to_string().contains("LOG_RETENTION_DAYS"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use foundry_lambda::app::{App, Ctx};
 use foundry_lambda::clock::{Clock, SystemClock};
 use foundry_lambda::config::Config;
 use foundry_lambda::managers::Managers;
+use foundry_lambda::telemetry::StdoutSink;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use tracing::Instrument;
@@ -41,7 +42,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         )
         .load()
         .await;
-    let app = Arc::new(App::new(config, Arc::new(SystemClock), Managers::from_sdk(&sdk)));
+    let app =
+        Arc::new(App::new(config, Arc::new(SystemClock), Managers::from_sdk(&sdk)).with_metrics(Arc::new(StdoutSink)));
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let app = app.clone();

@@ -70,6 +70,15 @@ fn leftovers(fake: &FakeAws) -> BTreeMap<&'static str, Vec<String>> {
             .collect(),
     );
     put(
+        "user log groups",
+        fake.logs
+            .groups()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("/aws/ecs/foundry-") && name.ends_with(|c: char| c.is_ascii_digit()))
+            .map(|(name, _)| name)
+            .collect(),
+    );
+    put(
         "instance items",
         fake.dynamo
             .items(INSTANCES)
@@ -199,6 +208,11 @@ async fn start_stop_status_and_destroy_answer_the_spec_shapes() {
     assert_eq!(started["message"], "Instance is running");
     assert_eq!(started["status"], "running");
     assert_eq!(started["url"], "https://alice.foundry.example.com");
+    assert_eq!(
+        fake.logs.groups(),
+        [(format!("/aws/ecs/foundry-{UID}"), Some(3))],
+        "the user's log group has a retention (W51)"
+    );
     let task_arn = started["taskArn"].as_str().unwrap().to_string();
 
     // Routed: target registered, one rule for the host at the stored priority.

@@ -36,6 +36,9 @@ pub struct FoundryTask<'a> {
     pub secret_arn: Option<&'a str>,
     pub secret_keys: SecretKeys,
     pub foundry_version: &'a str,
+    /// The log group exists with its retention: the awslogs driver must not create it
+    /// (it would come back without retention if it was deleted while the task stops).
+    pub log_group_ready: bool,
 }
 
 pub fn foundry_task_definition(cfg: &Config, t: &FoundryTask<'_>) -> TaskDefinition {
@@ -94,7 +97,7 @@ pub fn foundry_task_definition(cfg: &Config, t: &FoundryTask<'_>) -> TaskDefinit
                 group: names::log_group(t.user_id),
                 region: cfg.region.clone(),
                 stream_prefix: "foundry".into(),
-                create_group: true,
+                create_group: !t.log_group_ready,
             }),
             ..Default::default()
         }],
@@ -116,6 +119,11 @@ pub fn foundry_task_definition(cfg: &Config, t: &FoundryTask<'_>) -> TaskDefinit
 /// that is removed or chowned recursively).
 const CHECK_USER_ID: &str = r#"case "$USER_ID" in ''|*[!A-Za-z0-9]*) echo "refusing unsafe USER_ID '$USER_ID'"; exit 2;; esac; D="/efs/foundry-instances/$USER_ID""#;
 
+/// The log group of a helper task family.
+pub fn helper_log_group(family: &str) -> String {
+    format!("/aws/ecs/{family}")
+}
+
 fn helper_task(cfg: &Config, family: &str, container: &str, prefix: &str, script: String) -> TaskDefinition {
     TaskDefinition {
         family: family.to_string(),
@@ -135,7 +143,7 @@ fn helper_task(cfg: &Config, family: &str, container: &str, prefix: &str, script
                 read_only: false,
             }],
             log: Some(LogConfig {
-                group: format!("/aws/ecs/{family}"),
+                group: helper_log_group(family),
                 region: cfg.region.clone(),
                 stream_prefix: prefix.to_string(),
                 create_group: true,
@@ -217,6 +225,7 @@ mod tests {
             secret_arn: Some("arn:aws:secretsmanager:us-east-1:1:secret:foundry-credentials-1-AbCdEf"),
             secret_keys: keys,
             foundry_version: "13",
+            log_group_ready: true,
         }
     }
 

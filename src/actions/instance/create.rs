@@ -14,7 +14,7 @@
 use rand::Rng;
 use serde_json::Value;
 
-use super::lifecycle::{self, cond_lease, lease_free, new_id, progress, Failures, SLOW_POLL};
+use super::lifecycle::{self, cond_lease, lease_free, new_id, progress, Failures, Kind, SLOW_POLL};
 use crate::actions::Obj;
 use crate::app::{App, Ctx};
 use crate::domain::model::{Credentials, Instance, InstanceStatus, LicensePool};
@@ -250,7 +250,10 @@ async fn claim_subdomain(app: &App, inst: &Instance) -> Result<()> {
     let record = alias(app, &inst.sanitized_username);
     let comment = format!("Create DNS record for Foundry user {}", inst.sanitized_username);
     match app.aws.route53.create_alias(&record, &comment).await {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            Kind::DnsRecord.created();
+            Ok(())
+        }
         Err(e) if e.kind == AwsErrorKind::AlreadyExists => {
             let taken = app
                 .store
@@ -347,6 +350,7 @@ async fn build(
             };
             let id = app.aws.efs.create_access_point(&spec).await?;
             made.access_point = Some(id.clone());
+            Kind::AccessPoint.created();
             if id.is_empty() || id.contains("${") {
                 return Err(Error::Failed(format!("Invalid access point ID received: {id}")));
             }
@@ -363,6 +367,7 @@ async fn build(
         .ensure_bucket(&bucket, &cfg.region)
         .await
         .map_err(|e| Error::Failed(format!("S3 bucket setup failed: {e}")))?;
+    Kind::S3Bucket.created();
     inst = progress(app, uid, lease_id, Update::new().set_s("s3BucketName", bucket.as_str())).await?;
 
     // IAM user with its bucket policy and one access key.
@@ -370,6 +375,7 @@ async fn build(
     let key = make_iam_user(app, &inst, &iam_user, &bucket)
         .await
         .map_err(|e| Error::Failed(format!("IAM user creation failed: {e}")))?;
+    Kind::IamUser.created();
     inst = progress(
         app,
         uid,
@@ -396,6 +402,9 @@ async fn build(
     let secret_created = inst.secret_created.unwrap_or(stored.is_none());
     let secret_arn = store_credentials(app.aws.secrets.as_ref(), uid, &creds).await?;
     made.secret_created = Some(secret_created);
+    if secret_created {
+        Kind::Secret.created();
+    }
     progress(
         app,
         uid,
@@ -409,7 +418,10 @@ async fn build(
     // Target group.
     let spec = target_group_spec(app, san);
     let tg = match app.aws.alb.create_target_group(&spec).await {
-        Ok(arn) => arn,
+        Ok(arn) => {
+            Kind::TargetGroup.created();
+            arn
+        }
         // Left by a create of ours that died (the subdomain claim makes the name ours).
         Err(e) if e.is_already_exists() => app
             .aws
@@ -607,10 +619,10 @@ async fn rollback(app: &App, inst: &Instance, lease_id: &str, stored: Option<&Cr
     let mut errors = Failures::default();
 
     if let Some(tg) = inst.target_group_arn.as_deref() {
-        errors.step("target group", app.aws.alb.delete_target_group(tg).await);
+        errors.step(Kind::TargetGroup, app.aws.alb.delete_target_group(tg).await);
     } else if claimed {
         if let Ok(Some(tg)) = app.aws.alb.find_target_group(&names::target_group_name(san)).await {
-            errors.step("target group", app.aws.alb.delete_target_group(&tg).await);
+            errors.step(Kind::TargetGroup, app.aws.alb.delete_target_group(&tg).await);
         }
     }
     match (inst.secret_created, stored) {
@@ -622,7 +634,7 @@ async fn rollback(app: &App, inst: &Instance, lease_id: &str, stored: Option<&Cr
         }
         (Some(true), _) => {
             errors.step(
-                "secret",
+                Kind::Secret,
                 app.aws.secrets.delete_secret(&names::secret_name(uid), true).await,
             );
         }
@@ -633,22 +645,22 @@ async fn rollback(app: &App, inst: &Instance, lease_id: &str, stored: Option<&Cr
             .iam_user_name
             .clone()
             .unwrap_or_else(|| names::iam_user_name(san, uid));
-        errors.step("IAM user", app.aws.iam.delete_user(&user).await);
+        errors.step(Kind::IamUser, app.aws.iam.delete_user(&user).await);
     }
     if claimed || inst.s3_bucket_name.is_some() {
         let bucket = inst
             .s3_bucket_name
             .clone()
             .unwrap_or_else(|| names::bucket_name(san, uid));
-        errors.step("S3 bucket", app.aws.s3.delete_bucket(&bucket).await);
+        errors.step(Kind::S3Bucket, app.aws.s3.delete_bucket(&bucket).await);
     }
     if let Some(ap) = inst.access_point_id.as_deref() {
-        errors.step("access point", app.aws.efs.delete_access_point(ap).await);
+        errors.step(Kind::AccessPoint, app.aws.efs.delete_access_point(ap).await);
     }
     if claimed {
         let comment = format!("Delete DNS record for Foundry user {san}");
         errors.step(
-            "DNS record",
+            Kind::DnsRecord,
             app.aws.route53.delete_alias(&alias(app, san), &comment).await,
         );
     }

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::lifecycle::{self, cond_lease, gone_ok, lease_free, new_id, progress, teardown, Failures};
+use super::lifecycle::{self, cond_lease, deleted, gone_ok, lease_free, new_id, progress, teardown, Failures, Kind};
 use crate::actions::Obj;
 use crate::app::{App, Ctx};
 use crate::domain::model::{Instance, InstanceStatus, ReservationStatus, ScheduledSession, SessionStatus};
@@ -193,14 +193,14 @@ async fn teardown_resources(app: &App, ctx: &Ctx, inst: &Instance, lease_id: &st
         match app.aws.alb.list_rules(&app.config.alb_https_listener_arn).await {
             Ok(rules) => {
                 for rule in rules.iter().filter(|r| r.target_group_arns.iter().any(|t| t == tg)) {
-                    errors.step("listener rule", app.aws.alb.delete_rule(&rule.arn).await);
+                    errors.step(Kind::ListenerRule, app.aws.alb.delete_rule(&rule.arn).await);
                 }
             }
             Err(e) => errors.push(format!("listener rules: {e}")),
         }
     }
     if let Some(tg) = inst.target_group_arn.as_deref() {
-        let ok = shared_name || errors.step("target group", app.aws.alb.delete_target_group(tg).await);
+        let ok = shared_name || errors.step(Kind::TargetGroup, app.aws.alb.delete_target_group(tg).await);
         if ok {
             let _ = progress(app, uid, lease_id, Update::new().remove("targetGroupArn")).await;
         }
@@ -213,7 +213,7 @@ async fn teardown_resources(app: &App, ctx: &Ctx, inst: &Instance, lease_id: &st
             target_hosted_zone_id: app.config.alb_zone_id.clone(),
         };
         let comment = format!("Delete DNS record for Foundry user {san}");
-        if errors.step("DNS record", app.aws.route53.delete_alias(&record, &comment).await) {
+        if errors.step(Kind::DnsRecord, app.aws.route53.delete_alias(&record, &comment).await) {
             let _ = progress(app, uid, lease_id, Update::new().remove("dnsRecord")).await;
         }
     }
@@ -222,7 +222,7 @@ async fn teardown_resources(app: &App, ctx: &Ctx, inst: &Instance, lease_id: &st
     if let Some(ap) = inst.access_point_id.as_deref() {
         match clean_efs(app, ctx, inst, lease_id).await {
             Ok(()) => {
-                if errors.step("access point", app.aws.efs.delete_access_point(ap).await) {
+                if errors.step(Kind::AccessPoint, app.aws.efs.delete_access_point(ap).await) {
                     let _ = progress(app, uid, lease_id, Update::new().remove("accessPointId")).await;
                 }
             }
@@ -231,8 +231,8 @@ async fn teardown_resources(app: &App, ctx: &Ctx, inst: &Instance, lease_id: &st
     }
 
     if let Some(bucket) = inst.s3_bucket_name.as_deref() {
-        match gone_ok(app.aws.s3.delete_bucket(bucket).await) {
-            Ok(()) => {
+        match deleted(Kind::S3Bucket, app.aws.s3.delete_bucket(bucket).await) {
+            Ok(_) => {
                 let _ = progress(app, uid, lease_id, Update::new().remove("s3BucketName")).await;
             }
             Err(e) if e.code.as_deref() == Some("BucketNotEmpty") || e.to_string().contains("BucketNotEmpty") => errors.push(
@@ -247,8 +247,8 @@ async fn teardown_resources(app: &App, ctx: &Ctx, inst: &Instance, lease_id: &st
             .iam_user_name
             .clone()
             .unwrap_or_else(|| names::iam_user_name(san, uid));
-        match gone_ok(app.aws.iam.delete_user(&user).await) {
-            Ok(()) => {
+        match deleted(Kind::IamUser, app.aws.iam.delete_user(&user).await) {
+            Ok(_) => {
                 let update = Update::new()
                     .remove("iamUserName")
                     .remove("s3AccessKeyId")
@@ -261,7 +261,7 @@ async fn teardown_resources(app: &App, ctx: &Ctx, inst: &Instance, lease_id: &st
 
     if inst.secret_arn.is_some() && !keep_sharing {
         let secret = names::secret_name(uid);
-        if errors.step("secret", app.aws.secrets.delete_secret(&secret, true).await) {
+        if errors.step(Kind::Secret, app.aws.secrets.delete_secret(&secret, true).await) {
             let _ = progress(app, uid, lease_id, Update::new().remove("secretArn")).await;
         }
     }
@@ -270,10 +270,23 @@ async fn teardown_resources(app: &App, ctx: &Ctx, inst: &Instance, lease_id: &st
     match app.aws.ecs.list_task_definitions(&names::task_family(uid)).await {
         Ok(arns) => {
             for arn in arns {
-                errors.step("task definition", app.aws.ecs.deregister_task_definition(&arn).await);
+                errors.step(Kind::TaskDefinition, app.aws.ecs.deregister_task_definition(&arn).await);
             }
         }
         Err(e) => errors.push(format!("task definitions: {e}")),
+    }
+
+    // The user's log group (W51). A deployment whose role lacks logs:DeleteLogGroup
+    // still destroys (the retention bounds what stays); any other failure is retried.
+    match deleted(
+        Kind::LogGroup,
+        app.aws.logs.delete_log_group(&names::log_group(uid)).await,
+    ) {
+        Ok(_) => {}
+        Err(e) if e.code.as_deref().is_some_and(|c| c.contains("AccessDenied")) => {
+            tracing::warn!(error = %e, "not allowed to delete the user's log group; its retention still applies");
+        }
+        Err(e) => errors.push(format!("{}: {e}", Kind::LogGroup.label())),
     }
 
     if inst.allow_license_sharing == Some(true) && !keep_sharing {
@@ -291,6 +304,7 @@ async fn clean_efs(app: &App, ctx: &Ctx, inst: &Instance, lease_id: &str) -> Res
         Some(arn) => arn,
         None => {
             let def = taskdef::cleanup_task_definition(&app.config);
+            let _ = lifecycle::ensure_log_group(app, &taskdef::helper_log_group(taskdef::CLEANUP_FAMILY)).await;
             let td = app.aws.ecs.register_task_definition(&def).await?;
             let req = taskdef::run_task(
                 &app.config,

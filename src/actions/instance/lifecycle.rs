@@ -94,6 +94,26 @@ pub async fn progress(app: &App, user_id: &str, lease_id: &str, update: Update) 
     }
 }
 
+/// Makes sure a task's log group exists with the configured retention (W51) → whether
+/// it does. Best effort: when it fails, the task definition lets the awslogs driver
+/// create the group (without retention), so a missing `logs:*` permission degrades
+/// instead of failing the start.
+pub async fn ensure_log_group(app: &App, name: &str) -> bool {
+    let tags = vec![("Application".to_string(), "FoundryVTT".to_string())];
+    match app
+        .aws
+        .logs
+        .ensure_log_group(name, app.config.log_retention_days, &tags)
+        .await
+    {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, log_group = name, "could not set the log group's retention");
+            false
+        }
+    }
+}
+
 /// `Ok(())` for success and for AWS "not found" (idempotent teardown).
 pub fn gone_ok(r: std::result::Result<(), AwsError>) -> std::result::Result<(), AwsError> {
     match r {
@@ -102,17 +122,86 @@ pub fn gone_ok(r: std::result::Result<(), AwsError>) -> std::result::Result<(), 
     }
 }
 
+/// The kinds of per-user AWS resources, for messages and the `Resources*` metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    AccessPoint,
+    S3Bucket,
+    IamUser,
+    Secret,
+    TargetGroup,
+    DnsRecord,
+    ListenerRule,
+    Task,
+    TaskDefinition,
+    LogGroup,
+}
+
+impl Kind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::AccessPoint => "access point",
+            Kind::S3Bucket => "S3 bucket",
+            Kind::IamUser => "IAM user",
+            Kind::Secret => "secret",
+            Kind::TargetGroup => "target group",
+            Kind::DnsRecord => "DNS record",
+            Kind::ListenerRule => "listener rule",
+            Kind::Task => "task",
+            Kind::TaskDefinition => "task definition",
+            Kind::LogGroup => "log group",
+        }
+    }
+
+    /// The `ResourceKind` dimension value.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Kind::AccessPoint => "AccessPoint",
+            Kind::S3Bucket => "S3Bucket",
+            Kind::IamUser => "IamUser",
+            Kind::Secret => "Secret",
+            Kind::TargetGroup => "TargetGroup",
+            Kind::DnsRecord => "DnsRecord",
+            Kind::ListenerRule => "ListenerRule",
+            Kind::Task => "Task",
+            Kind::TaskDefinition => "TaskDefinition",
+            Kind::LogGroup => "LogGroup",
+        }
+    }
+
+    pub fn created(self) {
+        crate::telemetry::resource_created(self.metric());
+    }
+
+    pub fn deleted(self) {
+        crate::telemetry::resource_deleted(self.metric());
+    }
+}
+
+/// Runs a delete: `Ok(true)` when it removed something (counted), `Ok(false)` when AWS
+/// said "not found", an error otherwise.
+pub fn deleted(kind: Kind, r: std::result::Result<(), AwsError>) -> std::result::Result<bool, AwsError> {
+    match r {
+        Ok(()) => {
+            kind.deleted();
+            Ok(true)
+        }
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The failures of a convergent teardown: each step is tried, "not found" is success.
 #[derive(Debug, Default)]
 pub struct Failures(pub Vec<String>);
 
 impl Failures {
-    /// Records `r` under `what` → whether the step is done.
-    pub fn step(&mut self, what: &str, r: std::result::Result<(), AwsError>) -> bool {
-        match gone_ok(r) {
-            Ok(()) => true,
+    /// Records the outcome of deleting a `kind` → whether it is gone.
+    pub fn step(&mut self, kind: Kind, r: std::result::Result<(), AwsError>) -> bool {
+        match deleted(kind, r) {
+            Ok(_) => true,
             Err(e) => {
-                self.0.push(format!("{what}: {e}"));
+                self.0.push(format!("{}: {e}", kind.label()));
                 false
             }
         }
@@ -262,7 +351,10 @@ pub async fn ensure_rule(app: &App, inst: &Instance, tg: &str) -> Result<(String
         let tags = vec![("SanitizedUsername".to_string(), inst.sanitized_username.clone())];
         let p32 = i32::try_from(priority).map_err(|_| Error::failed("No listener-rule priority is free"))?;
         match app.aws.alb.create_rule(listener, p32, &host, tg, &tags).await {
-            Ok(arn) => return Ok((arn, priority)),
+            Ok(arn) => {
+                Kind::ListenerRule.created();
+                return Ok((arn, priority));
+            }
             Err(e) if e.kind == AwsErrorKind::PriorityInUse => {
                 tracing::info!(priority, "listener-rule priority taken concurrently; retrying");
                 preferred = None;
@@ -303,13 +395,14 @@ pub async fn teardown(app: &App, inst: &Instance) -> Result<Instance> {
         update = update.remove("taskPrivateIp");
     }
     if let Some(rule) = inst.alb_rule_arn.as_deref() {
-        match gone_ok(app.aws.alb.delete_rule(rule).await) {
-            Ok(()) => update = update.remove("albRuleArn"),
+        match deleted(Kind::ListenerRule, app.aws.alb.delete_rule(rule).await) {
+            Ok(_) => update = update.remove("albRuleArn"),
             Err(e) => tracing::warn!(error = %e, "could not delete the listener rule; it stays recorded"),
         }
     }
     if let Some(task) = inst.task_arn.as_deref() {
-        gone_ok(
+        deleted(
+            Kind::Task,
             app.aws
                 .ecs
                 .stop_task(&app.config.cluster_name, task, "User requested stop")

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use super::lifecycle::{self, lease_free, new_id, progress, teardown, TaskWait};
+use super::lifecycle::{self, ensure_log_group, lease_free, new_id, progress, teardown, Kind, TaskWait};
 use crate::actions::Obj;
 use crate::app::{App, Ctx};
 use crate::domain::model::{Credentials, Instance, InstanceStatus, SessionStatus};
@@ -201,6 +201,7 @@ async fn launch(app: &App, ctx: &Ctx, inst: Instance, lease_id: &str, attempt_id
         .clone()
         .ok_or_else(|| Error::failed("Instance has no EFS access point"))?;
     let (secret_arn, keys) = secret_keys(app, &inst, lease_id).await?;
+    let log_group_ready = ensure_log_group(app, &names::log_group(&uid)).await;
     let def = taskdef::foundry_task_definition(
         &app.config,
         &FoundryTask {
@@ -210,6 +211,7 @@ async fn launch(app: &App, ctx: &Ctx, inst: Instance, lease_id: &str, attempt_id
             secret_arn: secret_arn.as_deref(),
             secret_keys: keys,
             foundry_version: inst.foundry_version_or_default(),
+            log_group_ready,
         },
     );
     let td_arn = app.aws.ecs.register_task_definition(&def).await?;
@@ -238,6 +240,7 @@ async fn launch(app: &App, ctx: &Ctx, inst: Instance, lease_id: &str, attempt_id
         }
         Err(e) => return Err(e.into()),
     };
+    Kind::Task.created();
     let inst = progress(app, &uid, lease_id, Update::new().set_s("taskArn", task_arn.as_str())).await?;
 
     let until = lifecycle::wait_until_ms(app, ctx);

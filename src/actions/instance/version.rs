@@ -47,6 +47,7 @@ pub async fn update_version(app: &App, ctx: &Ctx, user_id: &str, version: Option
 
 async fn reset_permissions(app: &App, ctx: &Ctx, user_id: &str, uid: u32, gid: u32) -> Result<()> {
     let def = taskdef::permission_reset_task_definition(&app.config);
+    let _ = lifecycle::ensure_log_group(app, &taskdef::helper_log_group(taskdef::RESET_FAMILY)).await;
     let td = app.aws.ecs.register_task_definition(&def).await?;
     let req = taskdef::run_task(
         &app.config,
