@@ -15,7 +15,7 @@ use crate::event::{self, Action, Invocation, Source};
 use crate::managers::Managers;
 use crate::response::Envelope;
 use crate::store::Store;
-use crate::telemetry::{self, InvocationMetrics, MetricsSink};
+use crate::telemetry::{self, Emf, InvocationMetrics, MetricsSink};
 
 /// Per-invocation context.
 #[derive(Debug, Clone, Default)]
@@ -50,8 +50,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub aws: Managers,
     pub store: Store,
-    /// Where the EMF records of each invocation go (`None`: no metrics).
-    metrics: Option<Arc<dyn MetricsSink>>,
+    /// Where the EMF records of each invocation go, and their renderer (`None`: no metrics).
+    metrics: Option<(Arc<dyn MetricsSink>, Arc<Emf>)>,
     /// True until the first invocation of this process has been answered.
     cold: Arc<AtomicBool>,
 }
@@ -98,32 +98,30 @@ impl App {
 
     /// Emits the EMF records of every invocation to `sink`.
     pub fn with_metrics(mut self, sink: Arc<dyn MetricsSink>) -> Self {
-        self.metrics = Some(sink);
+        let emf = Arc::new(Emf::new(&self.config.metrics_namespace));
+        self.metrics = Some((sink, emf));
         self
     }
 
     /// Handles one raw event and returns the envelope; with a metrics sink, also writes
     /// the invocation's EMF records (see `telemetry`). Never fails.
     pub async fn handle(&self, event: &Value, ctx: &Ctx) -> Handled {
-        let Some(sink) = &self.metrics else {
+        let Some((sink, emf)) = &self.metrics else {
             return self.handle_event(event, ctx).await;
         };
         let started = std::time::Instant::now();
-        let (handled, calls, counters) = telemetry::measure(self.handle_event(event, ctx)).await;
+        let (handled, calls, counters) = telemetry::measure(|| self.handle_event(event, ctx)).await;
         let record = InvocationMetrics {
-            namespace: &self.config.metrics_namespace,
             timestamp_ms: self.clock.now_ms(),
             action: handled.action,
             outcome: handled.outcome.as_str(),
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            duration: started.elapsed(),
             cold_start: self.cold.swap(false, Ordering::Relaxed),
             request_id: &ctx.request_id,
             calls: &calls,
             counters: &counters,
         };
-        for line in record.records() {
-            sink.emit(&line);
-        }
+        emf.render(&record, |line| sink.emit(line));
         handled
     }
 

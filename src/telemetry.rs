@@ -63,26 +63,37 @@ pub fn resource_deleted(kind: &'static str) {
     resource(kind, 0, 1);
 }
 
-/// Runs `fut` with fresh AWS-call and metric counters, and returns all three.
-pub async fn measure<F: std::future::Future>(fut: F) -> (F::Output, CallStats, Counters) {
+/// Runs the future `make` returns with fresh AWS-call and metric counters, and returns
+/// its output with both.
+///
+/// The future is made inside the scopes: an invocation's future is large (several KB),
+/// and passing it in by value would copy it into each scope.
+pub async fn measure<F, M>(make: M) -> (F::Output, CallStats, Counters)
+where
+    F: std::future::Future,
+    M: FnOnce() -> F,
+{
     COUNTERS
-        .scope(RefCell::new(Counters::default()), async move {
-            let (out, calls) = with_call_stats(fut).await;
-            let counters = COUNTERS.with(|c| c.borrow().clone());
-            (out, calls, counters)
-        })
+        .scope(
+            RefCell::new(Counters::default()),
+            CALLS.scope(RefCell::new(CallStats::default()), async move {
+                let out = make().await;
+                let calls = CALLS.with(|c| std::mem::take(&mut *c.borrow_mut()));
+                let counters = COUNTERS.with(|c| std::mem::take(&mut *c.borrow_mut()));
+                (out, calls, counters)
+            }),
+        )
         .await
 }
 
 /// The facts of one invocation that its EMF records carry.
 #[derive(Debug, Clone)]
 pub struct InvocationMetrics<'a> {
-    pub namespace: &'a str,
     pub timestamp_ms: i64,
     pub action: &'a str,
     /// `success`, `client_error` or `server_error`.
     pub outcome: &'a str,
-    pub duration_ms: f64,
+    pub duration: Duration,
     pub cold_start: bool,
     pub request_id: &'a str,
     pub calls: &'a CallStats,
@@ -92,14 +103,18 @@ pub struct InvocationMetrics<'a> {
 /// Writes `s` as a JSON string (the values we write are names and ids).
 fn json_str(out: &mut String, s: &str) {
     out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push_str(s);
+    } else {
+        for ch in s.chars() {
+            match ch {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => out.push(c),
             }
-            c => out.push(c),
         }
     }
     out.push('"');
@@ -112,102 +127,109 @@ fn json_num(out: &mut String, v: f64) {
     }
 }
 
-fn directive_head(out: &mut String, m: &InvocationMetrics<'_>, dims: &str) {
-    let _ = write!(
-        out,
-        "{{\"_aws\":{{\"Timestamp\":{},\"CloudWatchMetrics\":[{{\"Namespace\":",
-        m.timestamp_ms
-    );
-    json_str(out, m.namespace);
-    let _ = write!(out, ",\"Dimensions\":[[{dims}]],\"Metrics\":[");
-}
-
-fn metric_def(out: &mut String, first: &mut bool, name: &str, unit: &str) {
-    if !*first {
-        out.push(',');
-    }
-    *first = false;
-    out.push_str("{\"Name\":");
+fn metric_def(out: &mut String, name: &str) {
+    out.push_str(",{\"Name\":");
     json_str(out, name);
-    let _ = write!(out, ",\"Unit\":\"{unit}\"}}");
+    out.push_str(",\"Unit\":\"Count\"}");
 }
 
-impl InvocationMetrics<'_> {
-    /// The EMF records (one JSON line each, without the newline): the invocation record
+/// Renders EMF records. The constant parts (namespace, dimensions, the standard metric
+/// definitions) are rendered once, so that an invocation pays only for its values.
+#[derive(Debug, Clone)]
+pub struct Emf {
+    /// From `,"CloudWatchMetrics"` to the last standard metric definition.
+    main_head: String,
+    /// The whole directive of a resource record, up to `"Action":`.
+    resource_head: String,
+}
+
+impl Emf {
+    pub fn new(namespace: &str) -> Self {
+        let mut ns = String::new();
+        json_str(&mut ns, namespace);
+        let main_head = format!(
+            ",\"CloudWatchMetrics\":[{{\"Namespace\":{ns},\"Dimensions\":[[\"Action\",\"Outcome\"]],\"Metrics\":[\
+             {{\"Name\":\"Invocations\",\"Unit\":\"Count\"}},{{\"Name\":\"Errors\",\"Unit\":\"Count\"}},\
+             {{\"Name\":\"DurationMs\",\"Unit\":\"Milliseconds\"}},{{\"Name\":\"ColdStart\",\"Unit\":\"Count\"}},\
+             {{\"Name\":\"AwsCalls\",\"Unit\":\"Count\"}},{{\"Name\":\"AwsCallErrors\",\"Unit\":\"Count\"}}"
+        );
+        let resource_head = format!(
+            ",\"CloudWatchMetrics\":[{{\"Namespace\":{ns},\"Dimensions\":[[\"Action\",\"ResourceKind\"]],\"Metrics\":[\
+             {{\"Name\":\"ResourcesCreated\",\"Unit\":\"Count\"}},{{\"Name\":\"ResourcesDeleted\",\"Unit\":\"Count\"}}]}}]}},\"Action\":"
+        );
+        Emf {
+            main_head,
+            resource_head,
+        }
+    }
+
+    /// Calls `emit` with each record (one JSON object, no newline): the invocation record
     /// (dimensions `Action`, `Outcome`), then one record per resource kind the invocation
     /// created or deleted (dimensions `Action`, `ResourceKind`).
-    pub fn records(&self) -> Vec<String> {
-        let mut lines = Vec::with_capacity(1 + self.counters.resources.len());
-        let created: u64 = self.counters.resources.iter().map(|r| r.1).sum();
-        let deleted: u64 = self.counters.resources.iter().map(|r| r.2).sum();
-
-        let mut out = String::with_capacity(640);
-        directive_head(&mut out, self, "\"Action\",\"Outcome\"");
-        let mut first = true;
-        for (name, unit) in [
-            ("Invocations", "Count"),
-            ("Errors", "Count"),
-            ("DurationMs", "Milliseconds"),
-            ("ColdStart", "Count"),
-            ("AwsCalls", "Count"),
-            ("AwsCallErrors", "Count"),
-        ] {
-            metric_def(&mut out, &mut first, name, unit);
-        }
+    pub fn render(&self, m: &InvocationMetrics<'_>, mut emit: impl FnMut(&str)) {
+        let created: u64 = m.counters.resources.iter().map(|r| r.1).sum();
+        let deleted: u64 = m.counters.resources.iter().map(|r| r.2).sum();
+        let mut out = String::with_capacity(768);
+        let _ = write!(out, "{{\"_aws\":{{\"Timestamp\":{}", m.timestamp_ms);
+        out.push_str(&self.main_head);
         if created > 0 || deleted > 0 {
-            metric_def(&mut out, &mut first, "ResourcesCreated", "Count");
-            metric_def(&mut out, &mut first, "ResourcesDeleted", "Count");
+            metric_def(&mut out, "ResourcesCreated");
+            metric_def(&mut out, "ResourcesDeleted");
         }
-        for (name, _) in &self.counters.counts {
-            metric_def(&mut out, &mut first, name, "Count");
+        for (name, _) in &m.counters.counts {
+            metric_def(&mut out, name);
         }
         out.push_str("]}]},\"Action\":");
-        json_str(&mut out, self.action);
+        json_str(&mut out, m.action);
         out.push_str(",\"Outcome\":");
-        json_str(&mut out, self.outcome);
-        let errors = u8::from(self.outcome == "server_error");
-        let _ = write!(out, ",\"Invocations\":1,\"Errors\":{errors},\"DurationMs\":");
-        json_num(&mut out, (self.duration_ms * 1000.0).round() / 1000.0);
+        json_str(&mut out, m.outcome);
+        let micros = m.duration.as_micros();
         let _ = write!(
             out,
-            ",\"ColdStart\":{},\"AwsCalls\":{},\"AwsCallErrors\":{}",
-            u8::from(self.cold_start),
-            self.calls.total,
-            self.calls.failed
+            ",\"Invocations\":1,\"Errors\":{},\"DurationMs\":{}.{:03},\"ColdStart\":{},\"AwsCalls\":{},\"AwsCallErrors\":{}",
+            u8::from(m.outcome == "server_error"),
+            micros / 1000,
+            micros % 1000,
+            u8::from(m.cold_start),
+            m.calls.total,
+            m.calls.failed
         );
         if created > 0 || deleted > 0 {
             let _ = write!(out, ",\"ResourcesCreated\":{created},\"ResourcesDeleted\":{deleted}");
         }
-        for (name, value) in &self.counters.counts {
+        for (name, value) in &m.counters.counts {
             out.push(',');
             json_str(&mut out, name);
             out.push(':');
             json_num(&mut out, *value);
         }
         out.push_str(",\"requestId\":");
-        json_str(&mut out, self.request_id);
+        json_str(&mut out, m.request_id);
         out.push('}');
-        lines.push(out);
+        emit(&out);
 
-        for (kind, created, deleted) in &self.counters.resources {
-            let mut out = String::with_capacity(320);
-            directive_head(&mut out, self, "\"Action\",\"ResourceKind\"");
-            let mut first = true;
-            metric_def(&mut out, &mut first, "ResourcesCreated", "Count");
-            metric_def(&mut out, &mut first, "ResourcesDeleted", "Count");
-            out.push_str("]}]},\"Action\":");
-            json_str(&mut out, self.action);
+        for (kind, created, deleted) in &m.counters.resources {
+            out.clear();
+            let _ = write!(out, "{{\"_aws\":{{\"Timestamp\":{}", m.timestamp_ms);
+            out.push_str(&self.resource_head);
+            json_str(&mut out, m.action);
             out.push_str(",\"ResourceKind\":");
             json_str(&mut out, kind);
             let _ = write!(
                 out,
                 ",\"ResourcesCreated\":{created},\"ResourcesDeleted\":{deleted},\"requestId\":"
             );
-            json_str(&mut out, self.request_id);
+            json_str(&mut out, m.request_id);
             out.push('}');
-            lines.push(out);
+            emit(&out);
         }
-        lines
+    }
+
+    /// The records as strings (tests).
+    pub fn records(&self, m: &InvocationMetrics<'_>) -> Vec<String> {
+        let mut v = Vec::new();
+        self.render(m, |r| v.push(r.to_string()));
+        v
     }
 }
 
@@ -292,7 +314,7 @@ mod tests {
     #[tokio::test]
     async fn measure_collects_counts_and_resources() {
         count("SessionsStarted", 1.0); // outside: ignored
-        let ((), calls, counters) = measure(async {
+        let ((), calls, counters) = measure(|| async {
             aws_call("efs", "CreateAccessPoint", Duration::ZERO, true);
             count("SessionsStarted", 2.0);
             count("ConflictsResolved", 1.0);
@@ -318,17 +340,16 @@ mod tests {
             resources: vec![("S3Bucket", 1, 0)],
         };
         let m = InvocationMetrics {
-            namespace: DEFAULT_NAMESPACE,
             timestamp_ms: 1_795_773_600_000,
             action: "create",
             outcome: "server_error",
-            duration_ms: 12.3456,
+            duration: Duration::from_micros(12_345),
             cold_start: true,
             request_id: "req-\"1\"",
             calls: &calls,
             counters: &counters,
         };
-        let records = m.records();
+        let records = Emf::new(DEFAULT_NAMESPACE).records(&m);
         assert_eq!(records.len(), 2);
         let main: serde_json::Value = serde_json::from_str(&records[0]).unwrap();
         let cwm = &main["_aws"]["CloudWatchMetrics"][0];
@@ -344,7 +365,7 @@ mod tests {
         assert_eq!(main["ColdStart"], 1);
         assert_eq!(main["AwsCalls"], 5);
         assert_eq!(main["AwsCallErrors"], 1);
-        assert_eq!(main["DurationMs"], 12.346);
+        assert_eq!(main["DurationMs"], 12.345);
         assert_eq!(main["InstancesStopped"], 2);
         assert_eq!(main["ResourcesCreated"], 1);
         assert_eq!(main["requestId"], "req-\"1\"");

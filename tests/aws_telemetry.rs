@@ -78,7 +78,7 @@ async fn dynamo_get_and_a_failing_s3_delete_are_counted_and_logged_without_param
     }
 }
 
-/// One read through each of the eight adapters built by `Managers::from_sdk`: each is
+/// One read through each of the nine adapters built by `Managers::from_sdk`: each is
 /// instrumented, and reports under the SDK's own service and operation names.
 #[tokio::test]
 async fn every_adapter_reports_its_calls() {
@@ -89,6 +89,7 @@ async fn every_adapter_reports_its_calls() {
     let access_point = format!("fsap-{id}");
     let target_group = format!("tg{}", &id[..10]);
     let record = format!("{missing}.{}", aws.var("DOMAIN_NAME"));
+    let log_group = format!("/aws/ecs/{missing}");
     let usage = Table::new(aws.var("USAGE_TABLE_NAME"), "usageKey");
 
     let (results, stats, log, calls) = observed(async {
@@ -105,11 +106,13 @@ async fn every_adapter_reports_its_calls() {
             m.alb.find_target_group(&target_group).await.map(|t| t.is_some()),
             m.secrets.get_secret_string(&missing).await.map(|s| s.is_some()),
             m.s3.delete_bucket(&missing).await.map(|()| true),
+            m.logs.retention_days(&log_group).await.map(|d| d.is_some()),
         ]
     })
     .await;
 
-    // Nothing exists: the adapters answer "none", except the two that report NotFound.
+    // Nothing exists: the adapters answer "none", except the three that report NotFound
+    // (the log group's comes from an empty, successful DescribeLogGroups).
     let results: Vec<Result<bool, Option<String>>> = results.into_iter().map(|r| r.map_err(|e| e.code)).collect();
     assert_eq!(
         results,
@@ -122,10 +125,11 @@ async fn every_adapter_reports_its_calls() {
             Ok(false),
             Ok(false),
             Err(Some("NoSuchBucket".into())),
+            Err(Some("ResourceNotFoundException".into())),
         ]
     );
     // A "not found" the adapter maps to `None` is still a failed AWS call.
-    assert_eq!(stats, CallStats { total: 8, failed: 5 });
+    assert_eq!(stats, CallStats { total: 9, failed: 5 });
     assert_eq!(
         summary(&calls),
         vec![
@@ -137,9 +141,10 @@ async fn every_adapter_reports_its_calls() {
             call("Elastic Load Balancing v2", "DescribeTargetGroups", "error"),
             call("Secrets Manager", "GetSecretValue", "error"),
             call("S3", "ListObjectVersions", "error"),
+            call("CloudWatch Logs", "DescribeLogGroups", "ok"),
         ]
     );
-    for param in [&missing, &access_point, &target_group, &record] {
+    for param in [&missing, &access_point, &target_group, &record, &log_group] {
         assert!(
             !log.contains(param.as_str()),
             "request parameter {param} in the log:\n{log}"
