@@ -127,6 +127,14 @@ impl App {
 
     /// Every error becomes an error envelope here, and is logged here, once.
     async fn handle_event(&self, event: &Value, ctx: &Ctx) -> Handled {
+        let mut handled = self.answer(event, ctx).await;
+        if let Some(flavor) = event::http_flavor(event) {
+            handled.envelope = handled.envelope.for_http(Some(flavor));
+        }
+        handled
+    }
+
+    async fn answer(&self, event: &Value, ctx: &Ctx) -> Handled {
         let inv = match event::parse(event) {
             Ok(inv) => inv,
             Err(e) => {

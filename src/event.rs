@@ -413,6 +413,17 @@ fn parse_scheduled(obj: &Map<String, Value>) -> Result<Invocation, Error> {
 
 // ---------------------------------------------------------------- HTTP
 
+/// The HTTP front end `event` came from, if it is an HTTP event.
+pub fn http_flavor(event: &Value) -> Option<crate::response::HttpFlavor> {
+    let obj = event.as_object().filter(|o| is_http(o))?;
+    let v2 = obj.get("version").and_then(Value::as_str) == Some("2.0") || obj.contains_key("rawPath");
+    Some(if v2 {
+        crate::response::HttpFlavor::V2
+    } else {
+        crate::response::HttpFlavor::V1
+    })
+}
+
 fn is_http(obj: &Map<String, Value>) -> bool {
     obj.contains_key("requestContext")
         && (obj.contains_key("httpMethod") || obj.contains_key("rawPath") || obj.contains_key("routeKey"))

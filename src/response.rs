@@ -15,6 +15,20 @@ pub struct Envelope {
     pub status_code: u16,
     /// The body object as JSON text.
     pub body: String,
+    /// The kind of HTTP event answered, if any. Direct invokes keep the original's three
+    /// members; HTTP answers add what the HTTP front ends read.
+    pub http: Option<HttpFlavor>,
+}
+
+/// Which HTTP front end an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpFlavor {
+    /// API Gateway REST (payload 1.0): adds `isBase64Encoded` only (REST rejects
+    /// members it does not know).
+    V1,
+    /// Function URL or API Gateway HTTP API (payload 2.0): adds `isBase64Encoded` and
+    /// an empty `cookies` list (which `cargo lambda watch` requires).
+    V2,
 }
 
 impl Envelope {
@@ -23,6 +37,7 @@ impl Envelope {
         Envelope {
             status_code: 200,
             body: to_js_json(value),
+            http: None,
         }
     }
 
@@ -33,7 +48,14 @@ impl Envelope {
         Envelope {
             status_code: err.status_code(),
             body: to_js_json(&Value::Object(m)),
+            http: None,
         }
+    }
+
+    /// This envelope as the answer to an HTTP event (or not).
+    pub fn for_http(mut self, http: Option<HttpFlavor>) -> Self {
+        self.http = http;
+        self
     }
 
     /// The body parsed back (for tests and logs).
@@ -53,10 +75,16 @@ impl Serialize for Envelope {
                 m.end()
             }
         }
-        let mut m = s.serialize_map(Some(3))?;
+        let mut m = s.serialize_map(None)?;
         m.serialize_entry("statusCode", &self.status_code)?;
         m.serialize_entry("headers", &Headers)?;
         m.serialize_entry("body", &self.body)?;
+        if self.http.is_some() {
+            m.serialize_entry("isBase64Encoded", &false)?;
+        }
+        if self.http == Some(HttpFlavor::V2) {
+            m.serialize_entry("cookies", &[] as &[&str])?;
+        }
         m.end()
     }
 }
@@ -144,6 +172,20 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&env).unwrap(),
             r#"{"statusCode":400,"headers":{"Content-Type":"application/json"},"body":"{\"error\":\"Missing required parameters: action, userId\"}"}"#
+        );
+    }
+
+    #[test]
+    fn http_answers_say_the_body_is_not_base64() {
+        let env = Envelope::ok(&json!({})).for_http(Some(HttpFlavor::V1));
+        assert_eq!(
+            serde_json::to_string(&env).unwrap(),
+            r#"{"statusCode":200,"headers":{"Content-Type":"application/json"},"body":"{}","isBase64Encoded":false}"#
+        );
+        let env = Envelope::ok(&json!({})).for_http(Some(HttpFlavor::V2));
+        assert_eq!(
+            serde_json::to_string(&env).unwrap(),
+            r#"{"statusCode":200,"headers":{"Content-Type":"application/json"},"body":"{}","isBase64Encoded":false,"cookies":[]}"#
         );
     }
 
