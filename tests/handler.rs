@@ -305,6 +305,8 @@ async fn the_log_of_a_create_never_contains_a_secret() {
     let (app, fake, _) = fake_app(T0);
     let buf = BufferWriter::default();
     let _guard = tracing::subscriber::set_default(subscriber(EnvFilter::new("trace"), buf.clone()));
+    // Other tests of this binary run without a subscriber: make every callsite re-ask.
+    tracing::callsite::rebuild_interest_cache();
     let password = "Pa55-word-that-must-stay-hidden";
     let (code, body) = invoke(
         &app,
