@@ -804,3 +804,139 @@ async fn delete_answers_the_spec_shape_and_removes_everything() {
     );
     assert!(leftovers(&fake).is_empty(), "{:?}", leftovers(&fake));
 }
+
+fn seed_session(fake: &FakeAws, id: &str, uid: &str, status: &str) {
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    let n = |v: i64| AttributeValue::N(v.to_string());
+    let item = std::collections::HashMap::from([
+        ("sessionId".to_string(), s(id)),
+        ("userId".to_string(), s(uid)),
+        ("licenseType".to_string(), s("byol")),
+        ("licenseId".to_string(), s(&format!("byol-{uid}"))),
+        ("startTime".to_string(), n(T0 + 86_400)),
+        ("endTime".to_string(), n(T0 + 90_000)),
+        ("status".to_string(), s(status)),
+    ]);
+    fake.dynamo
+        .put_raw("foundry-vtt-instances-scheduled-sessions", "sessionId", item);
+    let reservation = std::collections::HashMap::from([
+        ("reservationId".to_string(), s(&format!("r-{id}"))),
+        ("licenseId".to_string(), s(&format!("byol-{uid}"))),
+        ("sessionId".to_string(), s(id)),
+        ("userId".to_string(), s(uid)),
+        ("startTime".to_string(), n(T0 + 86_400)),
+        ("endTime".to_string(), n(T0 + 90_000)),
+        ("status".to_string(), s("active")),
+    ]);
+    fake.dynamo.put_raw(
+        "foundry-vtt-instances-license-reservations",
+        "reservationId",
+        reservation,
+    );
+}
+
+#[tokio::test]
+async fn destroy_cancels_the_users_sessions_and_says_how_many() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    seed_session(&fake, "s-1", UID, "scheduled");
+    seed_session(&fake, "s-2", UID, "completed");
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"message":"Instance destroyed successfully (1 sessions cancelled)","userId":UID,"cancelledSessionsCount":1})
+    );
+    let s1 = fake
+        .dynamo
+        .item("foundry-vtt-instances-scheduled-sessions", "s-1")
+        .unwrap();
+    assert_eq!(s1["status"], AttributeValue::S("cancelled".into()));
+    let s2 = fake
+        .dynamo
+        .item("foundry-vtt-instances-scheduled-sessions", "s-2")
+        .unwrap();
+    assert_eq!(s2["status"], AttributeValue::S("completed".into()));
+    let r1 = fake
+        .dynamo
+        .item("foundry-vtt-instances-license-reservations", "r-s-1")
+        .unwrap();
+    assert_eq!(r1["status"], AttributeValue::S("cancelled".into()));
+
+    // No instance any more: the answer still counts cancelled sessions.
+    seed_session(&fake, "s-3", UID, "active");
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        body,
+        json!({"message":"No instance found to destroy, but 1 sessions cancelled","userId":UID,"instanceFound":false,"cancelledSessionsCount":1})
+    );
+}
+
+#[tokio::test]
+async fn destroy_without_an_instance_deactivates_an_orphaned_pool_and_never_makes_a_stub() {
+    let (app, fake, _) = fake_app(T0);
+    let pools = "foundry-vtt-instances-license-pool";
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200);
+    assert_eq!(body["instanceFound"], false);
+    assert!(fake.dynamo.items(pools).is_empty(), "no stub pool item (W41)");
+
+    let pool = std::collections::HashMap::from([
+        ("licenseId".to_string(), AttributeValue::S(format!("byol-{UID}"))),
+        ("ownerId".to_string(), AttributeValue::S(UID.into())),
+        ("isActive".to_string(), AttributeValue::Bool(true)),
+    ]);
+    fake.dynamo.put_raw(pools, "licenseId", pool);
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        body,
+        json!({"message":"No instance found, but orphaned license pool has been deactivated","userId":UID,"licensePoolDeactivated":true,"cancelledSessionsCount":0})
+    );
+    let item = fake.dynamo.item(pools, &format!("byol-{UID}")).unwrap();
+    assert_eq!(item["isActive"], AttributeValue::Bool(false));
+}
+
+#[tokio::test]
+async fn a_sharing_owner_joins_the_pool_at_create_and_leaves_it_at_destroy() {
+    let (app, fake, _) = fake_app(T0);
+    let mut e = create_event(UID, "alice");
+    e["allowLicenseSharing"] = json!(true);
+    assert_eq!(invoke(&app, e).await.0, 200);
+    let pool = fake
+        .dynamo
+        .item("foundry-vtt-instances-license-pool", &format!("byol-{UID}"))
+        .unwrap();
+    assert_eq!(pool["isActive"], AttributeValue::Bool(true));
+    assert_eq!(pool["ownerUsername"], AttributeValue::S("alice".into()));
+    assert_eq!(invoke(&app, ev("destroy", UID)).await.0, 200);
+    let pool = fake
+        .dynamo
+        .item("foundry-vtt-instances-license-pool", &format!("byol-{UID}"))
+        .unwrap();
+    assert_eq!(pool["isActive"], AttributeValue::Bool(false));
+}
+
+#[tokio::test]
+async fn destroy_keeping_license_sharing_keeps_the_secret_and_the_pool() {
+    let (app, fake, _) = fake_app(T0);
+    let mut e = create_event(UID, "alice");
+    e["allowLicenseSharing"] = json!(true);
+    assert_eq!(invoke(&app, e).await.0, 200);
+    let (code, _) = invoke(&app, json!({"action":"destroy","userId":UID,"keepLicenseSharing":true})).await;
+    assert_eq!(code, 200);
+    assert_eq!(fake.secrets.secrets(), [format!("foundry-credentials-{UID}")]);
+    let pool = fake
+        .dynamo
+        .item("foundry-vtt-instances-license-pool", &format!("byol-{UID}"))
+        .unwrap();
+    assert_eq!(pool["isActive"], AttributeValue::Bool(true));
+    // Re-registration reuses the stored credentials (no username/password in the request).
+    let (code, body) = invoke(
+        &app,
+        json!({"action":"create","userId":UID,"sanitizedUsername":"alice","licenseType":"byol","allowLicenseSharing":true}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+}
