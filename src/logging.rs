@@ -227,20 +227,39 @@ impl<'a> MakeWriter<'a> for BufferWriter {
     }
 }
 
+/// Captures this thread's log lines into a buffer while the guard lives (tests).
+///
+/// A thread-local subscriber alone is not enough when other threads of the process log
+/// without one: tracing computes a callsite's interest once, on the thread that reaches
+/// it first, and caches "never" for the whole process. A process-wide anchor subscriber
+/// (which keeps nothing) makes every callsite interesting, so the capture sees every
+/// event of its thread.
+#[cfg(any(test, feature = "test-util"))]
+pub fn capture(filter: &str) -> (tracing::subscriber::DefaultGuard, BufferWriter) {
+    static ANCHOR: std::sync::Once = std::sync::Once::new();
+    ANCHOR.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
+    let buf = BufferWriter::default();
+    let guard = tracing::subscriber::set_default(subscriber(EnvFilter::new(filter), buf.clone()));
+    tracing::callsite::rebuild_interest_cache();
+    (guard, buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn lines_are_json_with_level_message_fields_and_request_id() {
-        let buf = BufferWriter::default();
-        let sub = subscriber(EnvFilter::new("info"), buf.clone());
-        tracing::subscriber::with_default(sub, || {
+        let (guard, buf) = capture("info");
+        {
             let span = tracing::info_span!("invocation", requestId = "req-123");
             let _g = span.enter();
             tracing::info!(action = "status", count = 3, "handled");
             tracing::debug!("hidden at info");
-        });
+        }
+        drop(guard);
         let out = buf.contents();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 1, "{out}");

@@ -4,18 +4,15 @@
 
 mod common;
 
-use foundry_lambda::logging::{subscriber, BufferWriter};
 use foundry_lambda::managers::dynamodb::Table;
 use foundry_lambda::managers::Managers;
 use foundry_lambda::telemetry::{with_call_stats, CallStats};
 use serde_json::Value;
-use tracing_subscriber::EnvFilter;
 
 /// Runs `fut` with the crate's JSON log at DEBUG into a buffer; returns its output, the call
 /// counts, the whole log and its "aws call" lines.
 async fn observed<F: std::future::Future>(fut: F) -> (F::Output, CallStats, String, Vec<Value>) {
-    let buf = BufferWriter::default();
-    let _guard = tracing::subscriber::set_default(subscriber(EnvFilter::new("foundry_lambda=debug"), buf.clone()));
+    let (_guard, buf) = foundry_lambda::logging::capture("foundry_lambda=debug");
     let (out, stats) = with_call_stats(fut).await;
     let log = buf.contents();
     let calls = log

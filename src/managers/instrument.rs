@@ -157,7 +157,6 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::logging::{subscriber, BufferWriter};
     use crate::telemetry::{with_call_stats, CallStats};
 
     /// Answers the i-th request with `replies[i]` (the last one repeats); `None` never answers.
@@ -231,11 +230,7 @@ mod tests {
     /// Runs `fut` with a DEBUG capture of this crate's log; returns its output, the call
     /// counts and the "aws call…" lines.
     async fn observed<F: std::future::Future>(fut: F) -> (F::Output, CallStats, Vec<Value>) {
-        let buf = BufferWriter::default();
-        let _guard = tracing::subscriber::set_default(subscriber(
-            tracing_subscriber::EnvFilter::new("foundry_lambda=debug"),
-            buf.clone(),
-        ));
+        let (_guard, buf) = crate::logging::capture("foundry_lambda=debug");
         let (out, stats) = with_call_stats(fut).await;
         let log = buf.contents();
         assert!(!log.contains(SECRET_KEY), "a request parameter was logged:\n{log}");
