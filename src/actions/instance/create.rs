@@ -101,18 +101,8 @@ async fn resolve_login(
             match creds.and_then(|c| Some((c.username?, c.password?))) {
                 Some(login) => Ok(Some(login)),
                 None => {
-                    let update = Update::new()
-                        .set_bool("isActive", false)
-                        .set("updatedAt", n(app.clock.now()));
-                    let cond = Cond::And(vec![
-                        Cond::exists("licenseId"),
-                        Cond::Eq("isActive".into(), crate::store::av(&true)?),
-                    ]);
-                    if let Err(e) = app.store.update_pool(license_id, &update, cond).await {
-                        let benign = matches!(&e, Error::Aws(a) if a.is_condition_failed());
-                        if !benign {
-                            tracing::warn!(error = %e, "could not deactivate the orphaned license pool");
-                        }
+                    if let Err(e) = super::destroy::deactivate_pool(app, license_id).await {
+                        tracing::warn!(error = %e.client_message(), "could not deactivate the orphaned license pool");
                     }
                     Err(Error::failed(
                         "Failed to get license owner credentials: License owner credentials not found - the license owner may have deleted their instance. The license pool has been automatically deactivated.",

@@ -72,13 +72,19 @@ pub async fn cleanup_reservations(app: &App, s: &ScheduledSession, to: Reservati
     Ok(())
 }
 
-/// DEACTIVATE-OWN-POOL, only when the pool exists (W41) → whether one was deactivated.
+/// DEACTIVATE-OWN-POOL (spec §3.5) → whether one was deactivated.
 pub async fn deactivate_own_pool(app: &App, user_id: &str) -> Result<bool> {
+    deactivate_pool(app, &names::license_id(user_id)).await
+}
+
+/// Sets an existing, active pool entry inactive (W41: never creates a stub) → whether
+/// there was one.
+pub async fn deactivate_pool(app: &App, license_id: &str) -> Result<bool> {
     let update = Update::new()
         .set_bool("isActive", false)
         .set("updatedAt", n(app.clock.now()));
     let cond = Cond::And(vec![Cond::exists("licenseId"), Cond::Eq("isActive".into(), av(&true)?)]);
-    match app.store.update_pool(&names::license_id(user_id), &update, cond).await {
+    match app.store.update_pool(license_id, &update, cond).await {
         Ok(_) => Ok(true),
         Err(Error::Aws(e)) if e.is_condition_failed() => Ok(false),
         Err(e) => Err(e),
