@@ -125,7 +125,7 @@ impl App {
         handled
     }
 
-    /// Every error becomes an error envelope here, and is logged here, once.
+    /// The envelope of `event`, shaped for its transport.
     async fn handle_event(&self, event: &Value, ctx: &Ctx) -> Handled {
         let mut handled = self.answer(event, ctx).await;
         if let Some(flavor) = event::http_flavor(event) {
@@ -134,6 +134,7 @@ impl App {
         handled
     }
 
+    /// Every error becomes an error envelope here, and is logged here, once.
     async fn answer(&self, event: &Value, ctx: &Ctx) -> Handled {
         let inv = match event::parse(event) {
             Ok(inv) => inv,

@@ -145,8 +145,6 @@ pub struct Instance {
     pub iam_user_name: Option<String>,
     /// Whether the DNS record of this instance exists (it is the subdomain's claim).
     pub dns_record: Option<bool>,
-    /// The license the running task uses, cleared on every stop (W31).
-    pub active_license_id: Option<String>,
 }
 
 impl Instance {

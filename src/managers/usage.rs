@@ -6,7 +6,6 @@
 
 use crate::domain::jsnum;
 use crate::domain::usage::{split_run_hours, usage_key};
-use crate::error::Result;
 use crate::managers::dynamodb::{Cond, TransactOp, Update};
 use crate::store::{n, Store};
 
@@ -42,17 +41,4 @@ pub fn run_ops(store: &Store, user_id: &str, started: i64, stopped: i64) -> Vec<
             })
         })
         .collect()
-}
-
-/// A donation of `amount` by `donor` at `t` (spec/SCHEDULING.md §9.3).
-pub async fn record_donation(store: &Store, user_id: &str, amount: f64, donor: &str, t: i64) -> Result<()> {
-    let Some(text) = jsnum::to_dynamo(amount) else {
-        return Ok(());
-    };
-    let update = Update::new()
-        .add_n("donationsThisMonth", text)
-        .set("lastDonation", n(t))
-        .set_s("lastDonorName", donor);
-    store.update_usage(&usage_key(user_id, t), &update).await?;
-    Ok(())
 }

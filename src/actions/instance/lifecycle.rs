@@ -415,8 +415,7 @@ pub async fn teardown(app: &App, inst: &Instance) -> Result<Instance> {
         .remove("taskArn")
         .remove("autoShutdownAt")
         .remove("startedAt")
-        .remove("linkedSessionId")
-        .remove("activeLicenseId");
+        .remove("linkedSessionId");
     let mut ops = vec![TransactOp::Update {
         table: app.store.instances.clone(),
         key: inst.user_id.clone(),
