@@ -1,5 +1,5 @@
-//! The application: configuration, clock and managers, and the one dispatch over
-//! [`Action`].
+//! The dispatcher: the one dispatch over [`Action`]; every error becomes an envelope
+//! (and a log line, and a metric) here, once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,46 +10,18 @@ use tracing::{error, info, warn};
 use crate::actions;
 use crate::clock::Clock;
 use crate::config::Config;
+pub use crate::context::Ctx;
+use crate::context::Services;
 use crate::error::{Error, Result};
 use crate::event::{self, Action, Invocation, Source};
 use crate::managers::Managers;
 use crate::response::Envelope;
-use crate::store::Store;
 use crate::telemetry::{self, Emf, InvocationMetrics, MetricsSink};
 
-/// Per-invocation context.
-#[derive(Debug, Clone, Default)]
-pub struct Ctx {
-    pub request_id: String,
-    /// Unix milliseconds by which the invocation must have answered (`None`: no limit).
-    pub deadline_ms: Option<i64>,
-}
-
-impl Ctx {
-    /// From the Runtime API's `Lambda-Runtime-Deadline-Ms`. AWS sends Unix milliseconds;
-    /// `cargo lambda watch` sends the timeout itself (e.g. `600000`), which no absolute
-    /// deadline can be (it would lie in 1970), so such a value counts from `now_ms`.
-    pub fn from_runtime(request_id: String, deadline_header: u64, now_ms: i64) -> Self {
-        const YEAR_2001_MS: i64 = 1_000_000_000_000;
-        let deadline_ms = match i64::try_from(deadline_header) {
-            Ok(0) | Err(_) => None,
-            Ok(d) if d < YEAR_2001_MS => Some(now_ms + d),
-            Ok(d) => Some(d),
-        };
-        Ctx {
-            request_id,
-            deadline_ms,
-        }
-    }
-}
-
-/// Everything an action needs.
+/// Everything an invocation may use, and how its answers are measured.
 #[derive(Clone)]
 pub struct App {
-    pub config: Arc<Config>,
-    pub clock: Arc<dyn Clock>,
-    pub aws: Managers,
-    pub store: Store,
+    pub services: Services,
     /// Where the EMF records of each invocation go, and their renderer (`None`: no metrics).
     metrics: Option<(Arc<dyn MetricsSink>, Arc<Emf>)>,
     /// True until the first invocation of this process has been answered.
@@ -85,12 +57,8 @@ pub struct Handled {
 
 impl App {
     pub fn new(config: Config, clock: Arc<dyn Clock>, aws: Managers) -> Self {
-        let store = Store::new(aws.dynamo.clone(), &config);
         App {
-            config: Arc::new(config),
-            clock,
-            aws,
-            store,
+            services: Services::new(config, clock, aws),
             metrics: None,
             cold: Arc::new(AtomicBool::new(true)),
         }
@@ -98,7 +66,7 @@ impl App {
 
     /// Emits the EMF records of every invocation to `sink`.
     pub fn with_metrics(mut self, sink: Arc<dyn MetricsSink>) -> Self {
-        let emf = Arc::new(Emf::new(&self.config.metrics_namespace));
+        let emf = Arc::new(Emf::new(&self.services.config.metrics_namespace));
         self.metrics = Some((sink, emf));
         self
     }
@@ -112,7 +80,7 @@ impl App {
         let started = std::time::Instant::now();
         let (handled, calls, counters) = telemetry::measure(|| self.handle_event(event, ctx)).await;
         let record = InvocationMetrics {
-            timestamp_ms: self.clock.now_ms(),
+            timestamp_ms: self.services.clock.now_ms(),
             action: handled.action,
             outcome: handled.outcome.as_str(),
             duration: started.elapsed(),
@@ -158,7 +126,7 @@ impl App {
             userId = %inv.user_id,
             source = inv.source.as_str(),
             fields = ?event::field_names(event),
-            remaining_ms = ctx.deadline_ms.map(|d| d - self.clock.now_ms()),
+            remaining_ms = ctx.deadline_ms.map(|d| d - self.services.clock.now_ms()),
             "invocation"
         );
         match self.dispatch(inv, ctx).await {
@@ -199,25 +167,26 @@ impl App {
                 action.name()
             )));
         }
+        let svc = &self.services;
         let uid = user_id.as_str();
         match action {
-            Action::Create(f) => actions::instance::create(self, ctx, uid, &f).await,
-            Action::Start(_) => actions::instance::start(self, ctx, uid).await,
-            Action::Stop(_) => actions::instance::stop(self, uid).await,
+            Action::Create(f) => actions::instance::create(svc, ctx, uid, &f).await,
+            Action::Start(_) => actions::instance::start(svc, ctx, uid).await,
+            Action::Stop(_) => actions::instance::stop(svc, uid).await,
             Action::Destroy(f) => {
-                actions::instance::destroy(self, ctx, uid, f.keep_license_sharing.unwrap_or(false)).await
+                actions::instance::destroy(svc, ctx, uid, f.keep_license_sharing.unwrap_or(false)).await
             }
-            Action::Delete(_) => actions::instance::delete(self, ctx, uid).await,
+            Action::Delete(_) => actions::instance::delete(svc, ctx, uid).await,
             Action::UpdateVersion(f) => {
-                actions::instance::update_version(self, ctx, uid, f.foundry_version.as_deref()).await
+                actions::instance::update_version(svc, ctx, uid, f.foundry_version.as_deref()).await
             }
-            Action::Status(_) => actions::instance::status(self, uid).await,
-            Action::ListAll(_) => actions::instance::list_all(self).await,
-            Action::ListSessions(_) => actions::sessions::list_sessions(self, uid).await,
-            Action::ShutdownStats(_) => actions::automation::shutdown_stats(self).await,
-            Action::GetUserCosts(_) => actions::billing::get_user_costs(self, uid).await,
-            Action::GetAllCosts(_) => actions::billing::get_all_costs(self).await,
-            Action::SendNotification(f) => actions::notify::send_notification(self, &f).await,
+            Action::Status(_) => actions::instance::status(svc, uid).await,
+            Action::ListAll(_) => actions::instance::list_all(svc).await,
+            Action::ListSessions(_) => actions::sessions::list_sessions(svc, uid).await,
+            Action::ShutdownStats(_) => actions::automation::shutdown_stats(svc).await,
+            Action::GetUserCosts(_) => actions::billing::get_user_costs(svc, uid).await,
+            Action::GetAllCosts(_) => actions::billing::get_all_costs(svc).await,
+            Action::SendNotification(f) => actions::notify::send_notification(&f).await,
             other => Err(not_available(other.name())),
         }
     }
@@ -228,24 +197,4 @@ pub fn not_available(action: &str) -> Error {
     Error::Failed(format!(
         "Action '{action}' is not available yet in this version of foundry-lambda"
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn absolute_deadlines_are_kept_and_relative_ones_count_from_now() {
-        let now = 1_795_760_444_329;
-        assert_eq!(
-            Ctx::from_runtime("r".into(), 1_795_760_744_329, now).deadline_ms,
-            Some(1_795_760_744_329)
-        );
-        assert_eq!(
-            Ctx::from_runtime("r".into(), 600_000, now).deadline_ms,
-            Some(now + 600_000)
-        );
-        assert_eq!(Ctx::from_runtime("r".into(), 0, now).deadline_ms, None);
-        assert_eq!(Ctx::from_runtime("r".into(), u64::MAX, now).deadline_ms, None);
-    }
 }

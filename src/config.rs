@@ -36,8 +36,10 @@ pub struct Config {
     pub instance_cost_per_hour: f64,
     /// Discord user ids allowed to call the admin actions (new in the port).
     pub admin_user_ids: BTreeSet<String>,
-    /// How many seconds before its start a scheduled session is launched (new; W34).
+    /// How many seconds before its start a scheduled session is launched (new).
     pub session_lead_seconds: i64,
+    /// The longest session that can be booked, in seconds (new).
+    pub max_session_seconds: i64,
     /// CloudWatch namespace of the EMF metrics (new).
     pub metrics_namespace: String,
     /// Retention of the per-user ECS log groups, in days (new; W51).
@@ -64,6 +66,9 @@ pub const REQUIRED: &[&str] = &[
 
 /// Default of `SESSION_LEAD_SECONDS`: start Foundry five minutes before the session.
 pub const DEFAULT_SESSION_LEAD_SECONDS: i64 = 300;
+
+/// Default of `MAX_SESSION_SECONDS`: a session lasts at most a day.
+pub const DEFAULT_MAX_SESSION_SECONDS: i64 = 86_400;
 
 /// Default of `LOG_RETENTION_DAYS`: the original deployment kept its ECS log group 3 days.
 pub const DEFAULT_LOG_RETENTION_DAYS: i32 = 3;
@@ -150,6 +155,19 @@ impl Config {
             },
         };
 
+        let max_session_seconds = match get("MAX_SESSION_SECONDS") {
+            None => DEFAULT_MAX_SESSION_SECONDS,
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) if (900..=604_800).contains(&n) => n,
+                _ => {
+                    invalid.push(format!(
+                        "MAX_SESSION_SECONDS must be a whole number of seconds between 900 and 604800, got '{v}'"
+                    ));
+                    DEFAULT_MAX_SESSION_SECONDS
+                }
+            },
+        };
+
         let log_retention_days = match get("LOG_RETENTION_DAYS") {
             None => DEFAULT_LOG_RETENTION_DAYS,
             Some(v) => match v.trim().parse::<i32>() {
@@ -203,10 +221,25 @@ impl Config {
             instance_cost_per_hour,
             admin_user_ids,
             session_lead_seconds,
+            max_session_seconds,
             metrics_namespace: get("METRICS_NAMESPACE")
                 .unwrap_or_else(|| crate::telemetry::DEFAULT_NAMESPACE.to_string()),
             log_retention_days,
         })
+    }
+
+    /// What the task definitions and RunTask requests need of this configuration.
+    pub fn deployment(&self) -> crate::domain::taskdef::Deployment<'_> {
+        crate::domain::taskdef::Deployment {
+            region: &self.region,
+            domain_name: &self.domain_name,
+            cluster: &self.cluster_name,
+            file_system_id: &self.file_system_id,
+            execution_role_arn: &self.execution_role_arn,
+            task_role_arn: &self.task_role_arn,
+            subnets: &self.private_subnet_ids,
+            security_group: &self.task_security_group_id,
+        }
     }
 
     /// A complete configuration for unit tests.

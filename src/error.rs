@@ -20,8 +20,12 @@ pub enum AwsErrorKind {
     /// An ELBv2 listener-rule priority is taken.
     PriorityInUse,
     /// The resource is in use or in a state that forbids the call (ResourceInUse,
-    /// DeleteConflict, BucketNotEmpty, InvalidRequest on a secret scheduled for deletion…).
+    /// DeleteConflict, InvalidRequest on a secret scheduled for deletion…).
     Conflict,
+    /// A bucket still holds objects (BucketNotEmpty).
+    NotEmpty,
+    /// The function's role may not make the call (AccessDenied).
+    AccessDenied,
     /// The request was refused as invalid (bad parameter, validation error).
     Invalid,
     /// Throttling, timeouts, network errors, 5xx: the call may succeed if retried.

@@ -89,10 +89,11 @@ impl Serialize for Envelope {
     }
 }
 
-/// Serializes a value to a JSON value, keeping member order. A value that cannot be
-/// serialized (never the case for our response types) becomes `null`.
-pub fn to_value<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
+/// The body of an answer: a typed response as a JSON value, member order kept. A value
+/// that cannot be serialized (a map with non-string keys; none of our response types)
+/// is an error rather than a wrong answer.
+pub fn to_body<T: Serialize>(answer: &T) -> crate::error::Result<Value> {
+    serde_json::to_value(answer).map_err(|e| crate::error::Error::Failed(format!("Cannot encode the answer: {e}")))
 }
 
 /// JSON text of `v` as JavaScript's `JSON.stringify` would print it: integral floats

@@ -254,7 +254,7 @@ async fn start_stop_status_and_destroy_answer_the_spec_shapes() {
     assert_eq!(status["licenseType"], "byol");
     assert_eq!(status["allowLicenseSharing"], false);
     assert_eq!(status["nextScheduledSession"], Value::Null);
-    let started_at = app.clock.now();
+    let started_at = app.services.clock.now();
     assert_eq!(status["autoShutdownAt"], started_at + 21_600);
 
     let (code, stopped) = invoke(&app, ev("stop", UID)).await;

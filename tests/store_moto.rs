@@ -1,75 +1,131 @@
-//! The typed DynamoDB store against moto: every page of a query and a scan is read, and a
-//! conditional write that loses is reported as such.
+//! The record store against moto: every page of a query and a scan is read, the indexes
+//! answer the questions the store asks of them, and a conditional write that loses is
+//! reported as such.
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use foundry_lambda::config::Config;
-use foundry_lambda::domain::model::{Instance, InstanceStatus, ScheduledSession, SessionStatus};
-use foundry_lambda::error::Error;
-use foundry_lambda::managers::dynamodb::{Cond, SdkDynamo};
-use foundry_lambda::store::Store;
+use foundry_lambda::domain::model::{Instance, InstanceStatus};
+use foundry_lambda::managers::dynamodb::{AttributeValue, Cond, Dynamo, SdkDynamo, Table};
+use foundry_lambda::store::{Lease, Store};
 
-async fn store(page_limit: i32) -> Store {
+async fn store(page_limit: i32) -> (Store, Arc<SdkDynamo>, Config) {
     let aws = common::local_aws();
     let config = Config::from_lookup(|k| aws.env.get(k).cloned()).expect("complete configuration");
     let sdk = common::sdk_config().await;
-    Store::new(Arc::new(SdkDynamo::new(&sdk).with_page_limit(page_limit)), &config)
+    let dynamo = Arc::new(SdkDynamo::new(&sdk).with_page_limit(page_limit));
+    (Store::new(dynamo.clone(), &config), dynamo, config)
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
 }
 
 #[tokio::test]
 async fn queries_and_scans_read_past_the_first_page() {
-    let store = store(2).await;
+    let (store, dynamo, config) = store(2).await;
     let uid = common::unique_user_id();
+    let license = format!("byol-{uid}");
+    let sessions = Table::new(config.scheduled_sessions_table.clone(), "sessionId");
     for i in 0..7 {
-        let s = ScheduledSession {
-            session_id: format!("{uid}-{i}"),
-            user_id: uid.clone(),
-            start_time: 1_800_000_000 + i,
-            end_time: 1_800_003_600 + i,
-            status: SessionStatus::Scheduled,
-            ..Default::default()
-        };
-        store.put_session(&s, Cond::not_exists("sessionId")).await.expect("put");
+        let item: HashMap<String, AttributeValue> = [
+            ("sessionId", s(&format!("{uid}-{i}"))),
+            ("userId", s(&uid)),
+            ("licenseId", s(&license)),
+            ("startTime", n(1_800_000_000 + i * 3600)),
+            ("endTime", n(1_800_003_600 + i * 3600)),
+            ("status", s("scheduled")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        dynamo.put(&sessions, item, Cond::Always).await.expect("put");
     }
-    let mine = store.sessions_of_user(&uid).await.expect("query");
+    let mine = store.sessions.of_user(&uid).await.expect("query by user");
     assert_eq!(mine.len(), 7, "the GSI query read every page (Limit 2)");
-    let all = store.scan_sessions().await.expect("scan");
+    let window = store
+        .sessions
+        .on_license(&license, 1_800_000_000 + 3600, 1_800_000_000 + 5 * 3600)
+        .await
+        .expect("query by license");
+    let starts: Vec<i64> = window.iter().map(|s| s.start_time).collect();
     assert_eq!(
-        all.iter().filter(|s| s.user_id == uid).count(),
-        7,
-        "the scan read every page"
+        starts,
+        (1..=5).map(|i| 1_800_000_000 + i * 3600).collect::<Vec<_>>(),
+        "the license index returns the window, in start order, across pages"
     );
+    let all = store.instances.all().await.expect("scan");
+    assert!(all.iter().all(|i| !i.user_id.is_empty()), "the scan decoded every page");
 }
 
 #[tokio::test]
-async fn a_conditional_put_that_loses_is_a_condition_failure() {
-    let store = store(100).await;
+async fn a_second_new_record_loses_and_only_the_lease_holder_removes_it() {
+    let (store, _, _) = store(100).await;
     let uid = common::unique_user_id();
+    let lease = Lease::new(4_000_000_000);
     let inst = Instance {
         user_id: uid.clone(),
-        sanitized_username: "racer".into(),
+        sanitized_username: format!("racer{}", &uid[uid.len() - 6..]),
         status: InstanceStatus::Creating,
+        lease_id: Some(lease.id.clone()),
+        lease_until: Some(lease.until),
         ..Default::default()
     };
-    store
-        .put_instance(&inst, Cond::not_exists("userId"))
-        .await
-        .expect("the first put wins");
-    match store.put_instance(&inst, Cond::not_exists("userId")).await {
-        Err(Error::Aws(e)) => assert!(e.is_condition_failed(), "{e:?}"),
-        other => panic!("the second put must lose: {other:?}"),
-    }
-    let read = store
-        .get_instance_consistent(&uid)
-        .await
-        .expect("get")
-        .expect("present");
+    assert!(
+        store.instances.insert_new(&inst).await.expect("put"),
+        "the first put wins"
+    );
+    assert!(
+        !store.instances.insert_new(&inst).await.expect("put"),
+        "the second put loses"
+    );
+    let read = store.instances.get_latest(&uid).await.expect("get").expect("present");
     assert_eq!(read.status, InstanceStatus::Creating);
-    store
-        .delete_instance(&uid, Cond::exists("userId"))
+    assert!(
+        !store
+            .instances
+            .remove(&uid, &Lease::new(4_000_000_000))
+            .await
+            .expect("delete"),
+        "another lease cannot delete the record"
+    );
+    assert!(store.instances.remove(&uid, &lease).await.expect("delete"));
+    assert!(store.instances.get_latest(&uid).await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn the_username_index_names_the_other_users_of_a_subdomain() {
+    let (store, _, _) = store(100).await;
+    let (a, b) = (common::unique_user_id(), common::unique_user_id());
+    let name = format!("shared{}", &a[a.len() - 6..]);
+    for uid in [&a, &b] {
+        let inst = Instance {
+            user_id: uid.clone(),
+            sanitized_username: name.clone(),
+            status: InstanceStatus::Created,
+            ..Default::default()
+        };
+        assert!(store.instances.insert_new(&inst).await.expect("put"));
+    }
+    assert_eq!(
+        store.instances.others_named(&name, &a).await.expect("query"),
+        vec![b.clone()]
+    );
+    assert_eq!(
+        store.instances.others_named(&name, &b).await.expect("query"),
+        vec![a.clone()]
+    );
+    assert!(store
+        .instances
+        .others_named("nobody-has-this-name", &a)
         .await
-        .expect("cleanup");
-    assert!(store.get_instance_consistent(&uid).await.expect("get").is_none());
+        .expect("query")
+        .is_empty());
 }

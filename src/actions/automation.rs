@@ -1,48 +1,63 @@
-//! The EventBridge sweeps and their statistics (spec/SCHEDULING.md §7, §8, §10).
+//! The EventBridge sweeps and their statistics.
 
+use serde::Serialize;
 use serde_json::Value;
 
-use super::Obj;
-use crate::app::App;
+use crate::context::Services;
 use crate::domain::model::{Instance, InstanceStatus};
 use crate::error::Result;
 
-/// Shutdown statistics over `instances` at `now` (spec/SCHEDULING.md §10).
-pub fn shutdown_stats_of(instances: &[Instance], now: i64) -> Value {
-    let running: Vec<&Instance> = instances
-        .iter()
-        .filter(|i| i.status == InstanceStatus::Running)
-        .collect();
-    let with_timer = running
-        .iter()
-        .filter(|i| i.auto_shutdown_at.is_some_and(|t| t != 0))
-        .count();
-    let overdue = running
-        .iter()
-        .filter(|i| i.auto_shutdown_at.is_some_and(|t| t <= now))
-        .count();
-    let next = running
-        .iter()
-        .filter_map(|i| i.auto_shutdown_at)
-        .filter(|t| *t > now)
-        .map(|t| t - now)
-        .min();
-    Obj::new()
-        .set("totalRunning", running.len())
-        .set("scheduledForShutdown", with_timer)
-        .set("overdue", overdue)
-        .set("nextShutdownIn", next.map(Value::from).unwrap_or(Value::Null))
-        .build()
+/// Auto-shutdown statistics over the running instances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShutdownStats {
+    pub total_running: usize,
+    pub scheduled_for_shutdown: usize,
+    pub overdue: usize,
+    /// Seconds until the next deadline, `null` when no running instance has one ahead.
+    pub next_shutdown_in: Option<i64>,
 }
 
-/// `shutdown-stats` (§4.19).
-pub async fn shutdown_stats(app: &App) -> Result<Value> {
-    let instances = app.store.scan_instances().await?;
-    let stats = shutdown_stats_of(&instances, app.clock.now());
-    Ok(Obj::new()
-        .set("message", "Auto-shutdown statistics")
-        .set("stats", stats)
-        .build())
+impl ShutdownStats {
+    /// The statistics of `instances` at `now`.
+    pub fn of(instances: &[Instance], now: i64) -> Self {
+        let running: Vec<&Instance> = instances
+            .iter()
+            .filter(|i| i.status == InstanceStatus::Running)
+            .collect();
+        ShutdownStats {
+            total_running: running.len(),
+            scheduled_for_shutdown: running
+                .iter()
+                .filter(|i| i.auto_shutdown_at.is_some_and(|t| t != 0))
+                .count(),
+            overdue: running
+                .iter()
+                .filter(|i| i.auto_shutdown_at.is_some_and(|t| t <= now))
+                .count(),
+            next_shutdown_in: running
+                .iter()
+                .filter_map(|i| i.auto_shutdown_at)
+                .filter(|t| *t > now)
+                .map(|t| t - now)
+                .min(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct StatsAnswer {
+    message: &'static str,
+    stats: ShutdownStats,
+}
+
+/// `shutdown-stats`.
+pub async fn shutdown_stats(svc: &Services) -> Result<Value> {
+    let instances = svc.store.instances.all().await?;
+    crate::response::to_body(&StatsAnswer {
+        message: "Auto-shutdown statistics",
+        stats: ShutdownStats::of(&instances, svc.now()),
+    })
 }
 
 #[cfg(test)]
@@ -69,11 +84,11 @@ mod tests {
             inst(InstanceStatus::Stopped, Some(1_050)),
         ];
         assert_eq!(
-            shutdown_stats_of(&list, now),
+            serde_json::to_value(ShutdownStats::of(&list, now)).unwrap(),
             json!({"totalRunning":4,"scheduledForShutdown":3,"overdue":1,"nextShutdownIn":100})
         );
         assert_eq!(
-            shutdown_stats_of(&[], now),
+            serde_json::to_value(ShutdownStats::of(&[], now)).unwrap(),
             json!({"totalRunning":0,"scheduledForShutdown":0,"overdue":0,"nextShutdownIn":null})
         );
     }

@@ -1,43 +1,77 @@
-//! Usage costs (spec/SCHEDULING.md §9.4–§9.5).
+//! Usage costs: one user's month, and every user's.
 
+use serde::Serialize;
 use serde_json::Value;
+use serde_with::skip_serializing_none;
 
-use super::Obj;
-use crate::app::App;
-use crate::domain::usage::{cost, js_max0, month_key, usage_key};
+use crate::context::Services;
+use crate::domain::usage::{cost, js_max0, month_key};
 use crate::error::Result;
 
-/// `get-user-costs` (§4.27): the caller's current UTC month.
-pub async fn get_user_costs(app: &App, user_id: &str) -> Result<Value> {
-    let now = app.clock.now();
-    let usage = app.store.get_usage(&usage_key(user_id, now)).await?.unwrap_or_default();
-    let rate = app.config.instance_cost_per_hour;
+/// The answer of `get-user-costs`. Numbers that JavaScript would print as `NaN` (a
+/// non-numeric rate) are `null`.
+#[skip_serializing_none]
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserCosts<'a> {
+    user_id: &'a str,
+    hours_used: f64,
+    total_cost: f64,
+    uncovered_cost: f64,
+    donations_received: f64,
+    last_donor_name: Option<String>,
+    cost_per_hour: f64,
+}
+
+/// `get-user-costs`: the caller's current UTC month.
+pub async fn get_user_costs(svc: &Services, user_id: &str) -> Result<Value> {
+    let usage = svc.store.usage.month_of(user_id, svc.now()).await?.unwrap_or_default();
+    let rate = svc.config.instance_cost_per_hour;
     let c = cost(
         usage.hours_this_month.unwrap_or(0.0),
         usage.donations_this_month.unwrap_or(0.0),
         rate,
     );
-    Ok(Obj::new()
-        .set("userId", user_id)
-        .num("hoursUsed", c.hours)
-        .num("totalCost", c.total_cost)
-        .num("uncoveredCost", c.uncovered)
-        .num("donationsReceived", c.donations)
-        .opt("lastDonorName", usage.last_donor_name)
-        .num("costPerHour", rate)
-        .build())
+    crate::response::to_body(&UserCosts {
+        user_id,
+        hours_used: c.hours,
+        total_cost: c.total_cost,
+        uncovered_cost: c.uncovered,
+        donations_received: c.donations,
+        last_donor_name: usage.last_donor_name,
+        cost_per_hour: rate,
+    })
 }
 
-/// `get-all-costs` (§4.28): every user's current UTC month, all pages.
-pub async fn get_all_costs(app: &App) -> Result<Value> {
-    let now = app.clock.now();
-    let suffix = format!("#{}", month_key(now));
-    let rate = app.config.instance_cost_per_hour;
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Contributor {
+    user_id: String,
+    donations: f64,
+    uncovered: f64,
+}
+
+/// The answer of `get-all-costs`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AllCosts {
+    total_users: u64,
+    total_hours: f64,
+    total_costs: f64,
+    total_donations: f64,
+    total_uncovered: f64,
+    top_contributors: Vec<Contributor>,
+}
+
+/// `get-all-costs`: every user's current UTC month, every page.
+pub async fn get_all_costs(svc: &Services) -> Result<Value> {
+    let suffix = format!("#{}", month_key(svc.now()));
+    let rate = svc.config.instance_cost_per_hour;
     let mut total_users = 0u64;
     let mut total_hours = 0.0;
     let mut total_donations = 0.0;
-    let mut contributors: Vec<(String, f64, f64)> = Vec::new();
-    for u in app.store.scan_usage().await? {
+    let mut contributors: Vec<Contributor> = Vec::new();
+    for u in svc.store.usage.all().await? {
         if !u.usage_key.ends_with(&suffix) {
             continue;
         }
@@ -49,29 +83,26 @@ pub async fn get_all_costs(app: &App) -> Result<Value> {
         total_users += 1;
         total_hours += h;
         total_donations += d;
-        let user = u.usage_key.split('#').next().unwrap_or("").to_string();
-        contributors.push((user, d, js_max0(h * rate - d)));
+        contributors.push(Contributor {
+            user_id: u.usage_key.split('#').next().unwrap_or("").to_string(),
+            donations: d,
+            uncovered: js_max0(h * rate - d),
+        });
     }
     // Stable sort by donations, descending (NaN-safe).
-    contributors.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
-    let top: Vec<Value> = contributors
-        .into_iter()
-        .take(10)
-        .map(|(user, d, u)| {
-            Obj::new()
-                .set("userId", user)
-                .num("donations", d)
-                .num("uncovered", u)
-                .build()
-        })
-        .collect();
+    contributors.sort_by(|a, b| {
+        b.donations
+            .partial_cmp(&a.donations)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    contributors.truncate(10);
     let total_costs = total_hours * rate;
-    Ok(Obj::new()
-        .set("totalUsers", total_users)
-        .num("totalHours", total_hours)
-        .num("totalCosts", total_costs)
-        .num("totalDonations", total_donations)
-        .num("totalUncovered", js_max0(total_costs - total_donations))
-        .set("topContributors", top)
-        .build())
+    crate::response::to_body(&AllCosts {
+        total_users,
+        total_hours,
+        total_costs,
+        total_donations,
+        total_uncovered: js_max0(total_costs - total_donations),
+        top_contributors: contributors,
+    })
 }

@@ -1,13 +1,22 @@
-//! `send-notification` (spec/ACTIONS.md §4.29): acknowledged and logged only.
+//! `send-notification`: acknowledged and logged only (no delivery channel exists).
 
+use serde::Serialize;
 use serde_json::Value;
 
-use super::Obj;
-use crate::app::App;
 use crate::error::{Error, Result};
 use crate::event::NotificationFields;
 
-pub async fn send_notification(_app: &App, f: &NotificationFields) -> Result<Value> {
+/// The answer of `send-notification`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Queued<'a> {
+    success: bool,
+    message: &'static str,
+    notification_type: &'a str,
+    target_user_id: &'a str,
+}
+
+pub async fn send_notification(f: &NotificationFields) -> Result<Value> {
     let (Some(kind), Some(target)) = (
         f.notification_type.as_deref().filter(|s| !s.is_empty()),
         f.target_user_id.as_deref().filter(|s| !s.is_empty()),
@@ -21,10 +30,10 @@ pub async fn send_notification(_app: &App, f: &NotificationFields) -> Result<Val
         instanceUrl = f.instance_url.as_deref(),
         "notification queued (log only: no delivery channel is configured)"
     );
-    Ok(Obj::new()
-        .set("success", true)
-        .set("message", "Notification queued successfully")
-        .set("notificationType", kind)
-        .set("targetUserId", target)
-        .build())
+    crate::response::to_body(&Queued {
+        success: true,
+        message: "Notification queued successfully",
+        notification_type: kind,
+        target_user_id: target,
+    })
 }

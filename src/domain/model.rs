@@ -74,6 +74,19 @@ string_enum! {
     }
 }
 
+impl InstanceStatus {
+    /// The status of an instance whose task ECS reports in `last_status`. Every ECS state
+    /// maps to a status the port writes; none becomes `unknown`.
+    pub fn of_task(last_status: &str) -> InstanceStatus {
+        match last_status.to_ascii_uppercase().as_str() {
+            "PROVISIONING" | "PENDING" | "ACTIVATING" => InstanceStatus::Starting,
+            "RUNNING" => InstanceStatus::Running,
+            "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => InstanceStatus::Stopping,
+            _ => InstanceStatus::Stopped, // STOPPED, DELETED
+        }
+    }
+}
+
 string_enum! {
     /// Scheduled session `status` (spec/DATA.md §1.3).
     SessionStatus {
@@ -137,13 +150,13 @@ pub struct Instance {
     /// until when (Unix seconds). An expired lease belongs to an invocation that died.
     pub lease_id: Option<String>,
     pub lease_until: Option<i64>,
-    /// Whether `create` made the user's secret (rather than reusing an existing one).
+    /// While creating: whether this create makes the user's secret (there was none),
+    /// so that its rollback deletes the secret rather than restoring it.
     pub secret_created: Option<bool>,
     /// The EFS cleanup task a `destroy` launched and may still be waiting for.
     pub cleanup_task_arn: Option<String>,
-    /// The IAM user made for this instance (recorded as soon as it exists).
-    pub iam_user_name: Option<String>,
-    /// Whether the DNS record of this instance exists (it is the subdomain's claim).
+    /// Set when this port's `create` claimed the subdomain with an atomic Route 53
+    /// CREATE: the name then belongs to this user alone.
     pub dns_record: Option<bool>,
 }
 
@@ -258,6 +271,24 @@ mod tests {
         assert_eq!(serde_json::to_value(&s).unwrap(), json!("provisioning"));
         let s: InstanceStatus = serde_json::from_value(json!("running")).unwrap();
         assert_eq!(s, InstanceStatus::Running);
+    }
+
+    #[test]
+    fn every_ecs_state_maps_to_a_real_status() {
+        for (ecs, want) in [
+            ("PROVISIONING", "starting"),
+            ("PENDING", "starting"),
+            ("ACTIVATING", "starting"),
+            ("RUNNING", "running"),
+            ("DEACTIVATING", "stopping"),
+            ("STOPPING", "stopping"),
+            ("DEPROVISIONING", "stopping"),
+            ("STOPPED", "stopped"),
+            ("DELETED", "stopped"),
+            ("running", "running"),
+        ] {
+            assert_eq!(InstanceStatus::of_task(ecs).as_str(), want, "{ecs}");
+        }
     }
 
     #[test]

@@ -5,12 +5,110 @@
 //! shell command built from data; the helper tasks take the user id from their
 //! environment and validate it before touching the file system.
 
-use crate::config::Config;
-use crate::managers::ecs::{
-    ContainerDef, ContainerOverride, EfsVolume, LogConfig, MountPoint, RunTask, TaskDefinition,
-};
-
 use super::names;
+
+/// What the task definitions and RunTask requests need to know about the deployment.
+#[derive(Debug, Clone, Copy)]
+pub struct Deployment<'a> {
+    pub region: &'a str,
+    pub domain_name: &'a str,
+    pub cluster: &'a str,
+    pub file_system_id: &'a str,
+    pub execution_role_arn: &'a str,
+    pub task_role_arn: &'a str,
+    pub subnets: &'a [String],
+    pub security_group: &'a str,
+}
+
+/// An awslogs configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub group: String,
+    pub region: String,
+    pub stream_prefix: String,
+    /// `awslogs-create-group`. False when the group is created beforehand (with a retention).
+    pub create_group: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPoint {
+    pub source_volume: String,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+/// One container of a task definition.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContainerDef {
+    pub name: String,
+    pub image: String,
+    pub essential: bool,
+    /// Hard memory limit of the container in MiB (moto's RunTask needs one container with it).
+    pub memory_mib: Option<i32>,
+    pub command: Vec<String>,
+    pub entry_point: Vec<String>,
+    /// Container port, TCP, mapped 1:1 (awsvpc).
+    pub port: Option<i32>,
+    /// Plain environment variables, in order.
+    pub environment: Vec<(String, String)>,
+    /// `(name, valueFrom)` pairs resolved by ECS from Secrets Manager at launch.
+    pub secrets: Vec<(String, String)>,
+    pub mounts: Vec<MountPoint>,
+    pub log: Option<LogConfig>,
+    /// `(containerName, condition)`, e.g. `("init", "SUCCESS")`.
+    pub depends_on: Vec<(String, String)>,
+    /// Run the container as this `uid:gid` (Docker `user`).
+    pub user: Option<String>,
+}
+
+/// An EFS volume: either through an access point, or a root directory of the file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EfsVolume {
+    pub name: String,
+    pub file_system_id: String,
+    /// Root directory; ignored by ECS when an access point is given.
+    pub root_directory: Option<String>,
+    pub access_point_id: Option<String>,
+    /// Transit encryption (always on in this project).
+    pub transit_encryption: bool,
+}
+
+/// A Fargate, awsvpc, ARM64 Linux task definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskDefinition {
+    pub family: String,
+    pub cpu: String,
+    pub memory: String,
+    pub execution_role_arn: String,
+    pub task_role_arn: String,
+    pub containers: Vec<ContainerDef>,
+    pub volumes: Vec<EfsVolume>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// Environment overrides for one container of a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerOverride {
+    pub name: String,
+    pub environment: Vec<(String, String)>,
+}
+
+/// A Fargate RunTask request (spec/DATA.md §4.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTask {
+    pub cluster: String,
+    /// Family, `family:revision`, or ARN.
+    pub task_definition: String,
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub assign_public_ip: bool,
+    pub overrides: Vec<ContainerOverride>,
+    /// `startedBy` (up to 36 characters).
+    pub started_by: Option<String>,
+    /// Idempotency token (up to 64 characters): a retried RunTask with the same token
+    /// does not start a second task.
+    pub client_token: Option<String>,
+}
 
 pub const FOUNDRY_PORT: i32 = 30000;
 pub const DATA_VOLUME: &str = "foundry-data";
@@ -41,8 +139,8 @@ pub struct FoundryTask<'a> {
     pub log_group_ready: bool,
 }
 
-pub fn foundry_task_definition(cfg: &Config, t: &FoundryTask<'_>) -> TaskDefinition {
-    let host = names::host(t.sanitized_username, &cfg.domain_name);
+pub fn foundry_task_definition(cfg: &Deployment<'_>, t: &FoundryTask<'_>) -> TaskDefinition {
+    let host = names::host(t.sanitized_username, cfg.domain_name);
     let mut environment: Vec<(String, String)> = [
         ("CONTAINER_PRESERVE_CONFIG", "true".to_string()),
         ("FOUNDRY_HOSTNAME", host),
@@ -69,7 +167,7 @@ pub fn foundry_task_definition(cfg: &Config, t: &FoundryTask<'_>) -> TaskDefinit
         if t.secret_keys.s3_keys {
             // The image reads AWS credentials from the environment when FOUNDRY_AWS_CONFIG=true.
             environment.push(("FOUNDRY_AWS_CONFIG".to_string(), "true".to_string()));
-            environment.push(("AWS_REGION".to_string(), cfg.region.clone()));
+            environment.push(("AWS_REGION".to_string(), cfg.region.to_string()));
             secrets.push(("AWS_ACCESS_KEY_ID".to_string(), key("s3_access_key_id")));
             secrets.push(("AWS_SECRET_ACCESS_KEY".to_string(), key("s3_secret_access_key")));
         }
@@ -78,8 +176,8 @@ pub fn foundry_task_definition(cfg: &Config, t: &FoundryTask<'_>) -> TaskDefinit
         family: names::task_family(t.user_id),
         cpu: "1024".into(),
         memory: "2048".into(),
-        execution_role_arn: cfg.execution_role_arn.clone(),
-        task_role_arn: cfg.task_role_arn.clone(),
+        execution_role_arn: cfg.execution_role_arn.to_string(),
+        task_role_arn: cfg.task_role_arn.to_string(),
         containers: vec![ContainerDef {
             name: "foundry".into(),
             image: format!("felddy/foundryvtt:{}", t.foundry_version),
@@ -95,7 +193,7 @@ pub fn foundry_task_definition(cfg: &Config, t: &FoundryTask<'_>) -> TaskDefinit
             }],
             log: Some(LogConfig {
                 group: names::log_group(t.user_id),
-                region: cfg.region.clone(),
+                region: cfg.region.to_string(),
                 stream_prefix: "foundry".into(),
                 create_group: !t.log_group_ready,
             }),
@@ -103,7 +201,7 @@ pub fn foundry_task_definition(cfg: &Config, t: &FoundryTask<'_>) -> TaskDefinit
         }],
         volumes: vec![EfsVolume {
             name: DATA_VOLUME.into(),
-            file_system_id: cfg.file_system_id.clone(),
+            file_system_id: cfg.file_system_id.to_string(),
             root_directory: None,
             access_point_id: Some(t.access_point_id.to_string()),
             transit_encryption: true,
@@ -124,13 +222,13 @@ pub fn helper_log_group(family: &str) -> String {
     format!("/aws/ecs/{family}")
 }
 
-fn helper_task(cfg: &Config, family: &str, container: &str, prefix: &str, script: String) -> TaskDefinition {
+fn helper_task(cfg: &Deployment<'_>, family: &str, container: &str, prefix: &str, script: String) -> TaskDefinition {
     TaskDefinition {
         family: family.to_string(),
         cpu: "256".into(),
         memory: "512".into(),
-        execution_role_arn: cfg.execution_role_arn.clone(),
-        task_role_arn: cfg.task_role_arn.clone(),
+        execution_role_arn: cfg.execution_role_arn.to_string(),
+        task_role_arn: cfg.task_role_arn.to_string(),
         containers: vec![ContainerDef {
             name: container.to_string(),
             image: "alpine:latest".into(),
@@ -144,7 +242,7 @@ fn helper_task(cfg: &Config, family: &str, container: &str, prefix: &str, script
             }],
             log: Some(LogConfig {
                 group: helper_log_group(family),
-                region: cfg.region.clone(),
+                region: cfg.region.to_string(),
                 stream_prefix: prefix.to_string(),
                 create_group: true,
             }),
@@ -152,7 +250,7 @@ fn helper_task(cfg: &Config, family: &str, container: &str, prefix: &str, script
         }],
         volumes: vec![EfsVolume {
             name: "efs-root".into(),
-            file_system_id: cfg.file_system_id.clone(),
+            file_system_id: cfg.file_system_id.to_string(),
             root_directory: Some("/".into()),
             access_point_id: None,
             transit_encryption: true,
@@ -162,7 +260,7 @@ fn helper_task(cfg: &Config, family: &str, container: &str, prefix: &str, script
 }
 
 /// The EFS cleanup task (spec/DATA.md §4.3).
-pub fn cleanup_task_definition(cfg: &Config) -> TaskDefinition {
+pub fn cleanup_task_definition(cfg: &Deployment<'_>) -> TaskDefinition {
     let script = format!(
         r#"echo "Starting EFS cleanup for user $USER_ID"; {CHECK_USER_ID}; if [ -d "$D" ]; then rm -rf "$D" && echo "Removed $D"; else echo "Nothing to clean: $D does not exist"; fi"#
     );
@@ -171,7 +269,7 @@ pub fn cleanup_task_definition(cfg: &Config) -> TaskDefinition {
 
 /// The permission-reset task (spec/DATA.md §4.4, fixed per W48): owner from the
 /// `TARGET_UID`/`TARGET_GID` environment, in both directions.
-pub fn permission_reset_task_definition(cfg: &Config) -> TaskDefinition {
+pub fn permission_reset_task_definition(cfg: &Deployment<'_>) -> TaskDefinition {
     let script = format!(
         r#"{CHECK_USER_ID}; case "$TARGET_UID:$TARGET_GID" in *[!0-9:]*|:*|*:) echo "refusing owner '$TARGET_UID:$TARGET_GID'"; exit 2;; esac; if [ -d "$D" ]; then chown -R "$TARGET_UID:$TARGET_GID" "$D" && echo "Owner of $D set to $TARGET_UID:$TARGET_GID"; else echo "Nothing to reset: $D does not exist"; fi"#
     );
@@ -188,12 +286,12 @@ pub fn owner_for_version(version: &str) -> (u32, u32) {
 }
 
 /// RunTask for `task_definition` with the deployment's network settings (spec/DATA.md §4.2).
-pub fn run_task(cfg: &Config, task_definition: &str, overrides: Vec<ContainerOverride>) -> RunTask {
+pub fn run_task(cfg: &Deployment<'_>, task_definition: &str, overrides: Vec<ContainerOverride>) -> RunTask {
     RunTask {
-        cluster: cfg.cluster_name.clone(),
+        cluster: cfg.cluster.to_string(),
         task_definition: task_definition.to_string(),
-        subnets: cfg.private_subnet_ids.clone(),
-        security_groups: vec![cfg.task_security_group_id.clone()],
+        subnets: cfg.subnets.to_vec(),
+        security_groups: vec![cfg.security_group.to_string()],
         assign_public_ip: false,
         overrides,
         started_by: None,
@@ -217,6 +315,20 @@ pub fn valid_version(v: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn deployment() -> Deployment<'static> {
+        static SUBNETS: [String; 0] = [];
+        Deployment {
+            region: "us-east-1",
+            domain_name: "foundry.example.com",
+            cluster: "foundry-vtt-cluster",
+            file_system_id: "fs-12345678",
+            execution_role_arn: "arn:aws:iam::123456789012:role/exec",
+            task_role_arn: "arn:aws:iam::123456789012:role/task",
+            subnets: &SUBNETS,
+            security_group: "sg-1",
+        }
+    }
+
     fn task<'a>(keys: SecretKeys) -> FoundryTask<'a> {
         FoundryTask {
             user_id: "123456789012345678",
@@ -231,7 +343,7 @@ mod tests {
 
     #[test]
     fn foundry_task_follows_the_spec_without_a_sidecar() {
-        let cfg = Config::for_tests();
+        let cfg = deployment();
         let td = foundry_task_definition(
             &cfg,
             &task(SecretKeys {
@@ -270,7 +382,7 @@ mod tests {
 
     #[test]
     fn missing_secret_keys_are_not_referenced() {
-        let cfg = Config::for_tests();
+        let cfg = deployment();
         let td = foundry_task_definition(
             &cfg,
             &task(SecretKeys {
@@ -289,7 +401,7 @@ mod tests {
 
     #[test]
     fn helper_tasks_take_the_user_from_the_environment() {
-        let cfg = Config::for_tests();
+        let cfg = deployment();
         let c = cleanup_task_definition(&cfg);
         assert_eq!(c.family, "foundry-efs-cleanup");
         assert_eq!(c.containers[0].name, CLEANUP_CONTAINER);

@@ -9,95 +9,9 @@ use aws_smithy_types::error::operation::BuildError;
 use crate::error::{AwsError, AwsErrorKind};
 use crate::managers::{instrument, sdk_error};
 
-/// An awslogs configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogConfig {
-    pub group: String,
-    pub region: String,
-    pub stream_prefix: String,
-    /// `awslogs-create-group`. False when the group is created beforehand (with a retention).
-    pub create_group: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountPoint {
-    pub source_volume: String,
-    pub container_path: String,
-    pub read_only: bool,
-}
-
-/// One container of a task definition.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ContainerDef {
-    pub name: String,
-    pub image: String,
-    pub essential: bool,
-    /// Hard memory limit of the container in MiB (moto's RunTask needs one container with it).
-    pub memory_mib: Option<i32>,
-    pub command: Vec<String>,
-    pub entry_point: Vec<String>,
-    /// Container port, TCP, mapped 1:1 (awsvpc).
-    pub port: Option<i32>,
-    /// Plain environment variables, in order.
-    pub environment: Vec<(String, String)>,
-    /// `(name, valueFrom)` pairs resolved by ECS from Secrets Manager at launch.
-    pub secrets: Vec<(String, String)>,
-    pub mounts: Vec<MountPoint>,
-    pub log: Option<LogConfig>,
-    /// `(containerName, condition)`, e.g. `("init", "SUCCESS")`.
-    pub depends_on: Vec<(String, String)>,
-    /// Run the container as this `uid:gid` (Docker `user`).
-    pub user: Option<String>,
-}
-
-/// An EFS volume: either through an access point, or a root directory of the file system.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EfsVolume {
-    pub name: String,
-    pub file_system_id: String,
-    /// Root directory; ignored by ECS when an access point is given.
-    pub root_directory: Option<String>,
-    pub access_point_id: Option<String>,
-    /// Transit encryption (always on in this project).
-    pub transit_encryption: bool,
-}
-
-/// A Fargate, awsvpc, ARM64 Linux task definition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskDefinition {
-    pub family: String,
-    pub cpu: String,
-    pub memory: String,
-    pub execution_role_arn: String,
-    pub task_role_arn: String,
-    pub containers: Vec<ContainerDef>,
-    pub volumes: Vec<EfsVolume>,
-    pub tags: Vec<(String, String)>,
-}
-
-/// Environment overrides for one container of a task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerOverride {
-    pub name: String,
-    pub environment: Vec<(String, String)>,
-}
-
-/// A Fargate RunTask request (spec/DATA.md §4.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunTask {
-    pub cluster: String,
-    /// Family, `family:revision`, or ARN.
-    pub task_definition: String,
-    pub subnets: Vec<String>,
-    pub security_groups: Vec<String>,
-    pub assign_public_ip: bool,
-    pub overrides: Vec<ContainerOverride>,
-    /// `startedBy` (up to 36 characters).
-    pub started_by: Option<String>,
-    /// Idempotency token (up to 64 characters): a retried RunTask with the same token
-    /// does not start a second task.
-    pub client_token: Option<String>,
-}
+pub use crate::domain::taskdef::{
+    ContainerDef, ContainerOverride, EfsVolume, LogConfig, MountPoint, RunTask, TaskDefinition,
+};
 
 /// What we need to know about a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +35,9 @@ pub struct ContainerState {
     pub name: String,
     pub exit_code: Option<i32>,
 }
+
+/// The error code of a RunTask that ECS answered with `failures` instead of a task.
+pub const RUN_TASK_FAILURE: &str = "RunTaskFailure";
 
 #[async_trait]
 pub trait Ecs: Send + Sync {
@@ -479,7 +396,7 @@ impl Ecs for SdkEcs {
         if out.failures().is_empty() {
             return Err(malformed(OP, "has neither tasks nor failures"));
         }
-        Err(AwsError::new(SERVICE, OP, AwsErrorKind::Other, failures_json(out.failures())).with_code("RunTaskFailure"))
+        Err(AwsError::new(SERVICE, OP, AwsErrorKind::Other, failures_json(out.failures())).with_code(RUN_TASK_FAILURE))
     }
 
     async fn describe_task(&self, cluster: &str, task_arn: &str) -> Result<Option<TaskInfo>, AwsError> {

@@ -36,6 +36,10 @@ pub trait Efs: Send + Sync {
 
     /// DeleteAccessPoint. A missing access point is a `NotFound` error.
     async fn delete_access_point(&self, access_point_id: &str) -> Result<(), AwsError>;
+
+    /// The ids of the file system's access points whose root directory is `path`
+    /// (DescribeAccessPoints by file system, every page).
+    async fn access_points_at(&self, file_system_id: &str, path: &str) -> Result<Vec<String>, AwsError>;
 }
 
 /// The SDK adapter.
@@ -144,6 +148,28 @@ impl Efs for SdkEfs {
             .await
             .map_err(|e| sdk_error(SERVICE, OP, e))?;
         Ok(())
+    }
+
+    async fn access_points_at(&self, file_system_id: &str, path: &str) -> Result<Vec<String>, AwsError> {
+        const OP: &str = "DescribeAccessPoints";
+        let mut pages = self
+            .client
+            .describe_access_points()
+            .file_system_id(file_system_id)
+            .into_paginator()
+            .send();
+        let mut ids = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(SERVICE, OP, e))?;
+            ids.extend(
+                page.access_points()
+                    .iter()
+                    .filter(|ap| ap.root_directory().and_then(|r| r.path()) == Some(path))
+                    .filter_map(|ap| ap.access_point_id())
+                    .map(str::to_string),
+            );
+        }
+        Ok(ids)
     }
 }
 

@@ -15,7 +15,6 @@ pub mod logs;
 pub mod route53;
 pub mod s3;
 pub mod secrets;
-pub mod usage;
 
 use std::sync::Arc;
 
@@ -97,10 +96,11 @@ pub fn classify(code: &str, message: &str) -> AwsErrorKind {
         "ResourceInUse"
         | "ResourceInUseException"
         | "DeleteConflict"
-        | "BucketNotEmpty"
         | "ConflictException"
         | "AccessPointLimitExceeded"
         | "IncorrectFileSystemLifeCycleState" => Conflict,
+        "BucketNotEmpty" => NotEmpty,
+        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => AccessDenied,
         "InvalidChangeBatch" => {
             if lower.contains("not found") {
                 NotFound
@@ -214,7 +214,8 @@ mod tests {
             AwsErrorKind::ConditionFailed
         );
         assert_eq!(classify("PriorityInUse", ""), AwsErrorKind::PriorityInUse);
-        assert_eq!(classify("BucketNotEmpty", ""), AwsErrorKind::Conflict);
+        assert_eq!(classify("BucketNotEmpty", ""), AwsErrorKind::NotEmpty);
+        assert_eq!(classify("AccessDeniedException", ""), AwsErrorKind::AccessDenied);
         assert_eq!(
             classify(
                 "InvalidChangeBatch",

@@ -23,8 +23,10 @@ pub trait Route53: Send + Sync {
     /// ChangeResourceRecordSets `UPSERT`.
     async fn upsert_alias(&self, record: &AliasRecord, comment: &str) -> Result<(), AwsError>;
 
-    /// ChangeResourceRecordSets `DELETE`. A missing record is a `NotFound` error (AWS
-    /// answers InvalidChangeBatch; moto answers success, which is also fine).
+    /// ChangeResourceRecordSets `DELETE` of exactly `record`: Route 53 refuses a DELETE
+    /// whose values differ from the record's, so pass the record [`Route53::get_alias`]
+    /// read. A missing record is a `NotFound` error on AWS (InvalidChangeBatch "not
+    /// found"); moto answers InvalidInput, so callers read before they delete.
     async fn delete_alias(&self, record: &AliasRecord, comment: &str) -> Result<(), AwsError>;
 
     /// The alias `A` record called `name` in the zone, if there is one.
@@ -148,16 +150,6 @@ impl Route53 for SdkRoute53 {
     }
 
     async fn delete_alias(&self, record: &AliasRecord, comment: &str) -> Result<(), AwsError> {
-        // Look first: AWS answers a DELETE of a missing record with InvalidChangeBatch, and
-        // moto with InvalidInput or even success; "not found" must be one clear kind.
-        if self.get_alias(&record.hosted_zone_id, &record.name).await?.is_none() {
-            return Err(AwsError::new(
-                SERVICE,
-                "ChangeResourceRecordSets",
-                AwsErrorKind::NotFound,
-                format!("No alias record {} to delete", record.name),
-            ));
-        }
         self.change(ChangeAction::Delete, record, comment).await
     }
 

@@ -1,7 +1,5 @@
 //! S3: the per-user asset bucket (spec/DATA.md §3.3).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use aws_sdk_s3::types as s3;
 use aws_smithy_types::error::operation::BuildError;
@@ -21,7 +19,9 @@ pub trait S3: Send + Sync {
     async fn ensure_bucket(&self, bucket: &str, region: &str) -> Result<(), AwsError>;
 
     /// Deletes every object version and delete marker (paginated ListObjectVersions,
-    /// batched DeleteObjects), then DeleteBucket. A missing bucket is a `NotFound` error.
+    /// batched DeleteObjects), then DeleteBucket. A missing bucket is a `NotFound` error;
+    /// a bucket that still holds objects (a writer raced us, or S3's listing lagged) is a
+    /// `NotEmpty` error, which the caller may retry.
     async fn delete_bucket(&self, bucket: &str) -> Result<(), AwsError>;
 }
 
@@ -45,11 +45,6 @@ const SERVICE: &str = "s3";
 
 /// DeleteObjects takes at most this many keys.
 const DELETE_BATCH: usize = 1000;
-
-/// DeleteBucket attempts when S3 still reports BucketNotEmpty after emptying (listing is
-/// eventually consistent, and a writer may race us).
-const DELETE_ATTEMPTS: u32 = 3;
-const DELETE_RETRY_DELAY: Duration = Duration::from_secs(2);
 
 fn build_error(operation: &'static str, err: BuildError) -> AwsError {
     AwsError::new(
@@ -295,23 +290,14 @@ impl S3 for SdkS3 {
     }
 
     async fn delete_bucket(&self, bucket: &str) -> Result<(), AwsError> {
-        const OP: &str = "DeleteBucket";
-        let mut attempt = 1;
-        loop {
-            self.empty_bucket(bucket).await?;
-            match self.client.delete_bucket().bucket(bucket).send().await {
-                Ok(_) => return Ok(()),
-                Err(e) => {
-                    let err = sdk_error(SERVICE, OP, e);
-                    if err.code.as_deref() == Some("BucketNotEmpty") && attempt < DELETE_ATTEMPTS {
-                        attempt += 1;
-                        tokio::time::sleep(DELETE_RETRY_DELAY).await;
-                        continue;
-                    }
-                    return Err(err);
-                }
-            }
-        }
+        self.empty_bucket(bucket).await?;
+        self.client
+            .delete_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "DeleteBucket", e))?;
+        Ok(())
     }
 }
 

@@ -452,20 +452,30 @@ def provision(port: int, env_out: Path, patched: bool) -> dict:
     zone_id = zone_id.split("/")[-1]
 
     # --- DynamoDB tables (DATA.md §1) -------------------------------------------------------------
-    def gsi(name: str, hash_key: str, range_key: str | None = None) -> dict:
+    def gsi(name: str, hash_key: str, range_key: str | None = None, projection: str = "ALL") -> dict:
         schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
         if range_key:
             schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
-        return {"IndexName": name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}}
+        return {"IndexName": name, "KeySchema": schema, "Projection": {"ProjectionType": projection}}
 
     tables = [
-        (INSTANCE_TABLE, "userId", {"userId": "S", "taskArn": "S"}, [gsi("TaskArnIndex", "taskArn")]),
+        (
+            INSTANCE_TABLE,
+            "userId",
+            {"userId": "S", "taskArn": "S", "sanitizedUsername": "S"},
+            [gsi("TaskArnIndex", "taskArn"), gsi("sanitizedUsername-index", "sanitizedUsername", projection="KEYS_ONLY")],
+        ),
         (f"{INSTANCE_TABLE}-license-pool", "licenseId", {"licenseId": "S", "ownerId": "S"}, [gsi("ownerId-index", "ownerId")]),
         (
             f"{INSTANCE_TABLE}-scheduled-sessions",
             "sessionId",
-            {"sessionId": "S", "userId": "S", "startTime": "N"},
-            [gsi("userId-index", "userId"), gsi("startTime-index", "startTime")],
+            {"sessionId": "S", "userId": "S", "startTime": "N", "licenseId": "S", "status": "S"},
+            [
+                gsi("userId-index", "userId"),
+                gsi("startTime-index", "startTime"),
+                gsi("licenseId-startTime-index", "licenseId", "startTime"),
+                gsi("status-startTime-index", "status", "startTime"),
+            ],
         ),
         (
             f"{INSTANCE_TABLE}-license-reservations",
@@ -480,6 +490,20 @@ def provision(port: int, env_out: Path, patched: bool) -> dict:
         existing.update(page["TableNames"])
     for name, pk, attrs, gsis in tables:
         if name in existing:
+            # A table made by an older version of this script: add the indexes it lacks.
+            have = {
+                g["IndexName"]
+                for g in ddb.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", [])
+            }
+            for g in gsis:
+                if g["IndexName"] in have:
+                    continue
+                used = {k["AttributeName"] for k in g["KeySchema"]}
+                ddb.update_table(
+                    TableName=name,
+                    AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in attrs.items() if a in used],
+                    GlobalSecondaryIndexUpdates=[{"Create": g}],
+                )
             continue
         kwargs = dict(
             TableName=name,

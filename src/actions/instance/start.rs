@@ -1,5 +1,4 @@
-//! `start` (spec/ACTIONS.md §4.2), safe under double clicks and timeouts (W21, W22,
-//! W23, W15, W16, W32).
+//! `start`, safe under double clicks and timeouts.
 //!
 //! A conditional transition to `starting` comes before RunTask, so two starts launch
 //! one task. The task ARN is stored the moment it exists. Every wait ends before the
@@ -7,54 +6,152 @@
 //! `starting` and the next `status` finishes the routing. A late failure stops the
 //! task and undoes the target and the rule.
 
+use serde::Serialize;
 use serde_json::Value;
+use serde_with::skip_serializing_none;
 
-use super::lifecycle::{self, ensure_log_group, lease_free, new_id, progress, teardown, Kind, TaskWait};
-use crate::actions::Obj;
-use crate::app::{App, Ctx};
+use crate::context::{Ctx, Services};
 use crate::domain::model::{Credentials, Instance, InstanceStatus, SessionStatus};
 use crate::domain::names;
 use crate::domain::taskdef::{self, FoundryTask, SecretKeys};
 use crate::error::{Error, Result};
 use crate::managers::credentials::{get_credentials, store_credentials};
-use crate::managers::dynamodb::{Cond, Update};
-use crate::store::n;
+use crate::store::{Lease, Progress};
 
-/// Statuses a start may begin from.
-const STARTABLE: &[&str] = &["created", "stopped", "stopping", "unknown"];
+use super::resources::{self, ResourceKind};
+use super::routing::{self, TaskWait};
+use super::teardown;
+
 /// On-demand starts are refused this long before a session on the same license.
 const SESSION_PROTECTION: i64 = 1_800;
 
-fn running_body(app: &App, inst: &Instance) -> Value {
-    Obj::new()
-        .set("message", "Instance is running")
-        .set("userId", inst.user_id.as_str())
-        .set("status", "running")
-        .opt("taskArn", inst.task_arn.clone())
-        .set("url", names::url(&inst.sanitized_username, &app.config.domain_name))
-        .build()
+/// The answer of `start`: the instance runs, or is still starting (the next `status`
+/// finishes the routing).
+#[skip_serializing_none]
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Started {
+    message: &'static str,
+    user_id: String,
+    status: &'static str,
+    task_arn: Option<String>,
+    url: String,
 }
 
-fn starting_body(app: &App, inst: &Instance) -> Value {
-    Obj::new()
-        .set("message", "Instance is starting")
-        .set("userId", inst.user_id.as_str())
-        .set("status", "starting")
-        .opt("taskArn", inst.task_arn.clone())
-        .set("url", names::url(&inst.sanitized_username, &app.config.domain_name))
-        .build()
+impl Started {
+    fn running(svc: &Services, inst: &Instance) -> Self {
+        Self::new(svc, inst, "Instance is running", "running")
+    }
+
+    fn starting(svc: &Services, inst: &Instance) -> Self {
+        Self::new(svc, inst, "Instance is starting", "starting")
+    }
+
+    fn new(svc: &Services, inst: &Instance, message: &'static str, status: &'static str) -> Self {
+        Started {
+            message,
+            user_id: inst.user_id.clone(),
+            status,
+            task_arn: inst.task_arn.clone(),
+            url: names::url(&inst.sanitized_username, &svc.config.domain_name),
+        }
+    }
 }
 
-/// The on-demand gate (spec/SCHEDULING.md §5), comparing with the owner's own license
-/// `byol-<userId>` (W32).
-async fn on_demand_gate(app: &App, inst: &Instance) -> Result<()> {
-    let now = app.clock.now();
+pub async fn start(svc: &Services, ctx: &Ctx, user_id: &str) -> Result<Value> {
+    let answer = start_instance(svc, ctx, user_id).await?;
+    crate::response::to_body(&answer)
+}
+
+async fn start_instance(svc: &Services, ctx: &Ctx, user_id: &str) -> Result<Started> {
+    let inst = svc
+        .store
+        .instances
+        .get_latest(user_id)
+        .await?
+        .filter(|i| i.target_group_arn.is_some())
+        .ok_or_else(|| Error::failed("Instance not found or missing target group"))?;
+    let now = svc.now();
+    match inst.status {
+        InstanceStatus::Running => return Err(Error::failed("Instance is already running")),
+        InstanceStatus::Creating => return Err(Error::failed("Instance is still being created")),
+        InstanceStatus::Destroying => return Err(Error::failed("Instance is being destroyed")),
+        InstanceStatus::Starting if !Lease::is_free(&inst, now) => return Ok(Started::starting(svc, &inst)),
+        InstanceStatus::Starting if inst.task_arn.is_some() => return resume(svc, inst).await,
+        _ => {}
+    }
+
+    match inst.license_type.as_deref() {
+        Some("byol") => on_demand_gate(svc, &inst).await?,
+        Some("pooled") => {
+            return Err(Error::failed(
+                "Pooled license users must schedule sessions - use 'Schedule Session' instead of on-demand start",
+            ))
+        }
+        _ => {}
+    }
+
+    // The transition that makes this invocation the only starter.
+    let lease = Lease::new(ctx.lease_until(svc.clock.as_ref()));
+    let attempt_id = match (&inst.status, &inst.attempt_id) {
+        // Retrying a start that died before RunTask answered: same RunTask token.
+        (InstanceStatus::Starting, Some(a)) => a.clone(),
+        _ => uuid::Uuid::new_v4().to_string(),
+    };
+    let Some(inst) = svc
+        .store
+        .instances
+        .begin_start(user_id, &lease, &attempt_id, now)
+        .await?
+    else {
+        return match svc.store.instances.get_latest(user_id).await? {
+            Some(i) if i.status == InstanceStatus::Running => Err(Error::failed("Instance is already running")),
+            Some(i) if i.status == InstanceStatus::Starting => Ok(Started::starting(svc, &i)),
+            Some(_) => Err(Error::failed("Instance changed while starting; try again")),
+            None => Err(Error::failed("Instance not found or missing target group")),
+        };
+    };
+
+    match launch(svc, ctx, inst, &lease, &attempt_id).await {
+        Ok(answer) => Ok(answer),
+        Err(e) => {
+            tracing::warn!(error = %e, "start failed; undoing it");
+            if let Some(latest) = svc.store.instances.get_latest(user_id).await? {
+                if let Err(undo) = teardown::end_run(svc, &latest).await {
+                    tracing::error!(error = %undo, "teardown after a failed start failed");
+                }
+            }
+            svc.store.instances.release(user_id, &lease).await;
+            Err(e)
+        }
+    }
+}
+
+/// A start that returned early or died after RunTask: finish what it began.
+async fn resume(svc: &Services, inst: Instance) -> Result<Started> {
+    let inst = teardown::reconcile(svc, inst).await?;
+    match inst.status {
+        InstanceStatus::Running => Ok(Started::running(svc, &inst)),
+        InstanceStatus::Starting => Ok(Started::starting(svc, &inst)),
+        _ => Err(Error::failed(
+            "The previous start failed; the instance is stopped. Try again.",
+        )),
+    }
+}
+
+/// The on-demand gate of a BYOL owner: refused while a session on the owner's license
+/// `byol-<userId>` is about to start (within 30 minutes), or while another user's
+/// session runs on it.
+async fn on_demand_gate(svc: &Services, inst: &Instance) -> Result<()> {
+    let now = svc.now();
     let license = names::license_id(&inst.user_id);
-    let sessions = app.store.scan_sessions().await?;
-    let on_license = sessions
-        .iter()
-        .filter(|s| s.license_id.as_deref() == Some(license.as_str()) && s.end_time > now);
-    for s in on_license {
+    let from = now - svc.config.max_session_seconds;
+    let sessions = svc
+        .store
+        .sessions
+        .on_license(&license, from, now + SESSION_PROTECTION)
+        .await?;
+    for s in sessions.iter().filter(|s| s.end_time > now) {
         if s.status == SessionStatus::Scheduled && s.start_time <= now + SESSION_PROTECTION {
             return Err(Error::failed(
                 "A scheduled session is about to start using this license",
@@ -67,100 +164,11 @@ async fn on_demand_gate(app: &App, inst: &Instance) -> Result<()> {
     Ok(())
 }
 
-pub async fn start(app: &App, ctx: &Ctx, user_id: &str) -> Result<Value> {
-    let inst = app
-        .store
-        .get_instance_consistent(user_id)
-        .await?
-        .filter(|i| i.target_group_arn.is_some())
-        .ok_or_else(|| Error::failed("Instance not found or missing target group"))?;
-    let now = app.clock.now();
-    match inst.status {
-        InstanceStatus::Running => return Err(Error::failed("Instance is already running")),
-        InstanceStatus::Creating => return Err(Error::failed("Instance is still being created")),
-        InstanceStatus::Destroying => return Err(Error::failed("Instance is being destroyed")),
-        InstanceStatus::Starting if !lease_free(&inst, now) => return Ok(starting_body(app, &inst)),
-        InstanceStatus::Starting if inst.task_arn.is_some() => {
-            // A start that returned early or died: finish what it began.
-            let inst = lifecycle::reconcile(app, inst).await?;
-            return Ok(match inst.status {
-                InstanceStatus::Running => running_body(app, &inst),
-                InstanceStatus::Starting => starting_body(app, &inst),
-                _ => {
-                    return Err(Error::failed(
-                        "The previous start failed; the instance is stopped. Try again.",
-                    ))
-                }
-            });
-        }
-        _ => {}
-    }
-
-    match inst.license_type.as_deref() {
-        Some("byol") => on_demand_gate(app, &inst).await?,
-        Some("pooled") => {
-            return Err(Error::failed(
-                "Pooled license users must schedule sessions - use 'Schedule Session' instead of on-demand start",
-            ))
-        }
-        _ => {}
-    }
-
-    // The transition that makes this invocation the only starter.
-    let lease_id = new_id();
-    let attempt_id = match (&inst.status, &inst.attempt_id) {
-        // Retrying a start that died before RunTask answered: same RunTask token.
-        (InstanceStatus::Starting, Some(a)) => a.clone(),
-        _ => new_id(),
-    };
-    let update = Update::new()
-        .set_s("status", InstanceStatus::Starting.as_str())
-        .set_s("attemptId", attempt_id.as_str())
-        .set_s("leaseId", lease_id.as_str())
-        .set("leaseUntil", n(lifecycle::lease_until(app, ctx)))
-        .set("updatedAt", n(now));
-    let cond = Cond::Or(vec![
-        Cond::In("status".into(), STARTABLE.iter().map(|s| crate::store::s(s)).collect()),
-        Cond::And(vec![
-            Cond::eq_s("status", InstanceStatus::Starting.as_str()),
-            Cond::not_exists("taskArn"),
-            lifecycle::cond_lease_free(now),
-        ]),
-    ]);
-    let inst = match app.store.update_instance(user_id, &update, cond).await {
-        Ok(i) => i,
-        Err(Error::Aws(e)) if e.is_condition_failed() => {
-            let now_inst = app.store.get_instance_consistent(user_id).await?;
-            return match now_inst {
-                Some(i) if i.status == InstanceStatus::Running => Err(Error::failed("Instance is already running")),
-                Some(i) if i.status == InstanceStatus::Starting => Ok(starting_body(app, &i)),
-                Some(_) => Err(Error::failed("Instance changed while starting; try again")),
-                None => Err(Error::failed("Instance not found or missing target group")),
-            };
-        }
-        Err(e) => return Err(e),
-    };
-
-    match launch(app, ctx, inst, &lease_id, &attempt_id).await {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            tracing::warn!(error = %e, "start failed; undoing it");
-            if let Some(latest) = app.store.get_instance_consistent(user_id).await? {
-                if let Err(undo) = teardown(app, &latest).await {
-                    tracing::error!(error = %undo.client_message(), "teardown after a failed start failed");
-                }
-            }
-            lifecycle::release(app, user_id, &lease_id).await;
-            Err(e)
-        }
-    }
-}
-
-/// Which keys the secret holds, moving a plain-text S3 secret key of an old record
-/// into it first (W9 migration).
-async fn secret_keys(app: &App, inst: &Instance, lease_id: &str) -> Result<(Option<String>, SecretKeys)> {
+/// Which keys the secret holds, moving a plain-text S3 secret key of an old record into
+/// it first → the secret's ARN and its keys.
+async fn secret_keys(svc: &Services, inst: &Instance, lease: &Lease) -> Result<(Option<String>, SecretKeys)> {
     let mut creds = match inst.secret_arn.as_deref() {
-        Some(_) => get_credentials(app.aws.secrets.as_ref(), &inst.user_id).await?,
+        Some(_) => get_credentials(svc.aws.secrets.as_ref(), &inst.user_id).await?,
         None => None,
     };
     let mut secret_arn = inst.secret_arn.clone();
@@ -171,16 +179,12 @@ async fn secret_keys(app: &App, inst: &Instance, lease_id: &str) -> Result<(Opti
         });
         c.s3_access_key_id = Some(key_id.clone());
         c.s3_secret_access_key = Some(secret.clone());
-        let arn = store_credentials(app.aws.secrets.as_ref(), &inst.user_id, &c).await?;
-        progress(
-            app,
-            &inst.user_id,
-            lease_id,
-            Update::new()
-                .set_s("secretArn", arn.as_str())
-                .remove("s3SecretAccessKey"),
-        )
-        .await?;
+        let arn = store_credentials(svc.aws.secrets.as_ref(), &inst.user_id, &c).await?;
+        let step = Progress::SecretMigrated { arn: arn.clone() };
+        svc.store
+            .instances
+            .record(&inst.user_id, lease, step, svc.now())
+            .await?;
         secret_arn = Some(arn);
         creds = Some(c);
     }
@@ -194,66 +198,70 @@ async fn secret_keys(app: &App, inst: &Instance, lease_id: &str) -> Result<(Opti
     Ok((secret_arn, keys))
 }
 
-async fn launch(app: &App, ctx: &Ctx, inst: Instance, lease_id: &str, attempt_id: &str) -> Result<Value> {
-    let uid = inst.user_id.clone();
+/// Registers the user's task definition (one active revision per user) → its ARN.
+async fn register_task_definition(svc: &Services, inst: &Instance, lease: &Lease) -> Result<String> {
+    let uid = inst.user_id.as_str();
     let access_point = inst
         .access_point_id
-        .clone()
+        .as_deref()
         .ok_or_else(|| Error::failed("Instance has no EFS access point"))?;
-    let (secret_arn, keys) = secret_keys(app, &inst, lease_id).await?;
-    let log_group_ready = ensure_log_group(app, &names::log_group(&uid)).await;
+    let (secret_arn, keys) = secret_keys(svc, inst, lease).await?;
+    let log_group_ready = resources::ensure_log_group(svc, &names::log_group(uid)).await;
     let def = taskdef::foundry_task_definition(
-        &app.config,
+        &svc.config.deployment(),
         &FoundryTask {
-            user_id: &uid,
+            user_id: uid,
             sanitized_username: &inst.sanitized_username,
-            access_point_id: &access_point,
+            access_point_id: access_point,
             secret_arn: secret_arn.as_deref(),
             secret_keys: keys,
             foundry_version: inst.foundry_version_or_default(),
             log_group_ready,
         },
     );
-    let td_arn = app.aws.ecs.register_task_definition(&def).await?;
-    let previous_td = inst.task_definition_arn.clone().filter(|p| *p != td_arn);
-    progress(
-        app,
-        &uid,
-        lease_id,
-        Update::new().set_s("taskDefinitionArn", td_arn.as_str()),
-    )
-    .await?;
-    if let Some(prev) = previous_td {
-        // One revision per user stays active (W51).
-        if let Err(e) = app.aws.ecs.deregister_task_definition(&prev).await {
+    let arn = svc.aws.ecs.register_task_definition(&def).await?;
+    let previous = inst.task_definition_arn.clone().filter(|p| *p != arn);
+    let step = Progress::TaskDefinition(arn.clone());
+    svc.store.instances.record(uid, lease, step, svc.now()).await?;
+    if let Some(previous) = previous {
+        // Best effort: an older revision left active is only clutter (destroy removes it).
+        if let Err(e) = svc.aws.ecs.deregister_task_definition(&previous).await {
             tracing::warn!(error = %e, "could not deregister the previous task definition");
         }
     }
+    Ok(arn)
+}
 
-    let mut req = taskdef::run_task(&app.config, &td_arn, vec![]);
+async fn launch(svc: &Services, ctx: &Ctx, inst: Instance, lease: &Lease, attempt_id: &str) -> Result<Started> {
+    let uid = inst.user_id.clone();
+    let td_arn = register_task_definition(svc, &inst, lease).await?;
+    let mut req = taskdef::run_task(&svc.config.deployment(), &td_arn, vec![]);
     req.client_token = Some(attempt_id.to_string());
     req.started_by = Some(attempt_id.chars().take(36).collect());
-    let task_arn = match app.aws.ecs.run_task(&req).await {
+    let task_arn = match svc.aws.ecs.run_task(&req).await {
         Ok(arn) => arn,
-        Err(e) if e.code.as_deref() == Some("RunTaskFailure") => {
+        Err(e) if e.code.as_deref() == Some(crate::managers::ecs::RUN_TASK_FAILURE) => {
             return Err(Error::Failed(format!("Failed to start task: {}", e.message)))
         }
         Err(e) => return Err(e.into()),
     };
-    Kind::Task.created();
-    let inst = progress(app, &uid, lease_id, Update::new().set_s("taskArn", task_arn.as_str())).await?;
+    ResourceKind::Task.created();
+    let inst = svc
+        .store
+        .instances
+        .record(&uid, lease, Progress::Task(task_arn.clone()), svc.now())
+        .await?;
 
-    let until = lifecycle::wait_until_ms(app, ctx);
-    match lifecycle::wait_for_task(app, &task_arn, until).await? {
+    match routing::wait_for_task(svc, ctx, &task_arn).await? {
         TaskWait::Running(task) => {
-            let inst = lifecycle::finish_registration(app, &inst, &task).await?;
-            Ok(running_body(app, &inst))
+            let inst = routing::route(svc, &inst, &task).await?;
+            Ok(Started::running(svc, &inst))
         }
         TaskWait::Pending => {
             // Out of time: hand the rest to the next `status` call.
-            lifecycle::release(app, &uid, lease_id).await;
+            svc.store.instances.release(&uid, lease).await;
             tracing::info!(task = %task_arn, "task still pending at the deadline; status will finish the start");
-            Ok(starting_body(app, &inst))
+            Ok(Started::starting(svc, &inst))
         }
     }
 }

@@ -1,21 +1,29 @@
-//! `update-version` (spec/ACTIONS.md §4.8), with a permission reset that can run (W48).
+//! `update-version`, with a permission reset that can run.
 
+use serde::Serialize;
 use serde_json::Value;
 
-use super::destroy::{wait_for_helper_task, HelperWait};
-use super::lifecycle;
-use crate::actions::Obj;
-use crate::app::{App, Ctx};
-use crate::domain::taskdef::{self, owner_for_version, valid_version, RESET_CONTAINER};
+use crate::context::{Ctx, Services};
+use crate::domain::taskdef::{owner_for_version, valid_version};
 use crate::error::{Error, Result};
-use crate::managers::dynamodb::{Cond, Update};
-use crate::managers::ecs::ContainerOverride;
-use crate::store::n;
 
-pub async fn update_version(app: &App, ctx: &Ctx, user_id: &str, version: Option<&str>) -> Result<Value> {
-    let inst = app
+use super::helper_task::{self, HelperTask, Outcome};
+
+/// The answer of `update-version`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VersionUpdated<'a> {
+    message: &'static str,
+    user_id: &'a str,
+    foundry_version: &'a str,
+    note: &'static str,
+}
+
+pub async fn update_version(svc: &Services, ctx: &Ctx, user_id: &str, version: Option<&str>) -> Result<Value> {
+    let inst = svc
         .store
-        .get_instance(user_id)
+        .instances
+        .get(user_id)
         .await?
         .ok_or_else(|| Error::failed("Instance not found"))?;
     let version = version
@@ -26,48 +34,33 @@ pub async fn update_version(app: &App, ctx: &Ctx, user_id: &str, version: Option
     // files whenever the owner changes, in both directions.
     let (uid, gid) = owner_for_version(version);
     if owner_for_version(inst.foundry_version_or_default()) != (uid, gid) {
-        if let Err(e) = reset_permissions(app, ctx, user_id, uid, gid).await {
-            tracing::warn!(error = %e.client_message(), "permission reset failed; the version is updated anyway");
+        // The version is what the user asked for; a reset that failed is logged for an
+        // operator and does not block the change.
+        if let Err(e) = reset_permissions(svc, ctx, user_id, uid, gid).await {
+            tracing::warn!(error = %e, "permission reset failed; the version is updated anyway");
         }
     }
 
-    let update = Update::new()
-        .set_s("foundryVersion", version)
-        .set("updatedAt", n(app.clock.now()));
-    app.store
-        .update_instance(user_id, &update, Cond::exists("userId"))
-        .await?;
-    Ok(Obj::new()
-        .set("message", "Version updated successfully")
-        .set("userId", user_id)
-        .set("foundryVersion", version)
-        .set("note", "Restart your instance to use the new version")
-        .build())
+    svc.store.instances.set_version(user_id, version, svc.now()).await?;
+    crate::response::to_body(&VersionUpdated {
+        message: "Version updated successfully",
+        user_id,
+        foundry_version: version,
+        note: "Restart your instance to use the new version",
+    })
 }
 
-async fn reset_permissions(app: &App, ctx: &Ctx, user_id: &str, uid: u32, gid: u32) -> Result<()> {
-    let def = taskdef::permission_reset_task_definition(&app.config);
-    let _ = lifecycle::ensure_log_group(app, &taskdef::helper_log_group(taskdef::RESET_FAMILY)).await;
-    let td = app.aws.ecs.register_task_definition(&def).await?;
-    let req = taskdef::run_task(
-        &app.config,
-        &td,
-        vec![ContainerOverride {
-            name: RESET_CONTAINER.into(),
-            environment: vec![
-                ("USER_ID".into(), user_id.to_string()),
-                ("TARGET_UID".into(), uid.to_string()),
-                ("TARGET_GID".into(), gid.to_string()),
-            ],
-        }],
-    );
-    let arn = app.aws.ecs.run_task(&req).await?;
-    let until = lifecycle::wait_until_ms(app, ctx);
-    wait_for_helper_task(app, &arn, RESET_CONTAINER, until)
+async fn reset_permissions(svc: &Services, ctx: &Ctx, user_id: &str, uid: u32, gid: u32) -> Result<()> {
+    let env = vec![
+        ("TARGET_UID".to_string(), uid.to_string()),
+        ("TARGET_GID".to_string(), gid.to_string()),
+    ];
+    let arn = helper_task::launch(svc, HelperTask::PermissionReset, user_id, env).await?;
+    helper_task::wait(svc, ctx, HelperTask::PermissionReset, &arn)
         .await
         .map_err(|e| match e {
-            HelperWait::StillRunning => Error::failed("the permission reset is still running"),
-            HelperWait::Failed(why) => Error::Failed(format!("the permission reset failed: {why}")),
-            HelperWait::Aws(e) => e,
+            Outcome::StillRunning => Error::failed("the permission reset is still running"),
+            Outcome::Failed(why) => Error::Failed(format!("the permission reset failed: {why}")),
+            Outcome::Aws(e) => e,
         })
 }

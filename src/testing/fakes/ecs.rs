@@ -472,7 +472,7 @@ impl Ecs for FakeEcs {
                 SERVICE,
                 OP,
                 AwsErrorKind::Other,
-                "RunTaskFailure",
+                crate::managers::ecs::RUN_TASK_FAILURE,
                 failures.to_string(),
             ));
         }

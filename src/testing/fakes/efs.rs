@@ -168,6 +168,16 @@ impl Efs for FakeEfs {
         }
         Ok(())
     }
+
+    async fn access_points_at(&self, file_system_id: &str, path: &str) -> Result<Vec<String>, AwsError> {
+        self.env.enter(SERVICE, ops::DESCRIBE_ACCESS_POINTS)?;
+        Ok(lock(&self.state)
+            .points
+            .iter()
+            .filter(|p| p.spec.file_system_id == file_system_id && p.spec.path == path)
+            .map(|p| p.id.clone())
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,118 @@
+//! Ending a run, and keeping the record in line with ECS.
+
+use crate::context::Services;
+use crate::domain::model::{Instance, InstanceStatus};
+use crate::error::Result;
+use crate::store::{Lease, RunEnd};
+
+use super::resources::{self, removed, ResourceKind};
+use super::routing;
+
+/// The one teardown of every transition out of a run: deregisters the target, deletes
+/// the rule, stops the task, clears the run's fields and, in the same transaction, books
+/// the run's hours per UTC month → the record after it. A lease on the record is left
+/// to its holder.
+///
+/// "Not found" counts as done. A target or rule that cannot be removed stays recorded
+/// (so the next teardown retries it); a task that cannot be stopped aborts the stop.
+pub async fn end_run(svc: &Services, inst: &Instance) -> Result<Instance> {
+    let target_gone = match (inst.task_private_ip.as_deref(), inst.target_group_arn.as_deref()) {
+        (Some(ip), Some(tg)) => match resources::deregister_target(svc, tg, ip).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not deregister the target; it stays recorded");
+                false
+            }
+        },
+        _ => true,
+    };
+    let rule_gone = match inst.alb_rule_arn.as_deref() {
+        Some(rule) => match removed(ResourceKind::ListenerRule, svc.aws.alb.delete_rule(rule).await) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not delete the listener rule; it stays recorded");
+                false
+            }
+        },
+        None => true,
+    };
+    if let Some(task) = inst.task_arn.as_deref() {
+        removed(
+            ResourceKind::Task,
+            svc.aws
+                .ecs
+                .stop_task(&svc.config.cluster_name, task, "User requested stop")
+                .await,
+        )?;
+    }
+    let end = RunEnd {
+        at: svc.now(),
+        target_gone,
+        rule_gone,
+    };
+    match svc.store.instances.end_run(inst, &end).await? {
+        Some(after) => Ok(after),
+        None => {
+            tracing::info!("the run was already ended by another invocation");
+            Ok(svc
+                .store
+                .instances
+                .get_latest(&inst.user_id)
+                .await?
+                .unwrap_or_else(|| Instance {
+                    status: InstanceStatus::Stopped,
+                    ..inst.clone()
+                }))
+        }
+    }
+}
+
+/// Brings the record in line with ECS (the `status` refresh): a task that died or
+/// vanished is torn down and its usage booked; a RUNNING task that is not routed yet is
+/// routed; every ECS state is mapped and `unknown` is never written.
+pub async fn reconcile(svc: &Services, inst: Instance) -> Result<Instance> {
+    let held = !Lease::is_free(&inst, svc.now());
+    let Some(task_arn) = inst.task_arn.clone() else {
+        // No task: a start that died before RunTask returned, or a legacy `unknown`.
+        let stale = matches!(inst.status, InstanceStatus::Unknown | InstanceStatus::Running)
+            || (matches!(inst.status, InstanceStatus::Starting | InstanceStatus::Stopping) && !held);
+        if stale {
+            return end_run(svc, &inst).await;
+        }
+        return Ok(inst);
+    };
+    if matches!(inst.status, InstanceStatus::Creating | InstanceStatus::Destroying) {
+        return Ok(inst);
+    }
+    let Some(task) = svc.aws.ecs.describe_task(&svc.config.cluster_name, &task_arn).await? else {
+        tracing::info!(task = %task_arn, "task vanished; tearing down");
+        return end_run(svc, &inst).await;
+    };
+    match InstanceStatus::of_task(&task.last_status) {
+        InstanceStatus::Stopped => end_run(svc, &inst).await,
+        InstanceStatus::Running => {
+            let routed =
+                inst.status == InstanceStatus::Running && inst.alb_rule_arn.is_some() && inst.task_private_ip.is_some();
+            if routed || held {
+                return Ok(inst); // routed, or a live start is routing it right now
+            }
+            match routing::route(svc, &inst, &task).await {
+                Ok(i) => Ok(i),
+                Err(e) => {
+                    let latest = svc.store.instances.get_latest(&inst.user_id).await?.unwrap_or(inst);
+                    if let Err(undo) = end_run(svc, &latest).await {
+                        tracing::error!(error = %undo, "teardown after a failed routing failed");
+                    }
+                    Err(e)
+                }
+            }
+        }
+        other if other != inst.status => {
+            svc.store
+                .instances
+                .set_task_status(&inst.user_id, &task_arn, &other)
+                .await
+        }
+        _ => Ok(inst),
+    }
+}

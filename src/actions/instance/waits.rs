@@ -1,0 +1,59 @@
+//! Waiting for AWS: polls that start short and back off, on the injected clock, and
+//! never outlive the invocation's deadline.
+
+use std::time::Duration;
+
+use crate::clock::Clock;
+
+/// The pause between two polls: starts short and doubles up to a ceiling.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// 1 s, 2 s, 4 s, 8 s, then every 10 s: a step that finishes within a second is seen
+    /// within a second, and a long one costs a poll every 10 s.
+    pub fn standard() -> Self {
+        Backoff {
+            next: Duration::from_secs(1),
+            max: Duration::from_secs(10),
+        }
+    }
+
+    /// Sleeps for the next pause, cut short at `until_ms` → false when `until_ms` has
+    /// already come (the caller's wait is over).
+    pub async fn pause(&mut self, clock: &dyn Clock, until_ms: i64) -> bool {
+        let remaining = until_ms - clock.now_ms();
+        if remaining <= 0 {
+            return false;
+        }
+        let pause = self
+            .next
+            .min(Duration::from_millis(u64::try_from(remaining).unwrap_or(0)));
+        clock.sleep(pause).await;
+        self.next = (self.next * 2).min(self.max);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[tokio::test]
+    async fn pauses_double_up_to_ten_seconds_and_stop_at_the_deadline() {
+        let clock = ManualClock::at(0);
+        let mut b = Backoff::standard();
+        let until = 30_500;
+        let mut seen = Vec::new();
+        while b.pause(&clock, until).await {
+            seen.push(clock.now_ms());
+        }
+        // 1, 3, 7, 15, 25 s, then cut short at 30.5 s.
+        assert_eq!(seen, vec![1_000, 3_000, 7_000, 15_000, 25_000, 30_500]);
+        assert!(!b.pause(&clock, until).await);
+    }
+}

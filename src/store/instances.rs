@@ -1,0 +1,561 @@
+//! The instances table: one item per user, and the lease protocol of the lifecycle.
+//!
+//! A **lease** marks the one invocation that may create, start or destroy a user's
+//! instance right now, and until when. It is taken with a conditional write, every
+//! progress write is conditional on it, and it is released at the end. A lease whose time
+//! has passed belongs to an invocation that died: the next one may take the record over.
+
+use crate::domain::model::{Instance, InstanceStatus, LicensePool};
+use crate::error::{Error, Result};
+use crate::managers::dynamodb::{Cond, Query, TransactOp, Update};
+
+use super::{decode, decode_all, encode, num, text, written, Db};
+
+pub(super) const KEY: &str = "userId";
+
+/// GSI of the instances table by `sanitizedUsername` (keys only): who uses a subdomain.
+pub const BY_USERNAME: &str = "sanitizedUsername-index";
+
+/// Attribute names of an instance item.
+mod attr {
+    pub const USER_ID: &str = "userId";
+    pub const SANITIZED_USERNAME: &str = "sanitizedUsername";
+    pub const STATUS: &str = "status";
+    pub const ACCESS_POINT_ID: &str = "accessPointId";
+    pub const SECRET_ARN: &str = "secretArn";
+    pub const SECRET_CREATED: &str = "secretCreated";
+    pub const FOUNDRY_VERSION: &str = "foundryVersion";
+    pub const S3_BUCKET_NAME: &str = "s3BucketName";
+    pub const S3_ACCESS_KEY_ID: &str = "s3AccessKeyId";
+    pub const S3_SECRET_ACCESS_KEY: &str = "s3SecretAccessKey";
+    pub const TARGET_GROUP_ARN: &str = "targetGroupArn";
+    pub const ALB_RULE_PRIORITY: &str = "albRulePriority";
+    pub const TASK_ARN: &str = "taskArn";
+    pub const TASK_DEFINITION_ARN: &str = "taskDefinitionArn";
+    pub const TASK_PRIVATE_IP: &str = "taskPrivateIp";
+    pub const ALB_RULE_ARN: &str = "albRuleArn";
+    pub const UPDATED_AT: &str = "updatedAt";
+    pub const LICENSE_OWNER_ID: &str = "licenseOwnerId";
+    pub const ALLOW_LICENSE_SHARING: &str = "allowLicenseSharing";
+    pub const MAX_CONCURRENT_USERS: &str = "maxConcurrentUsers";
+    pub const STARTED_AT: &str = "startedAt";
+    pub const AUTO_SHUTDOWN_AT: &str = "autoShutdownAt";
+    pub const LINKED_SESSION_ID: &str = "linkedSessionId";
+    pub const ATTEMPT_ID: &str = "attemptId";
+    pub const LEASE_ID: &str = "leaseId";
+    pub const LEASE_UNTIL: &str = "leaseUntil";
+    pub const CLEANUP_TASK_ARN: &str = "cleanupTaskArn";
+    pub const DNS_RECORD: &str = "dnsRecord";
+}
+
+/// Statuses a start may begin from: never started, stopped, or left by the original in a
+/// state the port does not write (`stopping`, `unknown`).
+const STARTABLE: &[&str] = &["created", "stopped", "stopping", "unknown"];
+
+/// The hold of one invocation on a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub id: String,
+    /// Unix seconds after which the lease counts as abandoned.
+    pub until: i64,
+}
+
+impl Lease {
+    /// A fresh lease that lasts until `until`.
+    pub fn new(until: i64) -> Self {
+        Lease {
+            id: uuid::Uuid::new_v4().to_string(),
+            until,
+        }
+    }
+
+    /// Whether `instance` is free of any live lease at `now`.
+    pub fn is_free(instance: &Instance, now: i64) -> bool {
+        instance.lease_until.is_none_or(|t| t < now)
+    }
+
+    fn held(&self) -> Cond {
+        Cond::eq_s(attr::LEASE_ID, &self.id)
+    }
+
+    fn free_at(now: i64) -> Cond {
+        Cond::Or(vec![
+            Cond::not_exists(attr::LEASE_UNTIL),
+            Cond::Lt(attr::LEASE_UNTIL.into(), num(now)),
+        ])
+    }
+
+    fn take(&self, update: Update) -> Update {
+        update
+            .set_s(attr::LEASE_ID, self.id.as_str())
+            .set(attr::LEASE_UNTIL, num(self.until))
+    }
+
+    fn drop_from(update: Update) -> Update {
+        update.remove(attr::LEASE_ID).remove(attr::LEASE_UNTIL)
+    }
+}
+
+/// A resource (or step) that an invocation under a lease has made, recorded at once so
+/// that whoever comes next can finish or undo it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// The access point (its id cannot be derived from the user's names).
+    AccessPoint(String),
+    /// An old record's plain-text S3 key now lives in the secret `arn`.
+    SecretMigrated {
+        arn: String,
+    },
+    TaskDefinition(String),
+    Task(String),
+    /// The EFS cleanup task a destroy launched and is waiting for.
+    CleanupTask(String),
+    /// The cleanup task failed: the next destroy launches a new one.
+    CleanupFailed,
+}
+
+/// The end of a create: the record becomes `created`, with every resource it made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateDone {
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_arn: String,
+    pub target_group_arn: String,
+    /// The listener-rule priority hint.
+    pub alb_rule_priority: i64,
+    pub license_owner_id: Option<String>,
+    pub allow_license_sharing: Option<bool>,
+    pub max_concurrent_users: i64,
+    /// The owner's license joins the pool in the same transaction.
+    pub join_pool: Option<PoolEntry>,
+}
+
+/// A license-pool entry written or refreshed by a sharing owner's create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolEntry {
+    pub license_id: String,
+    pub owner_id: String,
+    pub owner_username: String,
+    pub max_concurrent_users: i64,
+}
+
+/// A task that runs and is routed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub task_arn: String,
+    pub private_ip: String,
+    pub rule_arn: String,
+    pub rule_priority: i64,
+    pub started_at: i64,
+    pub auto_shutdown_at: i64,
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunEnd {
+    pub at: i64,
+    /// The target was deregistered (or was never registered).
+    pub target_gone: bool,
+    /// The listener rule was deleted (or there was none).
+    pub rule_gone: bool,
+}
+
+/// The instances table.
+#[derive(Clone)]
+pub struct Instances {
+    db: Db,
+}
+
+impl Instances {
+    pub(super) fn new(db: Db) -> Self {
+        Instances { db }
+    }
+
+    fn table(&self) -> &crate::managers::dynamodb::Table {
+        &self.db.tables.instances
+    }
+
+    // ------------------------------------------------------------------ reads
+
+    /// The instance of `user_id` (eventually consistent).
+    pub async fn get(&self, user_id: &str) -> Result<Option<Instance>> {
+        self.read(user_id, false).await
+    }
+
+    /// The instance of `user_id`, read after every write that has completed.
+    pub async fn get_latest(&self, user_id: &str) -> Result<Option<Instance>> {
+        self.read(user_id, true).await
+    }
+
+    async fn read(&self, user_id: &str, consistent: bool) -> Result<Option<Instance>> {
+        match self.db.dynamo.get(self.table(), user_id, consistent).await? {
+            Some(item) => Ok(Some(decode("instance", item)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every instance, every page.
+    pub async fn all(&self) -> Result<Vec<Instance>> {
+        decode_all("instance", self.db.dynamo.scan(self.table()).await?)
+    }
+
+    /// The users other than `user_id` whose instance uses the subdomain `username`.
+    pub async fn others_named(&self, username: &str, user_id: &str) -> Result<Vec<String>> {
+        let q = Query {
+            index: Some(BY_USERNAME.to_string()),
+            hash_attr: attr::SANITIZED_USERNAME.to_string(),
+            hash_value: text(username),
+            range: None,
+        };
+        let items = self.db.dynamo.query(self.table(), &q).await?;
+        Ok(items
+            .into_iter()
+            .filter_map(|item| match item.get(attr::USER_ID) {
+                Some(crate::managers::dynamodb::AttributeValue::S(u)) if u != user_id => Some(u.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    // ------------------------------------------------------------------ create
+
+    /// Writes a new record, unless the user already has one → whether it was written.
+    pub async fn insert_new(&self, record: &Instance) -> Result<bool> {
+        let item = encode("instance", record)?;
+        let put = self
+            .db
+            .dynamo
+            .put(self.table(), item, Cond::not_exists(attr::USER_ID))
+            .await;
+        Ok(written(put)?.is_some())
+    }
+
+    /// Takes over a `creating` record whose lease has expired → the record, or `None`
+    /// when it is not creating or a live invocation holds it.
+    pub async fn take_over_create(&self, user_id: &str, lease: &Lease, now: i64) -> Result<Option<Instance>> {
+        let update = lease.take(Update::new());
+        let cond = Cond::And(vec![
+            Cond::eq_s(attr::STATUS, InstanceStatus::Creating.as_str()),
+            Lease::free_at(now),
+        ]);
+        self.update(user_id, update, cond).await
+    }
+
+    /// Records a step made under `lease` → the record after it. Losing the lease means
+    /// another invocation took the record over: the caller must stop at once.
+    pub async fn record(&self, user_id: &str, lease: &Lease, step: Progress, now: i64) -> Result<Instance> {
+        let update = match step {
+            Progress::AccessPoint(id) => Update::new().set_s(attr::ACCESS_POINT_ID, id),
+            Progress::SecretMigrated { arn } => Update::new()
+                .set_s(attr::SECRET_ARN, arn)
+                .remove(attr::S3_SECRET_ACCESS_KEY),
+            Progress::TaskDefinition(arn) => Update::new().set_s(attr::TASK_DEFINITION_ARN, arn),
+            Progress::Task(arn) => Update::new().set_s(attr::TASK_ARN, arn),
+            Progress::CleanupTask(arn) => Update::new().set_s(attr::CLEANUP_TASK_ARN, arn),
+            Progress::CleanupFailed => Update::new().remove(attr::CLEANUP_TASK_ARN),
+        };
+        self.under_lease(user_id, lease, update, now).await
+    }
+
+    async fn under_lease(&self, user_id: &str, lease: &Lease, update: Update, now: i64) -> Result<Instance> {
+        let update = update.set(attr::UPDATED_AT, num(now));
+        self.update(user_id, update, lease.held())
+            .await?
+            .ok_or_else(|| Error::failed("Another invocation took over this instance; its operation was abandoned"))
+    }
+
+    /// Ends a create: the record becomes `created`, its lease is released, and a sharing
+    /// owner's license joins the pool, in one transaction.
+    pub async fn finish_create(&self, user_id: &str, lease: &Lease, done: &CreateDone, now: i64) -> Result<()> {
+        let mut update = Lease::drop_from(Update::new())
+            .set_s(attr::STATUS, InstanceStatus::Created.as_str())
+            .set_s(attr::S3_BUCKET_NAME, done.bucket.as_str())
+            .set_s(attr::S3_ACCESS_KEY_ID, done.access_key_id.as_str())
+            .set_s(attr::SECRET_ARN, done.secret_arn.as_str())
+            .set_s(attr::TARGET_GROUP_ARN, done.target_group_arn.as_str())
+            // The subdomain was claimed by this port's create: the name is this user's alone.
+            .set_bool(attr::DNS_RECORD, true)
+            .remove(attr::SECRET_CREATED)
+            .set(attr::ALB_RULE_PRIORITY, num(done.alb_rule_priority))
+            .set(attr::MAX_CONCURRENT_USERS, num(done.max_concurrent_users))
+            .set(attr::UPDATED_AT, num(now))
+            .remove(attr::ATTEMPT_ID);
+        update = match &done.license_owner_id {
+            Some(l) => update.set_s(attr::LICENSE_OWNER_ID, l.as_str()),
+            None => update.remove(attr::LICENSE_OWNER_ID),
+        };
+        update = match done.allow_license_sharing {
+            Some(b) => update.set_bool(attr::ALLOW_LICENSE_SHARING, b),
+            None => update.remove(attr::ALLOW_LICENSE_SHARING),
+        };
+        let mut ops = vec![TransactOp::Update {
+            table: self.table().clone(),
+            key: user_id.to_string(),
+            update,
+            cond: lease.held(),
+        }];
+        if let Some(entry) = &done.join_pool {
+            ops.push(self.pool_join_op(entry, now).await?);
+        }
+        Ok(self.db.dynamo.transact(ops).await?)
+    }
+
+    /// Refreshes the owner's pool entry, or adds one.
+    async fn pool_join_op(&self, entry: &PoolEntry, now: i64) -> Result<TransactOp> {
+        let pools = &self.db.tables.pools;
+        let exists = self.db.dynamo.get(pools, &entry.license_id, true).await?.is_some();
+        Ok(if exists {
+            TransactOp::Update {
+                table: pools.clone(),
+                key: entry.license_id.clone(),
+                update: Update::new()
+                    .set_s("ownerUsername", entry.owner_username.as_str())
+                    .set("maxConcurrentUsers", num(entry.max_concurrent_users))
+                    .set_bool("isActive", true)
+                    .set("updatedAt", num(now)),
+                cond: Cond::exists(super::pools::KEY),
+            }
+        } else {
+            let pool = LicensePool {
+                license_id: entry.license_id.clone(),
+                owner_id: Some(entry.owner_id.clone()),
+                owner_username: Some(entry.owner_username.clone()),
+                max_concurrent_users: Some(entry.max_concurrent_users),
+                is_active: Some(true),
+                created_at: Some(now),
+                updated_at: Some(now),
+            };
+            TransactOp::Put {
+                table: pools.clone(),
+                item: encode("license pool", &pool)?,
+                cond: Cond::not_exists(super::pools::KEY),
+            }
+        })
+    }
+
+    /// Gives the lease up. Best effort: an expired lease is free anyway, so a failure is
+    /// only logged.
+    pub async fn release(&self, user_id: &str, lease: &Lease) {
+        let update = Lease::drop_from(Update::new());
+        match self
+            .db
+            .dynamo
+            .update(self.table(), user_id, &update, lease.held())
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_condition_failed() => {} // no longer ours: nothing to give up
+            Err(e) => tracing::warn!(error = %e, "could not release the lease; it expires by itself"),
+        }
+    }
+
+    /// Deletes the record held by `lease` → whether it was deleted (false: the lease was
+    /// lost, and whoever holds the record now decides).
+    pub async fn remove(&self, user_id: &str, lease: &Lease) -> Result<bool> {
+        let deleted = self.db.dynamo.delete(self.table(), user_id, lease.held()).await;
+        Ok(written(deleted)?.is_some())
+    }
+
+    // ------------------------------------------------------------------ start
+
+    /// Moves the record to `starting` under `lease`, if it may start → the record, or
+    /// `None` when another invocation holds it or it is not startable.
+    pub async fn begin_start(
+        &self,
+        user_id: &str,
+        lease: &Lease,
+        attempt_id: &str,
+        now: i64,
+    ) -> Result<Option<Instance>> {
+        let update = lease
+            .take(Update::new())
+            .set_s(attr::STATUS, InstanceStatus::Starting.as_str())
+            .set_s(attr::ATTEMPT_ID, attempt_id)
+            .set(attr::UPDATED_AT, num(now));
+        let cond = Cond::Or(vec![
+            Cond::in_s(attr::STATUS, STARTABLE),
+            // A start that died before RunTask answered: retried with the same token.
+            Cond::And(vec![
+                Cond::eq_s(attr::STATUS, InstanceStatus::Starting.as_str()),
+                Cond::not_exists(attr::TASK_ARN),
+                Lease::free_at(now),
+            ]),
+        ]);
+        self.update(user_id, update, cond).await
+    }
+
+    /// Records the private IP of the run's task (so that a failure deregisters it).
+    pub async fn note_task_ip(&self, user_id: &str, task_arn: &str, ip: &str) -> Result<()> {
+        let update = Update::new().set_s(attr::TASK_PRIVATE_IP, ip);
+        self.of_task(user_id, task_arn, update).await
+    }
+
+    /// Records the listener rule of the run (so that a failure deletes it).
+    pub async fn note_rule(&self, user_id: &str, task_arn: &str, rule_arn: &str) -> Result<()> {
+        let update = Update::new().set_s(attr::ALB_RULE_ARN, rule_arn);
+        self.of_task(user_id, task_arn, update).await
+    }
+
+    async fn of_task(&self, user_id: &str, task_arn: &str, update: Update) -> Result<()> {
+        match self
+            .update(user_id, update, Cond::eq_s(attr::TASK_ARN, task_arn))
+            .await?
+        {
+            Some(_) => Ok(()),
+            None => Err(Error::failed(
+                "Another invocation ended this run; its operation was abandoned",
+            )),
+        }
+    }
+
+    /// The run is routed: the record becomes `running`, its lease is released, and the
+    /// start is booked in the usage table, in one transaction → the record after it, or
+    /// `None` when another invocation already did this (and booked it).
+    pub async fn mark_running(&self, inst: &Instance, run: &Run) -> Result<Option<Instance>> {
+        let update = Lease::drop_from(Update::new())
+            .set_s(attr::STATUS, InstanceStatus::Running.as_str())
+            .set_s(attr::TASK_PRIVATE_IP, run.private_ip.as_str())
+            .set_s(attr::ALB_RULE_ARN, run.rule_arn.as_str())
+            .set(attr::ALB_RULE_PRIORITY, num(run.rule_priority))
+            .set(attr::STARTED_AT, num(run.started_at))
+            .set(attr::AUTO_SHUTDOWN_AT, num(run.auto_shutdown_at))
+            .set(attr::UPDATED_AT, num(run.started_at));
+        let ops = vec![
+            TransactOp::Update {
+                table: self.table().clone(),
+                key: inst.user_id.clone(),
+                update,
+                cond: Cond::And(vec![
+                    Cond::eq_s(attr::TASK_ARN, &run.task_arn),
+                    Cond::ne_s(attr::STATUS, InstanceStatus::Running.as_str()),
+                ]),
+            },
+            super::usage::start_op(&self.db.tables.usage, &inst.user_id, run.started_at),
+        ];
+        if written(self.db.dynamo.transact(ops).await)?.is_none() {
+            return Ok(None);
+        }
+        // A transaction returns no item: the record after it, as written above.
+        Ok(Some(Instance {
+            status: InstanceStatus::Running,
+            task_arn: Some(run.task_arn.clone()),
+            task_private_ip: Some(run.private_ip.clone()),
+            alb_rule_arn: Some(run.rule_arn.clone()),
+            alb_rule_priority: Some(run.rule_priority),
+            started_at: Some(run.started_at),
+            auto_shutdown_at: Some(run.auto_shutdown_at),
+            updated_at: Some(run.started_at),
+            lease_id: None,
+            lease_until: None,
+            ..inst.clone()
+        }))
+    }
+
+    /// Stores the status ECS reports for the record's task.
+    pub async fn set_task_status(&self, user_id: &str, task_arn: &str, status: &InstanceStatus) -> Result<Instance> {
+        let update = Update::new().set_s(attr::STATUS, status.as_str());
+        self.update(user_id, update, Cond::eq_s(attr::TASK_ARN, task_arn))
+            .await?
+            .ok_or_else(|| Error::failed("Another invocation ended this run"))
+    }
+
+    // ------------------------------------------------------------------ stop
+
+    /// Ends the record's run: clears the run's fields (the target and the rule only when
+    /// they are gone, so that the next teardown retries them), sets the record `stopped`
+    /// (a record being destroyed keeps its status), and books the run's hours per UTC
+    /// month, in one transaction → the record after it, or `None` when a concurrent stop
+    /// already ended this run (and booked it).
+    pub async fn end_run(&self, inst: &Instance, end: &RunEnd) -> Result<Option<Instance>> {
+        let keep_status = inst.status == InstanceStatus::Destroying;
+        let mut update = Update::new()
+            .set(attr::UPDATED_AT, num(end.at))
+            .remove(attr::TASK_ARN)
+            .remove(attr::AUTO_SHUTDOWN_AT)
+            .remove(attr::STARTED_AT)
+            .remove(attr::LINKED_SESSION_ID);
+        if !keep_status {
+            update = update.set_s(attr::STATUS, InstanceStatus::Stopped.as_str());
+        }
+        if end.target_gone {
+            update = update.remove(attr::TASK_PRIVATE_IP);
+        }
+        if end.rule_gone {
+            update = update.remove(attr::ALB_RULE_ARN);
+        }
+        let mut ops = vec![TransactOp::Update {
+            table: self.table().clone(),
+            key: inst.user_id.clone(),
+            update,
+            // Only the run being ended: a concurrent stop has already booked it.
+            cond: match inst.task_arn.as_deref() {
+                Some(task) => Cond::eq_s(attr::TASK_ARN, task),
+                None => Cond::exists(attr::USER_ID),
+            },
+        }];
+        if let Some(started) = inst.started_at {
+            ops.extend(super::usage::run_ops(
+                &self.db.tables.usage,
+                &inst.user_id,
+                started,
+                end.at,
+            ));
+        }
+        if written(self.db.dynamo.transact(ops).await)?.is_none() {
+            return Ok(None);
+        }
+        // A transaction returns no item: the record after it, as written above.
+        let mut after = Instance {
+            updated_at: Some(end.at),
+            task_arn: None,
+            auto_shutdown_at: None,
+            started_at: None,
+            linked_session_id: None,
+            ..inst.clone()
+        };
+        if !keep_status {
+            after.status = InstanceStatus::Stopped;
+        }
+        if end.target_gone {
+            after.task_private_ip = None;
+        }
+        if end.rule_gone {
+            after.alb_rule_arn = None;
+        }
+        Ok(Some(after))
+    }
+
+    // ------------------------------------------------------------------ destroy
+
+    /// Moves the record to `destroying` under `lease`, unless a live invocation holds it
+    /// → the record, or `None`.
+    pub async fn begin_destroy(&self, user_id: &str, lease: &Lease, now: i64) -> Result<Option<Instance>> {
+        let update = lease
+            .take(Update::new())
+            .set_s(attr::STATUS, InstanceStatus::Destroying.as_str())
+            .set(attr::UPDATED_AT, num(now));
+        let cond = Cond::And(vec![Cond::exists(attr::USER_ID), Lease::free_at(now)]);
+        self.update(user_id, update, cond).await
+    }
+
+    // ------------------------------------------------------------------ version
+
+    /// Sets the Foundry version of an existing record.
+    pub async fn set_version(&self, user_id: &str, version: &str, now: i64) -> Result<()> {
+        let update = Update::new()
+            .set_s(attr::FOUNDRY_VERSION, version)
+            .set(attr::UPDATED_AT, num(now));
+        match self.update(user_id, update, Cond::exists(attr::USER_ID)).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::failed("Instance not found")),
+        }
+    }
+
+    /// A conditional UpdateItem → the record after it, or `None` when the condition failed.
+    async fn update(&self, user_id: &str, update: Update, cond: Cond) -> Result<Option<Instance>> {
+        match written(self.db.dynamo.update(self.table(), user_id, &update, cond).await)? {
+            Some(item) => Ok(Some(decode("instance", item)?)),
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The license-reservations table: a second record of each booking, keyed for queries by
+//! license.
+
+use crate::domain::model::{Reservation, ReservationStatus};
+use crate::error::Result;
+use crate::managers::dynamodb::{Cond, Query, RangeCond, Update};
+
+use super::{decode_all, num, text, Db};
+
+pub(super) const KEY: &str = "reservationId";
+
+/// GSI of the reservations table by `licenseId` and `startTime`.
+pub const BY_LICENSE: &str = "licenseId-startTime-index";
+
+mod attr {
+    pub const RESERVATION_ID: &str = "reservationId";
+    pub const LICENSE_ID: &str = "licenseId";
+    pub const START_TIME: &str = "startTime";
+    pub const STATUS: &str = "status";
+}
+
+/// The license-reservations table.
+#[derive(Clone)]
+pub struct Reservations {
+    db: Db,
+}
+
+impl Reservations {
+    pub(super) fn new(db: Db) -> Self {
+        Reservations { db }
+    }
+
+    /// The reservations of `license_id` whose start lies in `[from, to]`.
+    pub async fn of_license(&self, license_id: &str, from: i64, to: i64) -> Result<Vec<Reservation>> {
+        let q = Query {
+            index: Some(BY_LICENSE.to_string()),
+            hash_attr: attr::LICENSE_ID.to_string(),
+            hash_value: text(license_id),
+            range: Some((attr::START_TIME.to_string(), RangeCond::Between(num(from), num(to)))),
+        };
+        let items = self.db.dynamo.query(&self.db.tables.reservations, &q).await?;
+        decode_all("license reservation", items)
+    }
+
+    /// Sets the status of an existing reservation.
+    pub async fn set_status(&self, reservation_id: &str, status: ReservationStatus) -> Result<()> {
+        let update = Update::new().set_s(attr::STATUS, status.as_str());
+        self.db
+            .dynamo
+            .update(
+                &self.db.tables.reservations,
+                reservation_id,
+                &update,
+                Cond::exists(attr::RESERVATION_ID),
+            )
+            .await?;
+        Ok(())
+    }
+}

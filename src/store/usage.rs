@@ -1,0 +1,87 @@
+//! The usage table: one item per user and UTC month (`<userId>#<YYYY-MM>`).
+//!
+//! Every transition out of a run books its hours, split at UTC month boundaries. The
+//! writes are transaction operations, so that a lifecycle transition and its usage record
+//! commit together or not at all.
+
+use crate::domain::jsnum;
+use crate::domain::model::Usage;
+use crate::domain::usage::{split_run_hours, usage_key};
+use crate::error::Result;
+use crate::managers::dynamodb::{Cond, Table, TransactOp, Update};
+
+use super::{decode, decode_all, num, Db};
+
+pub(super) const KEY: &str = "usageKey";
+
+mod attr {
+    pub const LAST_START: &str = "lastStart";
+    pub const SESSIONS_STARTED: &str = "sessionsStarted";
+    pub const HOURS_THIS_MONTH: &str = "hoursThisMonth";
+}
+
+/// The usage table.
+#[derive(Clone)]
+pub struct UsageBook {
+    db: Db,
+}
+
+impl UsageBook {
+    pub(super) fn new(db: Db) -> Self {
+        UsageBook { db }
+    }
+
+    /// The usage of `user_id` in the UTC month containing `t`.
+    pub async fn month_of(&self, user_id: &str, t: i64) -> Result<Option<Usage>> {
+        match self
+            .db
+            .dynamo
+            .get(&self.db.tables.usage, &usage_key(user_id, t), false)
+            .await?
+        {
+            Some(item) => Ok(Some(decode("usage", item)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every usage item, every page.
+    pub async fn all(&self) -> Result<Vec<Usage>> {
+        decode_all("usage", self.db.dynamo.scan(&self.db.tables.usage).await?)
+    }
+}
+
+/// A start at `t`: `lastStart = t`, `sessionsStarted += 1` in the month of `t`.
+pub(super) fn start_op(table: &Table, user_id: &str, t: i64) -> TransactOp {
+    TransactOp::Update {
+        table: table.clone(),
+        key: usage_key(user_id, t),
+        update: Update::new()
+            .set(attr::LAST_START, num(t))
+            .add_n(attr::SESSIONS_STARTED, "1"),
+        cond: Cond::Always,
+    }
+}
+
+/// A run from `started` to `stopped`: the hours of each UTC month go to that month's
+/// item; `lastStart` is cleared in the month of the stop.
+pub(super) fn run_ops(table: &Table, user_id: &str, started: i64, stopped: i64) -> Vec<TransactOp> {
+    let parts = split_run_hours(started, stopped);
+    let last = parts.len().saturating_sub(1);
+    parts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (month, hours))| {
+            let text = jsnum::to_dynamo(*hours)?;
+            let mut update = Update::new().add_n(attr::HOURS_THIS_MONTH, text);
+            if i == last {
+                update = update.remove(attr::LAST_START);
+            }
+            Some(TransactOp::Update {
+                table: table.clone(),
+                key: format!("{user_id}#{month}"),
+                update,
+                cond: Cond::Always,
+            })
+        })
+        .collect()
+}
