@@ -1,4 +1,4 @@
-//! Every environment variable the function reads (spec/DATA.md §5.1), typed, with
+//! Every environment variable the function reads, typed, with
 //! defaults, read once at cold start.
 
 use std::collections::BTreeSet;
@@ -28,7 +28,7 @@ pub struct Config {
     pub alb_zone_id: String,
     pub route53_hosted_zone_id: String,
     pub domain_name: String,
-    /// `None` when unset or empty. The port refuses Ko-fi webhooks without it (W11).
+    /// `None` when unset or empty. The port refuses Ko-fi webhooks without it.
     pub kofi_verification_token: Option<Sensitive>,
     /// The raw `INSTANCE_COST_PER_HOUR` text (default `0.10`).
     pub instance_cost_per_hour_raw: String,
@@ -42,7 +42,7 @@ pub struct Config {
     pub max_session_seconds: i64,
     /// CloudWatch namespace of the EMF metrics (new).
     pub metrics_namespace: String,
-    /// Retention of the per-user ECS log groups, in days (new; W51).
+    /// Retention of the per-user ECS log groups, in days (new).
     pub log_retention_days: i32,
 }
 

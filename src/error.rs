@@ -93,7 +93,7 @@ impl std::error::Error for AwsError {}
 /// Every error an invocation can end with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The guard of spec/ACTIONS.md §1.2: `action` or `userId` is missing or empty.
+    /// The guard: `action` or `userId` is missing or empty (as JavaScript judges it).
     #[error("Missing required parameters: action, userId")]
     MissingParameters,
     /// The action name is not one we know.

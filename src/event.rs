@@ -11,7 +11,7 @@
 //!   the body (base64 or not) is either form-encoded `data=<json>` (how Ko-fi posts),
 //!   a Ko-fi JSON payload, or a direct-invoke JSON object.
 //!
-//! The guard and unknown-action errors are exactly those of spec/ACTIONS.md §1.2. A
+//! The guard and unknown-action errors are the original's, word for word. A
 //! field of the wrong type is a 400 that names the field. Unknown fields are ignored.
 
 use base64::Engine;
@@ -271,7 +271,7 @@ actions! {
 }
 
 impl Action {
-    /// The two license-wide actions the bot sends without a `userId` (spec/CLIENTS.md §7).
+    /// The two license-wide actions the bot sends without a `userId`.
     /// They are keyed by `licenseId` instead, so the guard does not require `userId`.
     fn needs_user_id(canonical: &str) -> bool {
         !matches!(canonical, "get-sessions-for-license" | "cancel-sessions-for-license")

@@ -302,7 +302,7 @@ async fn efs_access_point_is_created_available_then_deleted_and_gone() {
 // ---------------------------------------------------------------------------------------------
 // ECS
 
-/// A task definition shaped like spec/DATA.md §4.1: sidecar + main container, the EFS volume
+/// A task definition shaped like the user's Foundry task: sidecar + main container, the EFS volume
 /// through an access point, secrets from Secrets Manager.
 fn foundry_task_definition(family: &str, access_point_id: &str) -> TaskDefinition {
     let aws = common::local_aws();

@@ -148,7 +148,7 @@ async fn create_answers_every_spec_field_and_records_a_created_instance() {
     assert_eq!(item["albRulePriority"], AttributeValue::N("100".into()));
     assert!(
         !item.contains_key("s3SecretAccessKey"),
-        "the S3 secret key is not stored in DynamoDB (W9)"
+        "the S3 secret key is not stored in DynamoDB"
     );
     assert!(!item.contains_key("leaseId"));
     // One of each resource, and the DNS record points at the ALB.
@@ -211,7 +211,7 @@ async fn start_stop_status_and_destroy_answer_the_spec_shapes() {
     assert_eq!(
         fake.logs.groups(),
         [(format!("/aws/ecs/foundry-{UID}"), Some(3))],
-        "the user's log group has a retention (W51)"
+        "the user's log group has a retention"
     );
     let task_arn = started["taskArn"].as_str().unwrap().to_string();
 
@@ -295,7 +295,7 @@ async fn full_round_trip_create_start_status_stop_start_destroy_leaves_nothing()
     assert_eq!(invoke(&app, ev("stop", UID)).await.0, 200);
     let (code, again) = invoke(&app, ev("start", UID)).await;
     assert_eq!(code, 200, "{again}");
-    // One task definition revision stays active per user (W51).
+    // One task definition revision stays active per user.
     let active = fake
         .ecs
         .task_definitions()
@@ -728,7 +728,7 @@ async fn priorities_never_collide_between_users() {
     fake.ecs.set_launch_script(vec!["RUNNING"]);
     invoke(&app, create_event(UID, "alice")).await;
     invoke(&app, create_event(UID2, "bob")).await;
-    // Both were created while no rule existed: both hold the hint 100 (W15).
+    // Both were created while no rule existed: both hold the hint 100.
     for uid in [UID, UID2] {
         assert_eq!(
             fake.dynamo.item(INSTANCES, uid).unwrap()["albRulePriority"],
@@ -880,7 +880,7 @@ async fn destroy_without_an_instance_deactivates_an_orphaned_pool_and_never_make
     let (code, body) = invoke(&app, ev("destroy", UID)).await;
     assert_eq!(code, 200);
     assert_eq!(body["instanceFound"], false);
-    assert!(fake.dynamo.items(pools).is_empty(), "no stub pool item (W41)");
+    assert!(fake.dynamo.items(pools).is_empty(), "no stub pool item");
 
     let pool = std::collections::HashMap::from([
         ("licenseId".to_string(), AttributeValue::S(format!("byol-{UID}"))),
@@ -939,4 +939,32 @@ async fn destroy_keeping_license_sharing_keeps_the_secret_and_the_pool() {
     )
     .await;
     assert_eq!(code, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_create_that_died_after_making_the_bucket_leaks_nothing_once_the_user_destroys() {
+    let (app, fake, clock) = fake_app(T0);
+    // The invocation dies (its process crashes) right after the IAM user exists, before
+    // the record names the bucket or the user: nothing of it runs any more.
+    fake.before_call("PutUserPolicy", 1, || panic!("the invocation died"));
+    let dying = app.clone();
+    let died = tokio::spawn(async move { invoke(&dying, create_event(UID, "alice")).await }).await;
+    assert!(died.is_err(), "the create must have died: {died:?}");
+    let left = leftovers(&fake);
+    assert!(
+        left.contains_key("buckets") && left.contains_key("iam users"),
+        "{left:?}"
+    );
+
+    // While its lease lasts, the dead create still holds the record.
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 500, "{body}");
+    clock.advance(std::time::Duration::from_secs(3_600));
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        leftovers(&fake).is_empty(),
+        "left after destroy: {:?}",
+        leftovers(&fake)
+    );
 }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use foundry_lambda::app::{App, Ctx};
 use foundry_lambda::clock::{Clock, SystemClock};
 use foundry_lambda::config::Config;
+use foundry_lambda::error::AwsError;
+use foundry_lambda::managers::iam::{AccessKey, Iam, SdkIam};
 use foundry_lambda::managers::Managers;
 use serde_json::{json, Value};
 
@@ -222,4 +224,61 @@ async fn status_of_an_unknown_user_is_the_not_found_envelope() {
         serde_json::to_string(&handled.envelope).unwrap(),
         r#"{"statusCode":500,"headers":{"Content-Type":"application/json"},"body":"{\"error\":\"Internal error: Instance not found\"}"}"#
     );
+}
+
+/// The IAM of an invocation that dies (its process crashes) right after the IAM user
+/// exists: every other call goes to moto.
+struct DiesAfterCreateUser(SdkIam);
+
+#[async_trait::async_trait]
+impl Iam for DiesAfterCreateUser {
+    async fn create_user(&self, user_name: &str, path: &str, tags: &[(String, String)]) -> Result<(), AwsError> {
+        self.0.create_user(user_name, path, tags).await
+    }
+    async fn put_user_policy(&self, _: &str, _: &str, _: &str) -> Result<(), AwsError> {
+        panic!("the invocation died")
+    }
+    async fn create_access_key(&self, user_name: &str) -> Result<AccessKey, AwsError> {
+        self.0.create_access_key(user_name).await
+    }
+    async fn delete_access_keys(&self, user_name: &str) -> Result<(), AwsError> {
+        self.0.delete_access_keys(user_name).await
+    }
+    async fn delete_user(&self, user_name: &str) -> Result<(), AwsError> {
+        self.0.delete_user(user_name).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_died_after_making_the_bucket_leaks_nothing_once_the_user_destroys() {
+    let aws = common::local_aws();
+    let config = Config::from_lookup(|k| aws.env.get(k).cloned()).expect("complete configuration");
+    let sdk = common::sdk_config().await;
+    let mut managers = Managers::from_sdk(&sdk);
+    managers.iam = Arc::new(DiesAfterCreateUser(SdkIam::new(&sdk)));
+    let dying = App::new(config, Arc::new(SystemClock), managers);
+    let app = app().await;
+    let uid = common::unique_user_id();
+    let san = format!("leak{}", &uid[uid.len() - 10..]);
+
+    // A short deadline gives the dead create a short lease.
+    let ctx = Ctx {
+        request_id: "dies".into(),
+        deadline_ms: Some(SystemClock.now_ms() + 1_000),
+    };
+    let event = json!({"action":"create","userId":uid,"sanitizedUsername":san,
+                       "foundryUsername":"gm@example.com","foundryPassword":"moto-pw-123"});
+    let died = tokio::spawn(async move { call(&dying, event, &ctx).await }).await;
+    assert!(died.is_err(), "the create must have died: {died:?}");
+    let left = leftovers(&uid, &san).await;
+    assert!(
+        left.iter().any(|l| l.starts_with("bucket")) && left.contains(&"IAM user".to_string()),
+        "{left:?}"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let (code, body) = call(&app, ev("destroy", &uid), &Ctx::default()).await;
+    assert_eq!(code, 200, "destroy: {body}");
+    let left = leftovers(&uid, &san).await;
+    assert!(left.is_empty(), "left in AWS after destroy: {left:?}");
 }

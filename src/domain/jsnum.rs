@@ -1,5 +1,5 @@
 //! JavaScript number semantics: `Number.prototype.toString` (what `JSON.stringify`
-//! prints) and `parseFloat`. Spec/ACTIONS.md §0 requires both.
+//! prints) and `parseFloat`: the answers and the cost rate must read as the original's did.
 
 /// Formats `x` as JavaScript does: `2` not `2.0`, shortest round-trip digits,
 /// exponent form outside 1e-7 < |x| < 1e21. `None` for NaN and ±Infinity (which

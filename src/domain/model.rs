@@ -1,4 +1,4 @@
-//! The DynamoDB items of spec/DATA.md §1, and their status values.
+//! The DynamoDB items of the five tables, and their status values.
 //!
 //! Every optional attribute is an `Option` that is omitted when `None`, which gives
 //! JavaScript's "undefined is dropped" (spec §0). Unknown attributes written by other
@@ -59,7 +59,7 @@ macro_rules! string_enum {
 }
 
 string_enum! {
-    /// Instance `status` (spec/DATA.md §1.1.1). `creating` and `destroying` are new in
+    /// Instance `status`. `creating` and `destroying` are new in
     /// the port: they mark a record whose resources are being made or torn down.
     /// `unknown` can be read from items the original wrote; the port never writes it.
     InstanceStatus {
@@ -88,7 +88,7 @@ impl InstanceStatus {
 }
 
 string_enum! {
-    /// Scheduled session `status` (spec/DATA.md §1.3).
+    /// Scheduled session `status`.
     SessionStatus {
         Scheduled => "scheduled",
         Active => "active",
@@ -98,7 +98,7 @@ string_enum! {
 }
 
 string_enum! {
-    /// License reservation `status` (spec/DATA.md §1.4).
+    /// License reservation `status`.
     ReservationStatus {
         Active => "active",
         Completed => "completed",
@@ -106,7 +106,7 @@ string_enum! {
     }
 }
 
-/// An instances-table item (spec/DATA.md §1.1).
+/// An instances-table item.
 #[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -120,7 +120,7 @@ pub struct Instance {
     pub foundry_version: Option<String>,
     pub s3_bucket_name: Option<String>,
     pub s3_access_key_id: Option<String>,
-    /// Written by the original in plain text (W9). The port reads it only to migrate
+    /// Written by the original in plain text. The port reads it only to migrate
     /// old records; it never writes it.
     pub s3_secret_access_key: Option<Sensitive>,
     pub target_group_arn: Option<String>,
@@ -172,7 +172,7 @@ impl Instance {
     }
 }
 
-/// A license-pool item (spec/DATA.md §1.2).
+/// A license-pool item.
 #[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -192,7 +192,7 @@ impl LicensePool {
     }
 }
 
-/// A scheduled-session item (spec/DATA.md §1.3).
+/// A scheduled-session item.
 #[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -212,7 +212,7 @@ pub struct ScheduledSession {
     pub updated_at: Option<i64>,
 }
 
-/// A license-reservation item (spec/DATA.md §1.4).
+/// A license-reservation item.
 #[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -227,7 +227,7 @@ pub struct Reservation {
     pub created_at: Option<i64>,
 }
 
-/// A usage item (spec/DATA.md §1.5).
+/// A usage item.
 #[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -241,9 +241,9 @@ pub struct Usage {
     pub last_donor_name: Option<String>,
 }
 
-/// The JSON of a credentials secret: exactly `username`, `password`, `admin_key`
-/// (spec/DATA.md §3.2), plus the S3 key pair in the port (W9), which the task reads
-/// as container secrets instead of from a task-definition command.
+/// The JSON of a credentials secret: `username`, `password`, `admin_key` as the original
+/// wrote them, plus the S3 key pair in the port, which the task reads as container
+/// secrets instead of from a task-definition command.
 #[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Credentials {

@@ -1,6 +1,6 @@
-//! Every name derived from a user (spec/DATA.md §2–§4), and its validation.
+//! Every name derived from a user, and its validation.
 //!
-//! Validation happens before the first AWS call (W13, W18): a name that some derived
+//! Validation happens before the first AWS call: a name that some derived
 //! resource cannot carry is refused with a clear message.
 
 /// Longest `sanitizedUsername` that fits every derived name: the target group

@@ -1,6 +1,6 @@
-//! The task definitions of spec/DATA.md §4, built from data (no I/O).
+//! The task definitions and RunTask requests, built from data (no I/O).
 //!
-//! Differences from the original (W9, W13, W48): the S3 key pair is injected as
+//! Differences from the original: the S3 key pair is injected as
 //! container secrets from the user's Secrets Manager secret — there is no sidecar and no
 //! shell command built from data; the helper tasks take the user id from their
 //! environment and validate it before touching the file system.
@@ -93,7 +93,7 @@ pub struct ContainerOverride {
     pub environment: Vec<(String, String)>,
 }
 
-/// A Fargate RunTask request (spec/DATA.md §4.2).
+/// A Fargate RunTask request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunTask {
     pub cluster: String,
@@ -126,7 +126,7 @@ pub struct SecretKeys {
     pub s3_keys: bool,
 }
 
-/// The Foundry server of one user (spec/DATA.md §4.1).
+/// The Foundry server of one user.
 pub struct FoundryTask<'a> {
     pub user_id: &'a str,
     pub sanitized_username: &'a str,
@@ -259,7 +259,7 @@ fn helper_task(cfg: &Deployment<'_>, family: &str, container: &str, prefix: &str
     }
 }
 
-/// The EFS cleanup task (spec/DATA.md §4.3).
+/// The EFS cleanup task.
 pub fn cleanup_task_definition(cfg: &Deployment<'_>) -> TaskDefinition {
     let script = format!(
         r#"echo "Starting EFS cleanup for user $USER_ID"; {CHECK_USER_ID}; if [ -d "$D" ]; then rm -rf "$D" && echo "Removed $D"; else echo "Nothing to clean: $D does not exist"; fi"#
@@ -267,7 +267,7 @@ pub fn cleanup_task_definition(cfg: &Deployment<'_>) -> TaskDefinition {
     helper_task(cfg, CLEANUP_FAMILY, CLEANUP_CONTAINER, "cleanup", script)
 }
 
-/// The permission-reset task (spec/DATA.md §4.4, fixed per W48): owner from the
+/// The permission-reset task: owner from the
 /// `TARGET_UID`/`TARGET_GID` environment, in both directions.
 pub fn permission_reset_task_definition(cfg: &Deployment<'_>) -> TaskDefinition {
     let script = format!(
@@ -285,7 +285,7 @@ pub fn owner_for_version(version: &str) -> (u32, u32) {
     }
 }
 
-/// RunTask for `task_definition` with the deployment's network settings (spec/DATA.md §4.2).
+/// RunTask for `task_definition` with the deployment's network settings.
 pub fn run_task(cfg: &Deployment<'_>, task_definition: &str, overrides: Vec<ContainerOverride>) -> RunTask {
     RunTask {
         cluster: cfg.cluster.to_string(),
@@ -299,7 +299,7 @@ pub fn run_task(cfg: &Deployment<'_>, task_definition: &str, overrides: Vec<Cont
     }
 }
 
-/// `update-version`'s accepted values (spec/ACTIONS.md §4.8).
+/// `update-version`'s accepted values.
 pub fn valid_version(v: &str) -> bool {
     if matches!(v, "13" | "12" | "11" | "release" | "latest") {
         return true;

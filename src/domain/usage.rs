@@ -1,5 +1,5 @@
-//! Usage and cost arithmetic (spec/SCHEDULING.md §9): month keys, run hours split at
-//! UTC month boundaries (W42), costs.
+//! Usage and cost arithmetic: month keys, run hours split at
+//! UTC month boundaries, costs.
 
 use time::{Date, Month, OffsetDateTime};
 
@@ -42,7 +42,7 @@ pub fn split_run_hours(started: i64, stopped: i64) -> Vec<(String, f64)> {
     out
 }
 
-/// Cost figures of one user and month (spec/SCHEDULING.md §9.4).
+/// Cost figures of one user and month.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cost {
     pub hours: f64,

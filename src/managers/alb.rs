@@ -1,10 +1,10 @@
-//! ELBv2: the per-user target group and listener rule (spec/DATA.md §3.5–§3.6).
+//! ELBv2: the per-user target group and listener rule.
 
 use async_trait::async_trait;
 
 use crate::error::AwsError;
 
-/// The target group of spec/DATA.md §3.5 (HTTP, port, `ip` targets, health check).
+/// A target group: HTTP on a port, `ip` targets, and its health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetGroupSpec {
     pub name: String,

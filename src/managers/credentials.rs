@@ -1,4 +1,4 @@
-//! GET-CREDENTIALS and STORE-CREDENTIALS (spec/ACTIONS.md §3.6–§3.7, DATA.md §3.2).
+//! GET-CREDENTIALS and STORE-CREDENTIALS.
 
 use crate::domain::model::Credentials;
 use crate::domain::names;
@@ -7,7 +7,7 @@ use crate::managers::Secrets;
 use crate::secret::Sensitive;
 
 /// The stored credentials of `user_id`. `None` only when the secret does not exist (or is
-/// scheduled for deletion); an outage or malformed JSON is an error (W47).
+/// scheduled for deletion); an outage or malformed JSON is an error.
 pub async fn get_credentials(secrets: &dyn Secrets, user_id: &str) -> Result<Option<Credentials>> {
     let name = names::secret_name(user_id);
     match secrets.get_secret_string(&name).await? {

@@ -1,4 +1,4 @@
-//! ECS: task definitions and tasks (spec/DATA.md §4).
+//! ECS: task definitions and tasks.
 
 use async_trait::async_trait;
 use aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionFluentBuilder;
@@ -200,7 +200,7 @@ fn volume(v: &EfsVolume) -> Result<ecs::Volume, BuildError> {
         .build())
 }
 
-/// Fills a RegisterTaskDefinition request from `def` (spec/DATA.md §4).
+/// Fills a RegisterTaskDefinition request from `def`.
 fn register_request(
     b: RegisterTaskDefinitionFluentBuilder,
     def: &TaskDefinition,
@@ -234,7 +234,7 @@ fn register_request(
         .set_tags(opt_vec(tags)))
 }
 
-/// Fills a Fargate RunTask request from `req` (spec/DATA.md §4.2).
+/// Fills a Fargate RunTask request from `req`.
 fn run_task_request(b: RunTaskFluentBuilder, req: &RunTask) -> Result<RunTaskFluentBuilder, BuildError> {
     let vpc = ecs::AwsVpcConfiguration::builder()
         .set_subnets(Some(req.subnets.clone()))

@@ -1,4 +1,4 @@
-//! EFS: the per-user access point (spec/DATA.md §3.1).
+//! EFS: the per-user access point.
 
 use async_trait::async_trait;
 use aws_sdk_efs::operation::create_access_point::builders::CreateAccessPointFluentBuilder;
@@ -59,7 +59,7 @@ impl SdkEfs {
 
 const SERVICE: &str = "efs";
 
-/// Fills a CreateAccessPoint request from `spec` (spec/DATA.md §3.1).
+/// Fills a CreateAccessPoint request from `spec`.
 fn create_request(
     b: CreateAccessPointFluentBuilder,
     spec: &AccessPointSpec,

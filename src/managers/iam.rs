@@ -1,4 +1,4 @@
-//! IAM: the per-user S3 access user (spec/DATA.md §3.4).
+//! IAM: the per-user S3 access user.
 
 use async_trait::async_trait;
 use aws_sdk_iam::types as iam;

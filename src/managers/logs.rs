@@ -1,7 +1,7 @@
 //! CloudWatch Logs: the per-user ECS log group (`/aws/ecs/foundry-<userId>`).
 //!
 //! The original let the awslogs driver auto-create the group, without retention, so it grew
-//! forever (W51). The lifecycle creates it with a retention at `create` and deletes it at
+//! forever. The lifecycle creates it with a retention at `create` and deletes it at
 //! `destroy`, through this seam.
 
 use async_trait::async_trait;

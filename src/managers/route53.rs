@@ -1,4 +1,4 @@
-//! Route 53: the per-user alias A record (spec/DATA.md §3.7).
+//! Route 53: the per-user alias A record.
 
 use async_trait::async_trait;
 

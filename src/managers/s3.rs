@@ -1,4 +1,4 @@
-//! S3: the per-user asset bucket (spec/DATA.md §3.3).
+//! S3: the per-user asset bucket.
 
 use async_trait::async_trait;
 use aws_sdk_s3::types as s3;
@@ -55,7 +55,8 @@ fn build_error(operation: &'static str, err: BuildError) -> AwsError {
     )
 }
 
-/// The public-read bucket policy of spec/DATA.md §3.3.
+/// The bucket policy that lets anyone read the bucket's objects (Foundry links assets
+/// directly).
 fn public_read_policy(bucket: &str) -> String {
     serde_json::json!({
         "Version": "2012-10-17",

@@ -1,4 +1,4 @@
-//! Secrets Manager: the per-user credentials secret (spec/DATA.md §3.2).
+//! Secrets Manager: the per-user credentials secret.
 
 use async_trait::async_trait;
 

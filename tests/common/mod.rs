@@ -36,7 +36,7 @@ pub const MOTO_PORT: u16 = 5055;
 pub struct LocalAws {
     /// `http://127.0.0.1:5055`
     pub endpoint: String,
-    /// The env file written by `localaws.py provision`: every variable of spec/DATA.md §5.1
+    /// The env file written by `localaws.py provision`: every variable the function reads
     /// (CLUSTER_NAME, INSTANCE_TABLE_NAME, PRIVATE_SUBNET_IDS, ALB_HTTPS_LISTENER_ARN, …) plus
     /// AWS_ENDPOINT_URL, AWS_REGION, test credentials, ADMIN_USER_IDS, SESSION_LEAD_SECONDS.
     pub env: BTreeMap<String, String>,

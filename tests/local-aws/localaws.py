@@ -451,7 +451,7 @@ def provision(port: int, env_out: Path, patched: bool) -> dict:
         )["HostedZone"]["Id"]
     zone_id = zone_id.split("/")[-1]
 
-    # --- DynamoDB tables (DATA.md §1) -------------------------------------------------------------
+    # --- DynamoDB tables -------------------------------------------------------------
     def gsi(name: str, hash_key: str, range_key: str | None = None, projection: str = "ALL") -> dict:
         schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
         if range_key:
