@@ -9,7 +9,7 @@ use crate::context::{Ctx, Services};
 use crate::domain::taskdef::{self, ContainerOverride, TaskDefinition};
 use crate::error::{AwsErrorKind, Error, Result};
 
-use super::waits::Backoff;
+use super::waits::watch_task;
 
 /// A helper task kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,35 +109,30 @@ pub async fn launch(svc: &Services, helper: HelperTask, user_id: &str, env: Vec<
 /// Waits for a helper task to stop and checks that its container exited with 0. A
 /// non-zero exit or a vanished task fails at once.
 pub async fn wait(svc: &Services, ctx: &Ctx, helper: HelperTask, task_arn: &str) -> std::result::Result<(), Outcome> {
-    let until = ctx.wait_until_ms(svc.clock.as_ref());
-    let mut backoff = Backoff::standard();
-    loop {
-        let task = svc
-            .aws
-            .ecs
-            .describe_task(&svc.config.cluster_name, task_arn)
-            .await
-            .map_err(|e| Outcome::Aws(e.into()))?
-            .ok_or_else(|| Outcome::Failed(format!("task {task_arn} not found")))?;
-        if task.last_status.eq_ignore_ascii_case("STOPPED") {
-            let exit = task
-                .containers
-                .iter()
-                .find(|c| c.name == helper.container())
-                .and_then(|c| c.exit_code);
-            return match exit {
-                Some(0) => Ok(()),
-                Some(code) => Err(Outcome::Failed(format!("exit code {code}"))),
-                None => Err(Outcome::Failed(format!(
-                    "task stopped without an exit code: {}",
-                    task.stopped_reason.unwrap_or_default()
-                ))),
-            };
+    let settled = watch_task(svc, ctx, task_arn, |task| {
+        let Some(task) = task else {
+            return Some(Err(Outcome::Failed(format!("task {task_arn} not found"))));
+        };
+        if !task.last_status.eq_ignore_ascii_case("STOPPED") {
+            return None;
         }
-        if !backoff.pause(svc.clock.as_ref(), until).await {
-            return Err(Outcome::StillRunning);
-        }
-    }
+        let exit = task
+            .containers
+            .iter()
+            .find(|c| c.name == helper.container())
+            .and_then(|c| c.exit_code);
+        Some(match exit {
+            Some(0) => Ok(()),
+            Some(code) => Err(Outcome::Failed(format!("exit code {code}"))),
+            None => Err(Outcome::Failed(format!(
+                "task stopped without an exit code: {}",
+                task.stopped_reason.unwrap_or_default()
+            ))),
+        })
+    })
+    .await
+    .map_err(|e| Outcome::Aws(e.into()))?;
+    settled.unwrap_or(Err(Outcome::StillRunning))
 }
 
 #[cfg(test)]

@@ -21,18 +21,18 @@ pub use version::update_version;
 use serde::Serialize;
 
 use crate::context::Services;
-use crate::domain::model::{InstanceStatus, SessionStatus};
+use crate::domain::model::{Instance, InstanceStatus, SessionStatus};
 use crate::error::{Error, Result};
 use view::InstanceView;
 
+/// The instance read, or the error whose `not found` clients read as "not registered".
+fn found(instance: Option<Instance>) -> Result<Instance> {
+    instance.ok_or_else(|| Error::failed("Instance not found"))
+}
+
 /// `status`: the owner's instance, refreshed from ECS, with the next scheduled session.
 pub async fn status(svc: &Services, user_id: &str) -> Result<serde_json::Value> {
-    let inst = svc
-        .store
-        .instances
-        .get(user_id)
-        .await?
-        .ok_or_else(|| Error::failed("Instance not found"))?;
+    let inst = found(svc.store.instances.get(user_id).await?)?;
 
     // Refresh from ECS and repair what it reveals.
     let inst = teardown::reconcile(svc, inst).await?;
@@ -57,12 +57,7 @@ pub struct Stopped<'a> {
 
 /// `stop`: the shared teardown, on any status.
 pub async fn stop(svc: &Services, user_id: &str) -> Result<serde_json::Value> {
-    let inst = svc
-        .store
-        .instances
-        .get_latest(user_id)
-        .await?
-        .ok_or_else(|| Error::failed("Instance not found"))?;
+    let inst = found(svc.store.instances.get_latest(user_id).await?)?;
     if matches!(inst.status, InstanceStatus::Creating | InstanceStatus::Destroying) {
         return Err(Error::failed(format!("Instance is busy ({})", inst.status)));
     }

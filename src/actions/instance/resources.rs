@@ -412,7 +412,7 @@ pub async fn remove_all(
         .clone()
         .unwrap_or_else(|| names::bucket_name(username, uid));
     if !also_theirs(names::bucket_name, &bucket) {
-        remove_bucket(svc, &bucket, &mut left).await;
+        remove_bucket(svc, ctx, &bucket, &mut left).await;
     }
     let iam_user = names::iam_user_name(username, uid);
     if !also_theirs(names::iam_user_name, &iam_user) {
@@ -565,11 +565,14 @@ async fn erase_files(svc: &Services, ctx: &Ctx, inst: &Instance, lease: &Lease) 
 }
 
 /// The bucket: every object version, then the bucket. A bucket that still holds objects
-/// right after being emptied (S3's eventual consistency) is retried once after a pause.
-async fn remove_bucket(svc: &Services, bucket: &str, left: &mut Leftovers) {
+/// right after being emptied (S3's eventual consistency) is retried once after a pause,
+/// when the invocation has time for it.
+async fn remove_bucket(svc: &Services, ctx: &Ctx, bucket: &str, left: &mut Leftovers) {
+    const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
     let mut result = svc.aws.s3.delete_bucket(bucket).await;
-    if matches!(&result, Err(e) if e.kind == AwsErrorKind::NotEmpty) {
-        svc.clock.sleep(std::time::Duration::from_secs(2)).await;
+    let room = svc.clock.now_ms() + crate::context::duration_ms(SETTLE) <= ctx.wait_until_ms(svc.clock.as_ref());
+    if room && matches!(&result, Err(e) if e.kind == AwsErrorKind::NotEmpty) {
+        svc.clock.sleep(SETTLE).await;
         result = svc.aws.s3.delete_bucket(bucket).await;
     }
     match removed(ResourceKind::S3Bucket, result) {

@@ -12,7 +12,7 @@ use crate::managers::ecs::TaskInfo;
 use crate::store::Run;
 
 use super::resources::ResourceKind;
-use super::waits::Backoff;
+use super::waits::watch_task;
 
 /// The first listener-rule priority, and the step between two.
 pub const FIRST_PRIORITY: i64 = 100;
@@ -32,26 +32,20 @@ pub enum TaskWait {
 
 /// Polls the task until it runs, stops, vanishes or the invocation's wait is over.
 pub async fn wait_for_task(svc: &Services, ctx: &Ctx, task_arn: &str) -> Result<TaskWait> {
-    let until = ctx.wait_until_ms(svc.clock.as_ref());
-    let mut backoff = Backoff::standard();
-    loop {
-        let task = svc
-            .aws
-            .ecs
-            .describe_task(&svc.config.cluster_name, task_arn)
-            .await?
-            .ok_or_else(|| Error::failed(format!("Task {task_arn} not found")))?;
+    let settled = watch_task(svc, ctx, task_arn, |task| {
+        let Some(task) = task else {
+            return Some(Err(Error::failed(format!("Task {task_arn} not found"))));
+        };
         match task.last_status.to_ascii_uppercase().as_str() {
-            "RUNNING" => return Ok(TaskWait::Running(task)),
+            "RUNNING" => Some(Ok(TaskWait::Running(task))),
             "STOPPED" | "DELETED" | "STOPPING" | "DEACTIVATING" | "DEPROVISIONING" => {
-                return Err(Error::failed(format!("Task {task_arn} stopped unexpectedly")))
+                Some(Err(Error::failed(format!("Task {task_arn} stopped unexpectedly"))))
             }
-            _ => {}
+            _ => None,
         }
-        if !backoff.pause(svc.clock.as_ref(), until).await {
-            return Ok(TaskWait::Pending);
-        }
-    }
+    })
+    .await?;
+    settled.unwrap_or(Ok(TaskWait::Pending))
 }
 
 /// Routes a RUNNING task and marks the instance running: registers the target, makes

@@ -20,12 +20,7 @@ struct VersionUpdated<'a> {
 }
 
 pub async fn update_version(svc: &Services, ctx: &Ctx, user_id: &str, version: Option<&str>) -> Result<Value> {
-    let inst = svc
-        .store
-        .instances
-        .get(user_id)
-        .await?
-        .ok_or_else(|| Error::failed("Instance not found"))?;
+    let inst = super::found(svc.store.instances.get(user_id).await?)?;
     let version = version
         .filter(|v| valid_version(v))
         .ok_or_else(|| Error::failed("Invalid version format"))?;

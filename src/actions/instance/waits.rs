@@ -4,6 +4,9 @@
 use std::time::Duration;
 
 use crate::clock::Clock;
+use crate::context::{Ctx, Services};
+use crate::error::AwsError;
+use crate::managers::ecs::TaskInfo;
 
 /// The pause between two polls: starts short and doubles up to a ceiling.
 #[derive(Debug, Clone)]
@@ -35,6 +38,28 @@ impl Backoff {
         clock.sleep(pause).await;
         self.next = (self.next * 2).min(self.max);
         true
+    }
+}
+
+/// Describes an ECS task until `settle` decides (`Some`) or the invocation's wait is over
+/// → `Ok(Some(decision))`, or `Ok(None)` when time ran out. `settle` gets `None` for a
+/// task ECS does not know (any more).
+pub async fn watch_task<R>(
+    svc: &Services,
+    ctx: &Ctx,
+    task_arn: &str,
+    mut settle: impl FnMut(Option<TaskInfo>) -> Option<R>,
+) -> Result<Option<R>, AwsError> {
+    let until = ctx.wait_until_ms(svc.clock.as_ref());
+    let mut backoff = Backoff::standard();
+    loop {
+        let task = svc.aws.ecs.describe_task(&svc.config.cluster_name, task_arn).await?;
+        if let Some(decision) = settle(task) {
+            return Ok(Some(decision));
+        }
+        if !backoff.pause(svc.clock.as_ref(), until).await {
+            return Ok(None);
+        }
     }
 }
 
