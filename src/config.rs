@@ -73,6 +73,29 @@ pub const DEFAULT_MAX_SESSION_SECONDS: i64 = 86_400;
 /// Default of `LOG_RETENTION_DAYS`: the original deployment kept its ECS log group 3 days.
 pub const DEFAULT_LOG_RETENTION_DAYS: i32 = 3;
 
+/// A whole number of seconds within `range`, or `default` when unset. A value outside
+/// is reported in `invalid`.
+fn seconds_in(
+    value: Option<String>,
+    var: &str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+    invalid: &mut Vec<String>,
+) -> i64 {
+    let Some(v) = value else { return default };
+    match v.trim().parse::<i64>() {
+        Ok(n) if range.contains(&n) => n,
+        _ => {
+            invalid.push(format!(
+                "{var} must be a whole number of seconds between {} and {}, got '{v}'",
+                range.start(),
+                range.end()
+            ));
+            default
+        }
+    }
+}
+
 /// Why the configuration cannot be used. Lists every problem at once.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Invalid configuration: {}", describe(.missing, .invalid))]
@@ -142,31 +165,11 @@ impl Config {
         let instance_cost_per_hour_raw = get("INSTANCE_COST_PER_HOUR").unwrap_or_else(|| "0.10".to_string());
         let instance_cost_per_hour = crate::domain::jsnum::parse_float(&instance_cost_per_hour_raw);
 
-        let session_lead_seconds = match get("SESSION_LEAD_SECONDS") {
-            None => DEFAULT_SESSION_LEAD_SECONDS,
-            Some(v) => match v.trim().parse::<i64>() {
-                Ok(n) if (0..=86_400).contains(&n) => n,
-                _ => {
-                    invalid.push(format!(
-                        "SESSION_LEAD_SECONDS must be a whole number of seconds between 0 and 86400, got '{v}'"
-                    ));
-                    DEFAULT_SESSION_LEAD_SECONDS
-                }
-            },
+        let mut seconds = |var: &str, default: i64, range: std::ops::RangeInclusive<i64>| {
+            seconds_in(get(var), var, default, range, &mut invalid)
         };
-
-        let max_session_seconds = match get("MAX_SESSION_SECONDS") {
-            None => DEFAULT_MAX_SESSION_SECONDS,
-            Some(v) => match v.trim().parse::<i64>() {
-                Ok(n) if (900..=604_800).contains(&n) => n,
-                _ => {
-                    invalid.push(format!(
-                        "MAX_SESSION_SECONDS must be a whole number of seconds between 900 and 604800, got '{v}'"
-                    ));
-                    DEFAULT_MAX_SESSION_SECONDS
-                }
-            },
-        };
+        let session_lead_seconds = seconds("SESSION_LEAD_SECONDS", DEFAULT_SESSION_LEAD_SECONDS, 0..=86_400);
+        let max_session_seconds = seconds("MAX_SESSION_SECONDS", DEFAULT_MAX_SESSION_SECONDS, 900..=604_800);
 
         let log_retention_days = match get("LOG_RETENTION_DAYS") {
             None => DEFAULT_LOG_RETENTION_DAYS,
