@@ -177,9 +177,7 @@ impl App {
                 actions::instance::destroy(svc, ctx, uid, f.keep_license_sharing.unwrap_or(false)).await
             }
             Action::Delete(_) => actions::instance::delete(svc, ctx, uid).await,
-            Action::UpdateVersion(f) => {
-                actions::instance::update_version(svc, ctx, uid, f.foundry_version.as_deref()).await
-            }
+            Action::UpdateVersion(f) => actions::instance::update_version(svc, uid, f.foundry_version.as_deref()).await,
             Action::Status(_) => actions::instance::status(svc, uid).await,
             Action::ListAll(_) => actions::instance::list_all(svc).await,
             Action::ListSessions(_) => actions::sessions::list_sessions(svc, uid).await,

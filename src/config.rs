@@ -40,6 +40,8 @@ pub struct Config {
     pub session_lead_seconds: i64,
     /// The longest session that can be booked, in seconds (new).
     pub max_session_seconds: i64,
+    /// Subdomain labels no user may take (new): the operator's own names.
+    pub reserved_subdomains: BTreeSet<String>,
     /// CloudWatch namespace of the EMF metrics (new).
     pub metrics_namespace: String,
     /// Retention of the per-user ECS log groups, in days (new).
@@ -66,6 +68,43 @@ pub const REQUIRED: &[&str] = &[
 
 /// Default of `SESSION_LEAD_SECONDS`: start Foundry five minutes before the session.
 pub const DEFAULT_SESSION_LEAD_SECONDS: i64 = 300;
+
+/// Default of `RESERVED_SUBDOMAINS`: names an operator's zone commonly uses for itself.
+pub const DEFAULT_RESERVED_SUBDOMAINS: &[&str] = &[
+    "www",
+    "api",
+    "admin",
+    "mail",
+    "bot",
+    "status",
+    "app",
+    "ftp",
+    "smtp",
+    "imap",
+    "pop",
+    "mx",
+    "ns",
+    "ns1",
+    "ns2",
+    "dns",
+    "webmail",
+    "cdn",
+    "static",
+    "assets",
+    "auth",
+    "login",
+    "dashboard",
+    "help",
+    "support",
+    "docs",
+    "blog",
+    "dev",
+    "staging",
+    "test",
+    "foundry",
+    "discord",
+    "kofi",
+];
 
 /// Default of `MAX_SESSION_SECONDS`: a session lasts at most a day.
 pub const DEFAULT_MAX_SESSION_SECONDS: i64 = 86_400;
@@ -184,6 +223,15 @@ impl Config {
             },
         };
 
+        let reserved_subdomains: BTreeSet<String> = match get("RESERVED_SUBDOMAINS") {
+            Some(v) => v
+                .split(',')
+                .map(|l| l.trim().to_ascii_lowercase())
+                .filter(|l| !l.is_empty())
+                .collect(),
+            None => DEFAULT_RESERVED_SUBDOMAINS.iter().map(|l| l.to_string()).collect(),
+        };
+
         let admin_user_ids = get("ADMIN_USER_IDS")
             .map(|v| {
                 v.split(',')
@@ -225,6 +273,7 @@ impl Config {
             admin_user_ids,
             session_lead_seconds,
             max_session_seconds,
+            reserved_subdomains,
             metrics_namespace: get("METRICS_NAMESPACE")
                 .unwrap_or_else(|| crate::telemetry::DEFAULT_NAMESPACE.to_string()),
             log_retention_days,
@@ -361,6 +410,19 @@ mod tests {
         assert_eq!(
             c.admin_user_ids.iter().cloned().collect::<Vec<_>>(),
             vec!["1", "2", "3"]
+        );
+    }
+
+    #[test]
+    fn reserved_subdomains_default_to_the_common_ones_and_can_be_replaced() {
+        let c = cfg(&test_vars()).unwrap();
+        assert!(c.reserved_subdomains.contains("www") && c.reserved_subdomains.contains("mail"));
+        let mut vars = test_vars();
+        vars.push(("RESERVED_SUBDOMAINS", " Shop, ,blog "));
+        let c = cfg(&vars).unwrap();
+        assert_eq!(
+            c.reserved_subdomains.iter().cloned().collect::<Vec<_>>(),
+            vec!["blog", "shop"]
         );
     }
 

@@ -69,7 +69,7 @@ fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error
             }
             match n.as_f64() {
                 Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
-                _ => Err(serde::de::Error::custom(format!("expected a whole number, got {n}"))),
+                _ => Err(serde::de::Error::custom("expected a whole number")),
             }
         }
     }
@@ -281,12 +281,21 @@ impl Action {
 fn fields<T: DeserializeOwned>(event: &Value) -> Result<T, Error> {
     serde_path_to_error::deserialize(event).map_err(|e| {
         let path = e.path().to_string();
-        let reason = e.inner().to_string();
         Error::InvalidField {
             field: if path == "." { "(event)".into() } else { path },
-            reason,
+            reason: expectation(&e.inner().to_string()),
         }
     })
+}
+
+/// What a field should have held, without the value it held: the value may be a
+/// password sent in the wrong shape, and the reason goes to the caller and the log.
+fn expectation(serde_message: &str) -> String {
+    match serde_message.rsplit_once(", expected ") {
+        Some((_, expected)) => format!("expected {expected}"),
+        None if serde_message.starts_with("expected ") => serde_message.to_string(),
+        None => "it has the wrong type or value".to_string(),
+    }
 }
 
 /// JavaScript truthiness of an event member.
@@ -331,7 +340,8 @@ fn parse_direct(event: &Value, source: Source) -> Result<Invocation, Error> {
         return Err(Error::MissingParameters);
     }
     let action_name = action_v.map(js_string).unwrap_or_default();
-    let canonical = Action::canonical(&action_name);
+    // Only a string names an action (the original compared with `===`).
+    let canonical = action_v.and_then(Value::as_str).and_then(Action::canonical);
     let needs_user = canonical.is_none_or(Action::needs_user_id);
     if needs_user && !truthy(obj.get("userId")) {
         return Err(Error::MissingParameters);
@@ -578,6 +588,48 @@ mod tests {
         let e = err(json!({"action":"schedule-session","userId":"1","startTime":1.5}));
         assert_eq!(e.status_code(), 400);
         assert!(e.to_string().contains("startTime"), "{e}");
+    }
+
+    #[test]
+    fn a_field_error_names_the_expected_type_never_the_value() {
+        for (event, field) in [
+            (
+                json!({"action":"create","userId":"1","foundryPassword":123456}),
+                "foundryPassword",
+            ),
+            (
+                json!({"action":"create","userId":"1","foundryPassword":["hunter2"]}),
+                "foundryPassword",
+            ),
+            (
+                json!({"action":"create","userId":"1","maxConcurrentUsers":123456.5}),
+                "maxConcurrentUsers",
+            ),
+            (
+                json!({"action":"kofi-webhook","userId":"1","body":{"verification_token":"tok-999"}}),
+                "body",
+            ),
+        ] {
+            let e = err(event.clone());
+            let text = e.client_message();
+            assert!(text.contains(field), "{text}");
+            for secret in ["123456", "hunter2", "tok-999"] {
+                assert!(!text.contains(secret), "{event} → {text}");
+            }
+        }
+        let e = err(json!({"action":"create","userId":"1","foundryPassword":123456}));
+        assert_eq!(
+            e.client_message(),
+            "Invalid request field 'foundryPassword': expected a string"
+        );
+    }
+
+    #[test]
+    fn only_a_string_names_an_action() {
+        match err(json!({"action":["status"],"userId":"1"})) {
+            Error::UnknownAction(a) => assert_eq!(a, "status"),
+            e => panic!("{e:?}"),
+        }
     }
 
     #[test]

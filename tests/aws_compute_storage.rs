@@ -91,7 +91,19 @@ async fn s3_ensure_bucket_is_idempotent_and_applies_the_public_read_configuratio
     assert_eq!(block.block_public_acls(), Some(false));
     assert_eq!(block.restrict_public_buckets(), Some(false));
 
+    assert!(s3.empty_bucket_page(&bucket).await.expect("empty"), "an empty bucket");
     s3.delete_bucket(&bucket).await.expect("delete_bucket");
+}
+
+/// Empties the bucket page by page → how many pages it took, then deletes it.
+async fn empty_and_delete(s3: &SdkS3, bucket: &str) -> usize {
+    let mut pages = 1;
+    while !s3.empty_bucket_page(bucket).await.expect("empty_bucket_page") {
+        pages += 1;
+        assert!(pages < 10, "the bucket never became empty");
+    }
+    s3.delete_bucket(bucket).await.expect("delete_bucket");
+    pages
 }
 
 #[tokio::test]
@@ -122,7 +134,9 @@ async fn s3_delete_bucket_removes_every_version_and_delete_marker_then_the_bucke
     assert_eq!(listed.versions().len(), 3);
     assert_eq!(listed.delete_markers().len(), 1);
 
-    s3.delete_bucket(&bucket).await.expect("delete_bucket");
+    let err = expect_kind(s3.delete_bucket(&bucket).await, AwsErrorKind::NotEmpty);
+    assert_eq!(err.code.as_deref(), Some("BucketNotEmpty"));
+    assert_eq!(empty_and_delete(&s3, &bucket).await, 1);
 
     let head = raw.head_bucket().bucket(&bucket).send().await;
     assert!(
@@ -161,7 +175,7 @@ async fn s3_delete_bucket_pages_through_more_than_one_listing_and_batch() {
     let results: Vec<_> = puts.buffer_unordered(16).collect().await;
     assert!(results.iter().all(Result::is_ok), "a put failed");
 
-    s3.delete_bucket(&bucket).await.expect("delete_bucket");
+    assert_eq!(empty_and_delete(&s3, &bucket).await, 2, "two listing pages");
     assert!(
         raw.head_bucket().bucket(&bucket).send().await.is_err(),
         "bucket still there"

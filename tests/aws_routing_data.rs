@@ -698,7 +698,7 @@ async fn alb_target_group_and_listener_rule_lifecycle() {
 // Route 53
 
 #[tokio::test]
-async fn route53_alias_create_conflicts_then_get_upsert_delete() {
+async fn route53_alias_create_conflicts_then_get_and_delete_what_was_read() {
     let aws = common::local_aws();
     let r53 = SdkRoute53::new(&common::sdk_config().await);
     let zone = aws.var("ROUTE53_HOSTED_ZONE_ID");
@@ -737,19 +737,13 @@ async fn route53_alias_create_conflicts_then_get_upsert_delete() {
     let shorter = format!("{}.{rest}", &label[..label.len() - 1]);
     assert_eq!(r53.get_alias(&bare, &shorter).await.expect("get other"), None);
 
-    // UPSERT replaces the target.
-    let moved = AliasRecord {
-        hosted_zone_id: prefixed.clone(),
-        target_dns_name: format!("other-{}", record.target_dns_name),
-        ..record.clone()
-    };
-    r53.upsert_alias(&moved, "Create DNS record for Foundry user test")
-        .await
-        .expect("upsert");
-    let got = r53.get_alias(&bare, &name).await.expect("get").expect("record");
-    assert_eq!(got.target_dns_name, moved.target_dns_name.trim_end_matches('.'));
+    // Someone else moves the target; get_alias reads what is there now.
+    let moved_target = format!("other-{}", record.target_dns_name);
+    common::move_alias_target(&name, &moved_target).await;
+    let moved = r53.get_alias(&prefixed, &name).await.expect("get").expect("record");
+    assert_eq!(moved.target_dns_name, moved_target.trim_end_matches('.'));
 
-    // DELETE (must match the current record), then it is gone.
+    // DELETE of exactly the record read, then it is gone.
     r53.delete_alias(&moved, "Delete DNS record for Foundry user test")
         .await
         .expect("delete");

@@ -374,33 +374,36 @@ async fn update_version_answers_the_spec_shape_and_validates() {
 }
 
 #[tokio::test]
-async fn update_version_runs_a_permission_reset_that_can_run_in_both_directions() {
+async fn update_version_leaves_the_files_to_the_access_points_user_and_applies_at_the_next_start() {
     let (app, fake, _) = fake_app(T0);
-    created(&app).await;
-    for (version, owner) in [("12", "421"), ("13", "1000"), ("11", "421")] {
-        let before = fake.ecs.run_requests().len();
-        let (code, _) = invoke(
+    running(&app).await;
+    let before_tasks = fake.ecs.tasks().len();
+    for version in ["12", "13", "11"] {
+        let (code, body) = invoke(
             &app,
             json!({"action":"update-version","userId":UID,"foundryVersion":version}),
         )
         .await;
-        assert_eq!(code, 200);
-        let reqs = fake.ecs.run_requests();
-        assert_eq!(reqs.len(), before + 1, "a reset task for {version}");
-        let req = reqs.last().unwrap();
-        let task = fake.ecs.tasks().into_iter().last().unwrap();
-        assert_eq!(task.family, "foundry-permission-reset");
-        assert_eq!(task.status, "STOPPED", "the reset ran to completion");
-        // The override names the task's real container (the original named `cleanup`).
-        assert_eq!(req.overrides.len(), 1);
-        assert_eq!(task.containers, [req.overrides[0].name.clone()]);
-        let env: BTreeMap<_, _> = req.overrides[0].environment.iter().cloned().collect();
-        assert_eq!(env["USER_ID"], UID);
-        assert_eq!(env["TARGET_UID"], owner);
-        assert_eq!(env["TARGET_GID"], owner);
+        assert_eq!(code, 200, "{body}");
     }
+    // No task re-owns the files: the access point runs every file operation as 1000:1000,
+    // so a chown to the v11/v12 image's 421 would only lock the server out of its data.
+    assert_eq!(fake.ecs.tasks().len(), before_tasks, "no helper task ran");
+    let ap = &fake.efs.access_points()[0].spec;
+    assert_eq!((ap.uid, ap.gid), (1000, 1000));
     let item = fake.dynamo.item(INSTANCES, UID).unwrap();
     assert_eq!(item["foundryVersion"], AttributeValue::S("11".into()));
+    // The running server keeps its image; the next start uses the new one.
+    assert_eq!(item["status"], AttributeValue::S("running".into()));
+    assert_eq!(invoke(&app, ev("stop", UID)).await.0, 200);
+    assert_eq!(invoke(&app, ev("start", UID)).await.0, 200);
+    let defs = fake.ecs.task_definitions();
+    let current = defs
+        .iter()
+        .rev()
+        .find(|d| d.family == format!("foundry-{UID}"))
+        .unwrap();
+    assert_eq!(current.definition.containers[0].image, "felddy/foundryvtt:11");
 }
 
 #[tokio::test]
@@ -431,13 +434,14 @@ async fn create_honours_a_valid_foundry_version_and_refuses_a_bad_one() {
 }
 
 #[tokio::test]
-async fn names_are_validated_before_any_aws_call() {
+async fn names_are_validated_before_any_resource_is_made() {
     let (app, fake, _) = fake_app(T0);
-    for san in ["Alice", "a_b", "-x", "abcdefghijklmnopqrstuvwxy"] {
+    for san in ["Alice", "a_b", "-x", "abcdefghijklmnopqrstuvwxy", "www", "mail"] {
         let (code, body) = invoke(&app, create_event(UID, san)).await;
         assert_eq!(code, 500);
         assert!(
-            body["error"].as_str().unwrap().contains("Invalid sanitized username"),
+            body["error"].as_str().unwrap().contains("Invalid sanitized username")
+                || body["error"].as_str().unwrap().contains("is reserved; choose another username"),
             "{body}"
         );
     }
@@ -458,7 +462,23 @@ async fn names_are_validated_before_any_aws_call() {
             json!({"error":"Internal error: Invalid license type. Must be 'byol' or 'pooled'"})
         )
     );
-    assert!(fake.faults.calls().is_empty(), "{:?}", fake.faults.calls());
+    // Only the existence check reads the table, as the original did first.
+    let calls = fake.faults.calls();
+    assert!(calls.iter().all(|c| c == "GetItem"), "{calls:?}");
+    let (code, body) = invoke(&app, json!({"action":"create","userId":"../etc","sanitizedUsername":"a"})).await;
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(fake.faults.calls().len(), calls.len(), "a bad user id reaches no AWS call");
+}
+
+#[tokio::test]
+async fn create_checks_for_an_existing_instance_before_its_fields() {
+    let (app, _fake, _) = fake_app(T0);
+    created(&app).await;
+    let (code, body) = invoke(&app, create_event(UID, "Not Valid")).await;
+    assert_eq!(
+        (code, body),
+        (500, json!({"error":"Internal error: User already has an instance"}))
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Pure logic: no I/O, exhaustively unit-tested.
 
 pub mod jsnum;
+pub mod lenient;
 pub mod model;
 pub mod names;
 pub mod taskdef;

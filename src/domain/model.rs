@@ -1,12 +1,14 @@
 //! The DynamoDB items of the five tables, and their status values.
 //!
-//! Every optional attribute is an `Option` that is omitted when `None`, which gives
+//! Attributes are read leniently (see `lenient`): an item the original wrote with an odd
+//! value still reads. Every optional attribute is an `Option` that is omitted when `None`, which gives
 //! JavaScript's "undefined is dropped" (spec §0). Unknown attributes written by other
 //! tools are ignored on read; the port changes items with UpdateItem, so they survive.
 
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
+use super::lenient;
 use crate::secret::Sensitive;
 
 macro_rules! string_enum {
@@ -111,52 +113,84 @@ string_enum! {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Instance {
+    #[serde(deserialize_with = "lenient::string")]
     pub user_id: String,
+    #[serde(deserialize_with = "lenient::string")]
     pub sanitized_username: String,
     pub status: InstanceStatus,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub access_point_id: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub secret_arn: Option<String>,
     pub admin_key: Option<Sensitive>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub foundry_version: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub s3_bucket_name: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub s3_access_key_id: Option<String>,
     /// Written by the original in plain text. The port reads it only to migrate
     /// old records; it never writes it.
     pub s3_secret_access_key: Option<Sensitive>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub target_group_arn: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub alb_rule_priority: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub task_arn: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub task_definition_arn: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub task_private_ip: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub alb_rule_arn: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub created_at: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub updated_at: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub license_type: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub license_owner_id: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_bool")]
     pub allow_license_sharing: Option<bool>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub max_concurrent_users: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_bool")]
     pub stop_sharing_after_sessions: Option<bool>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub license_sharing_scheduled_stop: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub license_sharing_state: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub last_license_sharing_change: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub started_at: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub auto_shutdown_at: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub linked_session_id: Option<String>,
     // --- new in the port (lifecycle bookkeeping; never returned to clients) ---
     /// Idempotency token of the create (CreateAccessPoint) or of the last start
     /// (RunTask `clientToken`, `startedBy`).
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub attempt_id: Option<String>,
     /// The invocation that holds this record while it creates, starts or destroys, and
     /// until when (Unix seconds). An expired lease belongs to an invocation that died.
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub lease_id: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub lease_until: Option<i64>,
     /// While creating: whether this create makes the user's secret (there was none),
     /// so that its rollback deletes the secret rather than restoring it.
+    #[serde(deserialize_with = "lenient::opt_bool")]
     pub secret_created: Option<bool>,
     /// The EFS cleanup task a `destroy` launched and may still be waiting for.
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub cleanup_task_arn: Option<String>,
     /// Set when this port's `create` claimed the subdomain with an atomic Route 53
     /// CREATE: the name then belongs to this user alone.
+    #[serde(deserialize_with = "lenient::opt_bool")]
     pub dns_record: Option<bool>,
 }
 
@@ -177,12 +211,19 @@ impl Instance {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct LicensePool {
+    #[serde(deserialize_with = "lenient::string")]
     pub license_id: String,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub owner_id: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub owner_username: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub max_concurrent_users: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_bool")]
     pub is_active: Option<bool>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub created_at: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub updated_at: Option<i64>,
 }
 
@@ -197,18 +238,30 @@ impl LicensePool {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ScheduledSession {
+    #[serde(deserialize_with = "lenient::string")]
     pub session_id: String,
+    #[serde(deserialize_with = "lenient::string")]
     pub user_id: String,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub username: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub license_type: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub license_id: Option<String>,
+    #[serde(deserialize_with = "lenient::i64")]
     pub start_time: i64,
+    #[serde(deserialize_with = "lenient::i64")]
     pub end_time: i64,
     pub status: SessionStatus,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub title: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub description: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub instance_id: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub created_at: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub updated_at: Option<i64>,
 }
 
@@ -217,13 +270,20 @@ pub struct ScheduledSession {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Reservation {
+    #[serde(deserialize_with = "lenient::string")]
     pub reservation_id: String,
+    #[serde(deserialize_with = "lenient::string")]
     pub license_id: String,
+    #[serde(deserialize_with = "lenient::string")]
     pub session_id: String,
+    #[serde(deserialize_with = "lenient::string")]
     pub user_id: String,
+    #[serde(deserialize_with = "lenient::i64")]
     pub start_time: i64,
+    #[serde(deserialize_with = "lenient::i64")]
     pub end_time: i64,
     pub status: ReservationStatus,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub created_at: Option<i64>,
 }
 
@@ -232,12 +292,19 @@ pub struct Reservation {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Usage {
+    #[serde(deserialize_with = "lenient::string")]
     pub usage_key: String,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub last_start: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub sessions_started: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_f64")]
     pub hours_this_month: Option<f64>,
+    #[serde(deserialize_with = "lenient::opt_f64")]
     pub donations_this_month: Option<f64>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
     pub last_donation: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_string")]
     pub last_donor_name: Option<String>,
 }
 

@@ -99,6 +99,11 @@ pub fn log_group(user_id: &str) -> String {
     format!("/aws/ecs/foundry-{user_id}")
 }
 
+/// The log group the original's configuration sidecar wrote to (never deleted by it).
+pub fn legacy_log_group(user_id: &str) -> String {
+    format!("/ecs/foundry-{user_id}")
+}
+
 /// EFS directory of the user: `/foundry-instances/<userId>`.
 pub fn efs_path(user_id: &str) -> String {
     format!("/foundry-instances/{user_id}")

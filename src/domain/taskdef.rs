@@ -2,7 +2,7 @@
 //!
 //! Differences from the original: the S3 key pair is injected as
 //! container secrets from the user's Secrets Manager secret — there is no sidecar and no
-//! shell command built from data; the helper tasks take the user id from their
+//! shell command built from data; the cleanup task takes the user id from its
 //! environment and validate it before touching the file system.
 
 use super::names;
@@ -114,8 +114,6 @@ pub const FOUNDRY_PORT: i32 = 30000;
 pub const DATA_VOLUME: &str = "foundry-data";
 pub const CLEANUP_FAMILY: &str = "foundry-efs-cleanup";
 pub const CLEANUP_CONTAINER: &str = "cleanup";
-pub const RESET_FAMILY: &str = "foundry-permission-reset";
-pub const RESET_CONTAINER: &str = "permission-reset";
 
 /// Which keys the user's secret holds, so that the task only references keys that exist
 /// (ECS refuses to start a task whose secret reference names a missing JSON key).
@@ -267,24 +265,6 @@ pub fn cleanup_task_definition(cfg: &Deployment<'_>) -> TaskDefinition {
     helper_task(cfg, CLEANUP_FAMILY, CLEANUP_CONTAINER, "cleanup", script)
 }
 
-/// The permission-reset task: owner from the
-/// `TARGET_UID`/`TARGET_GID` environment, in both directions.
-pub fn permission_reset_task_definition(cfg: &Deployment<'_>) -> TaskDefinition {
-    let script = format!(
-        r#"{CHECK_USER_ID}; case "$TARGET_UID:$TARGET_GID" in *[!0-9:]*|:*|*:) echo "refusing owner '$TARGET_UID:$TARGET_GID'"; exit 2;; esac; if [ -d "$D" ]; then chown -R "$TARGET_UID:$TARGET_GID" "$D" && echo "Owner of $D set to $TARGET_UID:$TARGET_GID"; else echo "Nothing to reset: $D does not exist"; fi"#
-    );
-    helper_task(cfg, RESET_FAMILY, RESET_CONTAINER, "reset", script)
-}
-
-/// The uid:gid that Foundry `version` runs as: 421 for the v11/v12 images, 1000 otherwise.
-pub fn owner_for_version(version: &str) -> (u32, u32) {
-    if version.starts_with("11") || version.starts_with("12") {
-        (421, 421)
-    } else {
-        (1000, 1000)
-    }
-}
-
 /// RunTask for `task_definition` with the deployment's network settings.
 pub fn run_task(cfg: &Deployment<'_>, task_definition: &str, overrides: Vec<ContainerOverride>) -> RunTask {
     RunTask {
@@ -400,29 +380,22 @@ mod tests {
     }
 
     #[test]
-    fn helper_tasks_take_the_user_from_the_environment() {
+    fn the_cleanup_task_takes_the_user_from_the_environment() {
         let cfg = deployment();
         let c = cleanup_task_definition(&cfg);
         assert_eq!(c.family, "foundry-efs-cleanup");
         assert_eq!(c.containers[0].name, CLEANUP_CONTAINER);
         assert!(c.containers[0].command[2].contains("\"$USER_ID\""));
-        let r = permission_reset_task_definition(&cfg);
-        assert_eq!(r.containers[0].name, RESET_CONTAINER);
-        assert!(r.containers[0].command[2].contains("chown -R \"$TARGET_UID:$TARGET_GID\""));
-        assert_eq!(r.volumes[0].root_directory.as_deref(), Some("/"));
+        assert_eq!(c.volumes[0].root_directory.as_deref(), Some("/"));
     }
 
     #[test]
-    fn versions_and_owners() {
+    fn accepted_versions() {
         for ok in ["13", "12", "11", "release", "latest", "13.346", "13.346.0"] {
             assert!(valid_version(ok), "{ok}");
         }
         for bad in ["", "14", "v13", "13.", "1.2.3.4", "13.x", "١٣.1"] {
             assert!(!valid_version(bad), "{bad}");
         }
-        assert_eq!(owner_for_version("12"), (421, 421));
-        assert_eq!(owner_for_version("11.315"), (421, 421));
-        assert_eq!(owner_for_version("13"), (1000, 1000));
-        assert_eq!(owner_for_version("latest"), (1000, 1000));
     }
 }

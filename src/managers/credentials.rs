@@ -12,9 +12,15 @@ pub async fn get_credentials(secrets: &dyn Secrets, user_id: &str) -> Result<Opt
     let name = names::secret_name(user_id);
     match secrets.get_secret_string(&name).await? {
         None => Ok(None),
-        Some(text) => serde_json::from_str(text.expose())
-            .map(Some)
-            .map_err(|e| Error::Failed(format!("Secret {name} does not hold valid credentials JSON: {e}"))),
+        // The error names where the JSON went wrong, never what it holds there: that
+        // may be a password.
+        Some(text) => serde_json::from_str(text.expose()).map(Some).map_err(|e| {
+            Error::Failed(format!(
+                "Secret {name} does not hold valid credentials JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        }),
     }
 }
 

@@ -18,10 +18,13 @@ pub trait S3: Send + Sync {
     /// `Enabled`. Idempotent.
     async fn ensure_bucket(&self, bucket: &str, region: &str) -> Result<(), AwsError>;
 
-    /// Deletes every object version and delete marker (paginated ListObjectVersions,
-    /// batched DeleteObjects), then DeleteBucket. A missing bucket is a `NotFound` error;
-    /// a bucket that still holds objects (a writer raced us, or S3's listing lagged) is a
-    /// `NotEmpty` error, which the caller may retry.
+    /// Deletes one listing page of object versions and delete markers (ListObjectVersions,
+    /// then DeleteObjects in batches) → whether the bucket is now empty. A missing bucket
+    /// is a `NotFound` error. Callers loop, bounded by their deadline.
+    async fn empty_bucket_page(&self, bucket: &str) -> Result<bool, AwsError>;
+
+    /// DeleteBucket. A missing bucket is a `NotFound` error; one that still holds objects
+    /// (a writer raced us, or S3's listing lagged) is a `NotEmpty` error.
     async fn delete_bucket(&self, bucket: &str) -> Result<(), AwsError>;
 }
 
@@ -181,32 +184,30 @@ impl SdkS3 {
         }
     }
 
-    /// Deletes every object version and delete marker, page by page.
+    /// Deletes the first page of object versions and delete markers → whether the bucket
+    /// is now empty.
     ///
-    /// Each page is deleted as soon as it is listed, and the next listing starts again from the
-    /// beginning instead of from the page's NextKeyMarker/NextVersionIdMarker: those point at a
-    /// version that no longer exists, which S3 does not define as a continuation point (moto
-    /// answers an empty page there). A listing from the start returns the next undeleted page, so
-    /// this costs no extra calls.
-    async fn empty_bucket(&self, bucket: &str) -> Result<(), AwsError> {
-        loop {
-            let page = self
-                .client
-                .list_object_versions()
-                .bucket(bucket)
-                .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, "ListObjectVersions", e))?;
-            let ids = object_identifiers(&page).map_err(|e| build_error("DeleteObjects", e))?;
-            for batch in ids.chunks(DELETE_BATCH) {
-                self.delete_objects(bucket, batch.to_vec()).await?;
-            }
-            // Done when the listing was complete, or when a truncated page held nothing we could
-            // delete (relisting would return the same page forever).
-            if page.is_truncated() != Some(true) || ids.is_empty() {
-                return Ok(());
-            }
+    /// A listing always starts from the beginning instead of from the previous page's
+    /// NextKeyMarker/NextVersionIdMarker: those point at a version that no longer exists,
+    /// which S3 does not define as a continuation point (moto answers an empty page
+    /// there). A listing from the start returns the next undeleted page, so this costs no
+    /// extra calls.
+    async fn empty_page(&self, bucket: &str) -> Result<bool, AwsError> {
+        let page = self
+            .client
+            .list_object_versions()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "ListObjectVersions", e))?;
+        let ids = object_identifiers(&page).map_err(|e| build_error("DeleteObjects", e))?;
+        for batch in ids.chunks(DELETE_BATCH) {
+            self.delete_objects(bucket, batch.to_vec()).await?;
         }
+        // Empty when the listing was complete. A truncated page that held nothing we
+        // could delete counts as empty too: listing again would return it forever, and
+        // DeleteBucket then says what is left.
+        Ok(page.is_truncated() != Some(true) || ids.is_empty())
     }
 
     async fn delete_objects(&self, bucket: &str, objects: Vec<s3::ObjectIdentifier>) -> Result<(), AwsError> {
@@ -290,8 +291,11 @@ impl S3 for SdkS3 {
         Ok(())
     }
 
+    async fn empty_bucket_page(&self, bucket: &str) -> Result<bool, AwsError> {
+        self.empty_page(bucket).await
+    }
+
     async fn delete_bucket(&self, bucket: &str) -> Result<(), AwsError> {
-        self.empty_bucket(bucket).await?;
         self.client
             .delete_bucket()
             .bucket(bucket)

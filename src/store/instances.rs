@@ -102,9 +102,11 @@ impl Lease {
 pub enum Progress {
     /// The access point (its id cannot be derived from the user's names).
     AccessPoint(String),
-    /// An old record's plain-text S3 key now lives in the secret `arn`.
+    /// An old record's plain-text S3 key was replaced by a new key, which lives only in
+    /// the secret `arn`.
     SecretMigrated {
         arn: String,
+        access_key_id: String,
     },
     TaskDefinition(String),
     Task(String),
@@ -196,7 +198,7 @@ impl Instances {
 
     /// Every instance, every page.
     pub async fn all(&self) -> Result<Vec<Instance>> {
-        decode_all("instance", self.db.dynamo.scan(self.table()).await?)
+        Ok(decode_all("instance", KEY, self.db.dynamo.scan(self.table()).await?))
     }
 
     /// The users other than `user_id` whose instance uses the subdomain `username`.
@@ -246,8 +248,9 @@ impl Instances {
     pub async fn record(&self, user_id: &str, lease: &Lease, step: Progress, now: i64) -> Result<Instance> {
         let update = match step {
             Progress::AccessPoint(id) => Update::new().set_s(attr::ACCESS_POINT_ID, id),
-            Progress::SecretMigrated { arn } => Update::new()
+            Progress::SecretMigrated { arn, access_key_id } => Update::new()
                 .set_s(attr::SECRET_ARN, arn)
+                .set_s(attr::S3_ACCESS_KEY_ID, access_key_id)
                 .remove(attr::S3_SECRET_ACCESS_KEY),
             Progress::TaskDefinition(arn) => Update::new().set_s(attr::TASK_DEFINITION_ARN, arn),
             Progress::Task(arn) => Update::new().set_s(attr::TASK_ARN, arn),
@@ -372,13 +375,16 @@ impl Instances {
             .set_s(attr::STATUS, InstanceStatus::Starting.as_str())
             .set_s(attr::ATTEMPT_ID, attempt_id)
             .set(attr::UPDATED_AT, num(now));
-        let cond = Cond::Or(vec![
-            Cond::in_s(attr::STATUS, STARTABLE),
-            // A start that died before RunTask answered: retried with the same token.
-            Cond::And(vec![
-                Cond::eq_s(attr::STATUS, InstanceStatus::Starting.as_str()),
-                Cond::not_exists(attr::TASK_ARN),
-                Lease::free_at(now),
+        // Never while the record names a task: one user never has two.
+        let cond = Cond::And(vec![
+            Cond::not_exists(attr::TASK_ARN),
+            Cond::Or(vec![
+                Cond::in_s(attr::STATUS, STARTABLE),
+                // A start that died before RunTask answered: retried with the same token.
+                Cond::And(vec![
+                    Cond::eq_s(attr::STATUS, InstanceStatus::Starting.as_str()),
+                    Lease::free_at(now),
+                ]),
             ]),
         ]);
         self.update(user_id, update, cond).await

@@ -95,8 +95,26 @@ fn decode<T: DeserializeOwned>(what: &'static str, item: Item) -> Result<T> {
     })
 }
 
-fn decode_all<T: DeserializeOwned>(what: &'static str, items: Vec<Item>) -> Result<Vec<T>> {
-    items.into_iter().map(|i| decode(what, i)).collect()
+/// The items of a list read that can be understood. One that cannot (no reading of its
+/// attributes makes sense) is skipped with a warning naming its key: a single odd item
+/// must never fail a whole list.
+fn decode_all<T: DeserializeOwned>(what: &'static str, key: &str, items: Vec<Item>) -> Vec<T> {
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let id = match item.get(key) {
+                Some(AttributeValue::S(id)) => id.clone(),
+                _ => "(no key)".to_string(),
+            };
+            match decode(what, item) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(item = %id, error = %e, "skipping an unreadable {what} item");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// `value` in DynamoDB's item form.

@@ -39,7 +39,7 @@ impl Reservations {
             range: Some((attr::START_TIME.to_string(), RangeCond::Between(num(from), num(to)))),
         };
         let items = self.db.dynamo.query(&self.db.tables.reservations, &q).await?;
-        decode_all("license reservation", items)
+        Ok(decode_all("license reservation", KEY, items))
     }
 
     /// Sets the status of an existing reservation.

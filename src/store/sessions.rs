@@ -41,10 +41,11 @@ impl Sessions {
             hash_value: text(user_id),
             range: None,
         };
-        decode_all(
+        Ok(decode_all(
             "scheduled session",
+            KEY,
             self.db.dynamo.query(&self.db.tables.sessions, &q).await?,
-        )
+        ))
     }
 
     /// The sessions booked on `license_id` that start in `[from, to]`.
@@ -55,10 +56,11 @@ impl Sessions {
             hash_value: text(license_id),
             range: Some((attr::START_TIME.to_string(), RangeCond::Between(num(from), num(to)))),
         };
-        decode_all(
+        Ok(decode_all(
             "scheduled session",
+            KEY,
             self.db.dynamo.query(&self.db.tables.sessions, &q).await?,
-        )
+        ))
     }
 
     /// Marks a session cancelled → whether it still existed.

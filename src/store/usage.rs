@@ -46,7 +46,11 @@ impl UsageBook {
 
     /// Every usage item, every page.
     pub async fn all(&self) -> Result<Vec<Usage>> {
-        decode_all("usage", self.db.dynamo.scan(&self.db.tables.usage).await?)
+        Ok(decode_all(
+            "usage",
+            KEY,
+            self.db.dynamo.scan(&self.db.tables.usage).await?,
+        ))
     }
 }
 

@@ -107,13 +107,12 @@ impl Faults {
 }
 
 /// An [`App`](crate::app::App) on fakes, at `unix_seconds` on a manual clock, with the
-/// helper tasks (EFS cleanup, permission reset) running to completion by themselves.
+/// cleanup task running to completion by themselves.
 pub fn fake_app(unix_seconds: i64) -> (crate::app::App, FakeAws, std::sync::Arc<crate::clock::ManualClock>) {
     let fake = FakeAws::new();
     let clock = std::sync::Arc::new(crate::clock::ManualClock::at(unix_seconds));
     fake.set_clock(clock.clone());
     fake.ecs.set_auto_stop(crate::domain::taskdef::CLEANUP_FAMILY);
-    fake.ecs.set_auto_stop(crate::domain::taskdef::RESET_FAMILY);
     let app = crate::app::App::new(crate::config::Config::for_tests(), clock.clone(), fake.managers());
     (app, fake, clock)
 }

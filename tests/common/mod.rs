@@ -230,3 +230,34 @@ pub fn moto_api(method: &str, path: &str, body: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// Points the alias record `name` of the local hosted zone at `target` (as an operator
+/// editing it behind the function's back would), keeping the ALB's zone id.
+pub async fn move_alias_target(name: &str, target: &str) {
+    use aws_sdk_route53::types::{AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType};
+    let aws = local_aws();
+    let r53 = aws_sdk_route53::Client::new(&sdk_config().await);
+    let alias = AliasTarget::builder()
+        .hosted_zone_id(aws.var("ALB_ZONE_ID"))
+        .dns_name(target)
+        .evaluate_target_health(false)
+        .build()
+        .expect("alias target");
+    let set = ResourceRecordSet::builder()
+        .name(name)
+        .r#type(RrType::A)
+        .alias_target(alias)
+        .build()
+        .expect("record set");
+    let change = Change::builder()
+        .action(ChangeAction::Upsert)
+        .resource_record_set(set)
+        .build()
+        .expect("change");
+    r53.change_resource_record_sets()
+        .hosted_zone_id(aws.var("ROUTE53_HOSTED_ZONE_ID").trim_start_matches("/hostedzone/"))
+        .change_batch(ChangeBatch::builder().changes(change).build().expect("batch"))
+        .send()
+        .await
+        .expect("UPSERT");
+}

@@ -58,8 +58,7 @@ impl CreateRequest {
     }
 }
 
-fn validate(user_id: &str, f: &CreateFields) -> Result<CreateRequest> {
-    names::validate_user_id(user_id).map_err(Error::Failed)?;
+fn validate(svc: &Services, user_id: &str, f: &CreateFields) -> Result<CreateRequest> {
     let license_type = match f.license_type.as_deref().filter(|t| !t.is_empty()).unwrap_or("byol") {
         "byol" => "byol",
         "pooled" => "pooled",
@@ -74,6 +73,11 @@ fn validate(user_id: &str, f: &CreateFields) -> Result<CreateRequest> {
     };
     let username = f.sanitized_username.clone().unwrap_or_default();
     names::validate_sanitized_username(&username).map_err(Error::Failed)?;
+    if svc.config.reserved_subdomains.contains(&username) {
+        return Err(Error::Failed(format!(
+            "The subdomain '{username}' is reserved; choose another username"
+        )));
+    }
     let version = match f.foundry_version.as_deref().filter(|v| !v.is_empty()) {
         Some(v) if valid_version(v) => v.to_string(),
         Some(_) => return Err(Error::failed("Invalid version format")),
@@ -144,9 +148,9 @@ struct Created {
 }
 
 pub async fn create(svc: &Services, ctx: &Ctx, user_id: &str, f: &CreateFields) -> Result<Value> {
-    let req = validate(user_id, f)?;
+    // The user id is a key and names resources: check it before it reaches AWS.
+    names::validate_user_id(user_id).map_err(Error::Failed)?;
     let now = svc.now();
-
     let existing = svc.store.instances.get_latest(user_id).await?;
     if let Some(i) = &existing {
         if i.status != InstanceStatus::Creating {
@@ -158,6 +162,7 @@ pub async fn create(svc: &Services, ctx: &Ctx, user_id: &str, f: &CreateFields) 
             ));
         }
     }
+    let req = validate(svc, user_id, f)?;
 
     let stored = get_credentials(svc.aws.secrets.as_ref(), user_id).await?;
     let login = resolve_login(svc, &req, f, stored.as_ref()).await?;
@@ -170,7 +175,7 @@ pub async fn create(svc: &Services, ctx: &Ctx, user_id: &str, f: &CreateFields) 
     match build(svc, ctx, &req, &record, &lease, login, stored.as_ref()).await {
         Ok(created) => crate::response::to_body(&created),
         Err(e) => {
-            tracing::warn!(error = %e, "create failed; undoing what it made");
+            tracing::info!("create failed; undoing what it made");
             let latest = svc.store.instances.get_latest(user_id).await?.unwrap_or(record);
             if let Err(undo) = rollback(svc, ctx, &latest, &lease, stored.as_ref()).await {
                 return Err(Error::Failed(format!(

@@ -1,48 +1,17 @@
-//! The helper tasks that work on a user's files: the EFS cleanup (destroy) and the
-//! permission reset (update-version).
+//! The helper task that erases a user's files on EFS when the user's instance is
+//! destroyed.
 //!
-//! Each helper's task definition is registered once per process and reused; when it is
-//! registered, the revision before it is deregistered, so that a family never gathers
-//! active revisions.
+//! Its task definition is registered once per process and reused; when it is registered,
+//! the revision before it is deregistered, so that the family never gathers active
+//! revisions.
 
 use crate::context::{Ctx, Services};
-use crate::domain::taskdef::{self, ContainerOverride, TaskDefinition};
+use crate::domain::taskdef::{self, ContainerOverride};
 use crate::error::{AwsErrorKind, Error, Result};
 
 use super::waits::watch_task;
 
-/// A helper task kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HelperTask {
-    Cleanup,
-    PermissionReset,
-}
-
-impl HelperTask {
-    fn family(self) -> &'static str {
-        match self {
-            HelperTask::Cleanup => taskdef::CLEANUP_FAMILY,
-            HelperTask::PermissionReset => taskdef::RESET_FAMILY,
-        }
-    }
-
-    fn container(self) -> &'static str {
-        match self {
-            HelperTask::Cleanup => taskdef::CLEANUP_CONTAINER,
-            HelperTask::PermissionReset => taskdef::RESET_CONTAINER,
-        }
-    }
-
-    fn definition(self, svc: &Services) -> TaskDefinition {
-        let deployment = svc.config.deployment();
-        match self {
-            HelperTask::Cleanup => taskdef::cleanup_task_definition(&deployment),
-            HelperTask::PermissionReset => taskdef::permission_reset_task_definition(&deployment),
-        }
-    }
-}
-
-/// How a helper task ended, when it did not succeed.
+/// How the cleanup task ended, when it did not succeed.
 #[derive(Debug)]
 pub enum Outcome {
     /// Still running when the wait had to end.
@@ -53,14 +22,15 @@ pub enum Outcome {
     Aws(Error),
 }
 
-/// The helper's task definition: the one this process registered, or a new one.
-async fn definition(svc: &Services, helper: HelperTask, fresh: bool) -> Result<String> {
+/// The cleanup task definition: the one this process registered, or a new one.
+async fn definition(svc: &Services, fresh: bool) -> Result<String> {
     if !fresh {
-        if let Some(arn) = svc.registered.get(helper.family()) {
+        if let Some(arn) = svc.registered.get(taskdef::CLEANUP_FAMILY) {
             return Ok(arn);
         }
     }
-    let arn = svc.aws.ecs.register_task_definition(&helper.definition(svc)).await?;
+    let def = taskdef::cleanup_task_definition(&svc.config.deployment());
+    let arn = svc.aws.ecs.register_task_definition(&def).await?;
     super::resources::ResourceKind::TaskDefinition.created();
     if let Some(previous) = previous_revision(&arn) {
         // Best effort: an older revision left active is only clutter, never used again.
@@ -70,7 +40,7 @@ async fn definition(svc: &Services, helper: HelperTask, fresh: bool) -> Result<S
             }
         }
     }
-    svc.registered.set(helper.family(), &arn);
+    svc.registered.set(taskdef::CLEANUP_FAMILY, &arn);
     Ok(arn)
 }
 
@@ -81,18 +51,16 @@ fn previous_revision(arn: &str) -> Option<String> {
     (rev > 1).then(|| format!("{base}:{}", rev - 1))
 }
 
-/// Launches `helper` for `user_id` (its `USER_ID`, plus `env`) → the task ARN.
-pub async fn launch(svc: &Services, helper: HelperTask, user_id: &str, env: Vec<(String, String)>) -> Result<String> {
-    let mut environment = vec![("USER_ID".to_string(), user_id.to_string())];
-    environment.extend(env);
+/// Launches the cleanup of `user_id`'s files → the task ARN.
+pub async fn launch(svc: &Services, user_id: &str) -> Result<String> {
     let overrides = vec![ContainerOverride {
-        name: helper.container().into(),
-        environment,
+        name: taskdef::CLEANUP_CONTAINER.into(),
+        environment: vec![("USER_ID".to_string(), user_id.to_string())],
     }];
     let deployment = svc.config.deployment();
     let mut fresh = false;
     loop {
-        let arn = definition(svc, helper, fresh).await?;
+        let arn = definition(svc, fresh).await?;
         let req = taskdef::run_task(&deployment, &arn, overrides.clone());
         match svc.aws.ecs.run_task(&req).await {
             Ok(task) => return Ok(task),
@@ -106,9 +74,9 @@ pub async fn launch(svc: &Services, helper: HelperTask, user_id: &str, env: Vec<
     }
 }
 
-/// Waits for a helper task to stop and checks that its container exited with 0. A
+/// Waits for the cleanup task to stop and checks that its container exited with 0. A
 /// non-zero exit or a vanished task fails at once.
-pub async fn wait(svc: &Services, ctx: &Ctx, helper: HelperTask, task_arn: &str) -> std::result::Result<(), Outcome> {
+pub async fn wait(svc: &Services, ctx: &Ctx, task_arn: &str) -> std::result::Result<(), Outcome> {
     let settled = watch_task(svc, ctx, task_arn, |task| {
         let Some(task) = task else {
             return Some(Err(Outcome::Failed(format!("task {task_arn} not found"))));
@@ -119,7 +87,7 @@ pub async fn wait(svc: &Services, ctx: &Ctx, helper: HelperTask, task_arn: &str)
         let exit = task
             .containers
             .iter()
-            .find(|c| c.name == helper.container())
+            .find(|c| c.name == taskdef::CLEANUP_CONTAINER)
             .and_then(|c| c.exit_code);
         Some(match exit {
             Some(0) => Ok(()),

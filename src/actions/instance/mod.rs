@@ -31,14 +31,29 @@ fn found(instance: Option<Instance>) -> Result<Instance> {
 }
 
 /// `status`: the owner's instance, refreshed from ECS, with the next scheduled session.
+///
+/// An existing instance is always answered with 200: what could not be refreshed or read
+/// besides the record is logged, and the stored record is shown. (The bot reads any error
+/// that contains "not found" as "this user has no server".)
 pub async fn status(svc: &Services, user_id: &str) -> Result<serde_json::Value> {
-    let inst = found(svc.store.instances.get(user_id).await?)?;
+    let stored = found(svc.store.instances.get(user_id).await?)?;
 
     // Refresh from ECS and repair what it reveals.
-    let inst = teardown::reconcile(svc, inst).await?;
-
+    let inst = match teardown::reconcile(svc, stored.clone()).await {
+        Ok(inst) => inst,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not refresh the instance; answering the stored record");
+            stored
+        }
+    };
     let now = svc.now();
-    let sessions = svc.store.sessions.of_user(user_id).await?;
+    let sessions = match svc.store.sessions.of_user(user_id).await {
+        Ok(sessions) => sessions,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the user's sessions; answering without the next one");
+            Vec::new()
+        }
+    };
     let next = sessions
         .iter()
         .filter(|s| s.status == SessionStatus::Scheduled && s.start_time > now)

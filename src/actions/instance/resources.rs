@@ -19,7 +19,7 @@ use crate::managers::iam::AccessKey;
 use crate::managers::route53::AliasRecord;
 use crate::store::{Lease, Progress};
 
-use super::helper_task::{self, HelperTask};
+use super::helper_task;
 use super::waits::Backoff;
 
 /// The kinds of per-user AWS resources, for messages and the `Resources*` metrics.
@@ -135,9 +135,24 @@ fn our_alias(svc: &Services, username: &str) -> AliasRecord {
 
 // ---------------------------------------------------------------------- ensure
 
+/// Whether `record` is an alias to the deployment's load balancer (the kind of record a
+/// create of ours makes). Names compare case-insensitively, without trailing dots and
+/// the `dualstack.` prefix Route 53 adds to ELB aliases.
+fn aliases_our_alb(svc: &Services, record: &AliasRecord) -> bool {
+    let norm = |name: &str| {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        name.strip_prefix("dualstack.").map(str::to_string).unwrap_or(name)
+    };
+    let zone = |id: &str| crate::managers::route53::bare_zone_id(id).to_ascii_uppercase();
+    norm(&record.target_dns_name) == norm(&svc.config.alb_dns_name)
+        && zone(&record.target_hosted_zone_id) == zone(&svc.config.alb_zone_id)
+}
+
 /// Claims `<username>.<DOMAIN>`: a Route 53 CREATE succeeds for exactly one caller. A
-/// record that already exists is ours only when no other user's instance has the name
-/// (a create of ours made it and died before finishing).
+/// record that already exists is ours only when it is an alias to our load balancer and
+/// no other user's instance has the name (a create of ours made it and died before
+/// finishing). Any other record (an operator's `www`, a record pointing elsewhere) is
+/// never touched.
 pub async fn claim_subdomain(svc: &Services, user_id: &str, username: &str) -> Result<()> {
     let record = our_alias(svc, username);
     let comment = format!("Create DNS record for Foundry user {username}");
@@ -152,8 +167,12 @@ pub async fn claim_subdomain(svc: &Services, user_id: &str, username: &str) -> R
                     "The subdomain '{username}' is already taken by another user; choose another username"
                 )));
             }
-            svc.aws.route53.upsert_alias(&record, &comment).await?;
-            Ok(())
+            match svc.aws.route53.get_alias(&record.hosted_zone_id, &record.name).await? {
+                Some(existing) if aliases_our_alb(svc, &existing) => Ok(()),
+                _ => Err(Error::Failed(format!(
+                    "The subdomain '{username}' is already in use by another DNS record; choose another username"
+                ))),
+            }
         }
         Err(e) => Err(e.into()),
     }
@@ -402,6 +421,10 @@ pub async fn remove_all(
             "another user's instance has this subdomain; its target group and DNS record are kept"
         );
     }
+    let until = ctx.wait_until_ms(svc.clock.as_ref());
+    if !in_time(svc, until, "the access point", &mut left) {
+        return left;
+    }
     remove_access_points(svc, ctx, inst, lease, files, &mut left).await;
     // The bucket and IAM user names end with the last 8 characters of the user id, which
     // another user of the same subdomain may share.
@@ -412,18 +435,44 @@ pub async fn remove_all(
         .clone()
         .unwrap_or_else(|| names::bucket_name(username, uid));
     if !also_theirs(names::bucket_name, &bucket) {
-        remove_bucket(svc, ctx, &bucket, &mut left).await;
+        if !in_time(svc, until, "the S3 bucket", &mut left) {
+            return left;
+        }
+        remove_bucket(svc, until, &bucket, &mut left).await;
     }
     let iam_user = names::iam_user_name(username, uid);
     if !also_theirs(names::iam_user_name, &iam_user) {
+        if !in_time(svc, until, "the IAM user", &mut left) {
+            return left;
+        }
         if let Err(e) = removed(ResourceKind::IamUser, svc.aws.iam.delete_user(&iam_user).await) {
             left.push(format!("IAM user deletion failed: {e}"));
         }
     }
+    if !in_time(svc, until, "the secret", &mut left) {
+        return left;
+    }
     remove_secret(svc, uid, secret, &mut left).await;
-    remove_task_definitions(svc, uid, &mut left).await;
+    remove_task_definitions(svc, until, uid, &mut left).await;
+    if !in_time(svc, until, "the log groups", &mut left) {
+        return left;
+    }
     remove_log_group(svc, &names::log_group(uid), &mut left).await;
+    // The original's sidecar wrote to a second group, which it never deleted.
+    if inst.dns_record != Some(true) {
+        remove_log_group(svc, &names::legacy_log_group(uid), &mut left).await;
+    }
     left
+}
+
+/// Whether the invocation still has time for the next step; if not, says so in `left`
+/// (the next call of the action goes on from there).
+fn in_time(svc: &Services, until_ms: i64, next: &str, left: &mut Leftovers) -> bool {
+    if svc.clock.now_ms() < until_ms {
+        return true;
+    }
+    left.push(format!("time ran out before removing {next}"));
+    false
 }
 
 /// The target group (the recorded one, or, for a create that died before recording it,
@@ -445,24 +494,33 @@ async fn remove_target_group(svc: &Services, inst: &Instance, left: &mut Leftove
         },
     };
     let Some(tg) = tg else { return };
-    // Rules still forwarding to the group (ones the original orphaned) block its deletion.
-    match svc.aws.alb.list_rules(&svc.config.alb_https_listener_arn).await {
-        Ok(rules) => {
-            for rule in rules.iter().filter(|r| r.target_group_arns.contains(&tg)) {
-                left.note(ResourceKind::ListenerRule, svc.aws.alb.delete_rule(&rule.arn).await);
+    match svc.aws.alb.delete_target_group(&tg).await {
+        // Rules still forwarding to the group (ones the original orphaned) block its
+        // deletion: remove them, then the group.
+        Err(e) if e.kind == AwsErrorKind::Conflict => {
+            match svc.aws.alb.list_rules(&svc.config.alb_https_listener_arn).await {
+                Ok(rules) => {
+                    for rule in rules.iter().filter(|r| r.target_group_arns.contains(&tg)) {
+                        left.note(ResourceKind::ListenerRule, svc.aws.alb.delete_rule(&rule.arn).await);
+                    }
+                }
+                Err(e) => left.push(format!("listener rules: {e}")),
             }
+            left.note(ResourceKind::TargetGroup, svc.aws.alb.delete_target_group(&tg).await);
         }
-        Err(e) => left.push(format!("listener rules: {e}")),
+        other => {
+            left.note(ResourceKind::TargetGroup, other);
+        }
     }
-    left.note(ResourceKind::TargetGroup, svc.aws.alb.delete_target_group(&tg).await);
 }
 
-/// The DNS record of the user's subdomain. A creating record deletes it only when it is
-/// the alias a create of ours makes (the claim may have failed on someone else's record).
+/// The DNS record of the user's subdomain, exactly as it is (Route 53 deletes a record
+/// only when the values match, and the load balancer may have been replaced, or the
+/// record edited). A creating record deletes it only when it is an alias to our load
+/// balancer: its claim may have failed on someone else's record.
 async fn remove_dns_record(svc: &Services, inst: &Instance, left: &mut Leftovers) {
     let ours = our_alias(svc, &inst.sanitized_username);
     let comment = format!("Delete DNS record for Foundry user {}", inst.sanitized_username);
-    let claimed_by_us = inst.status != InstanceStatus::Creating || inst.dns_record == Some(true);
     let found = match svc.aws.route53.get_alias(&ours.hosted_zone_id, &ours.name).await {
         Ok(found) => found,
         Err(e) => {
@@ -471,10 +529,10 @@ async fn remove_dns_record(svc: &Services, inst: &Instance, left: &mut Leftovers
         }
     };
     if let Some(record) = found {
-        if claimed_by_us || record == ours {
+        if inst.status != InstanceStatus::Creating || aliases_our_alb(svc, &record) {
             left.note(
                 ResourceKind::DnsRecord,
-                svc.aws.route53.delete_alias(&ours, &comment).await,
+                svc.aws.route53.delete_alias(&record, &comment).await,
             );
         }
     }
@@ -531,7 +589,7 @@ async fn erase_files(svc: &Services, ctx: &Ctx, inst: &Instance, lease: &Lease) 
     let task_arn = match inst.cleanup_task_arn.clone() {
         Some(arn) => arn,
         None => {
-            let arn = helper_task::launch(svc, HelperTask::Cleanup, uid, vec![]).await?;
+            let arn = helper_task::launch(svc, uid).await?;
             // Only lets a later destroy wait for this task instead of starting another:
             // losing this write is harmless.
             let step = Progress::CleanupTask(arn.clone());
@@ -541,7 +599,7 @@ async fn erase_files(svc: &Services, ctx: &Ctx, inst: &Instance, lease: &Lease) 
             arn
         }
     };
-    match helper_task::wait(svc, ctx, HelperTask::Cleanup, &task_arn).await {
+    match helper_task::wait(svc, ctx, &task_arn).await {
         Ok(()) => Ok(()),
         Err(helper_task::Outcome::StillRunning) => Err(Error::failed(
             "EFS cleanup is still running; the access point is kept until it finishes",
@@ -564,23 +622,39 @@ async fn erase_files(svc: &Services, ctx: &Ctx, inst: &Instance, lease: &Lease) 
     }
 }
 
-/// The bucket: every object version, then the bucket. A bucket that still holds objects
-/// right after being emptied (S3's eventual consistency) is retried once after a pause,
-/// when the invocation has time for it.
-async fn remove_bucket(svc: &Services, ctx: &Ctx, bucket: &str, left: &mut Leftovers) {
-    const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
-    let mut result = svc.aws.s3.delete_bucket(bucket).await;
-    let room = svc.clock.now_ms() + crate::context::duration_ms(SETTLE) <= ctx.wait_until_ms(svc.clock.as_ref());
-    if room && matches!(&result, Err(e) if e.kind == AwsErrorKind::NotEmpty) {
-        svc.clock.sleep(SETTLE).await;
-        result = svc.aws.s3.delete_bucket(bucket).await;
-    }
-    match removed(ResourceKind::S3Bucket, result) {
-        Ok(_) => {}
-        Err(e) if e.kind == AwsErrorKind::NotEmpty => left.push(
-            "S3 bucket deletion failed: Bucket still contains objects after emptying. This may be due to eventual consistency - please try again in a few minutes.",
-        ),
-        Err(e) => left.push(format!("S3 bucket deletion failed: {e}")),
+/// The bucket: every object version, a page at a time while the invocation has time,
+/// then the bucket. A bucket that still holds objects right after being emptied (S3's
+/// listing lags, or a writer raced us) is emptied and retried once.
+async fn remove_bucket(svc: &Services, until_ms: i64, bucket: &str, left: &mut Leftovers) {
+    for attempt in 0..2 {
+        loop {
+            match svc.aws.s3.empty_bucket_page(bucket).await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) if e.is_not_found() => return,
+                Err(e) => {
+                    left.push(format!("S3 bucket deletion failed: {e}"));
+                    return;
+                }
+            }
+            if !in_time(svc, until_ms, "every object of the S3 bucket", left) {
+                return;
+            }
+        }
+        match removed(ResourceKind::S3Bucket, svc.aws.s3.delete_bucket(bucket).await) {
+            Ok(_) => return,
+            Err(e) if e.kind == AwsErrorKind::NotEmpty && attempt == 0 => {}
+            Err(e) if e.kind == AwsErrorKind::NotEmpty => {
+                left.push(
+                    "S3 bucket deletion failed: Bucket still contains objects after emptying. This may be due to eventual consistency - please try again in a few minutes.",
+                );
+                return;
+            }
+            Err(e) => {
+                left.push(format!("S3 bucket deletion failed: {e}"));
+                return;
+            }
+        }
     }
 }
 
@@ -601,11 +675,15 @@ async fn remove_secret(svc: &Services, user_id: &str, fate: SecretFate, left: &m
     }
 }
 
-/// Every task-definition revision of the user's family.
-async fn remove_task_definitions(svc: &Services, user_id: &str, left: &mut Leftovers) {
+/// Every task-definition revision of the user's family (the original left one per
+/// start), while the invocation has time.
+async fn remove_task_definitions(svc: &Services, until_ms: i64, user_id: &str, left: &mut Leftovers) {
     match svc.aws.ecs.list_task_definitions(&names::task_family(user_id)).await {
         Ok(arns) => {
             for arn in arns {
+                if !in_time(svc, until_ms, "every task definition", left) {
+                    return;
+                }
                 left.note(
                     ResourceKind::TaskDefinition,
                     svc.aws.ecs.deregister_task_definition(&arn).await,

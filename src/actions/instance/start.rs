@@ -18,9 +18,9 @@ use crate::error::{Error, Result};
 use crate::managers::credentials::{get_credentials, store_credentials};
 use crate::store::{Lease, Progress};
 
-use super::resources::{self, ResourceKind};
+use super::resources::{self, removed, ResourceKind};
 use super::routing::{self, TaskWait};
-use super::teardown;
+use super::{found, teardown};
 
 /// On-demand starts are refused this long before a session on the same license.
 const SESSION_PROTECTION: i64 = 1_800;
@@ -69,17 +69,32 @@ async fn start_instance(svc: &Services, ctx: &Ctx, user_id: &str) -> Result<Star
         .instances
         .get_latest(user_id)
         .await?
-        .filter(|i| i.target_group_arn.is_some())
         .ok_or_else(|| Error::failed("Instance not found or missing target group"))?;
+    match inst.status {
+        InstanceStatus::Creating => return Err(Error::failed("Instance is still being created")),
+        InstanceStatus::Destroying => return Err(Error::failed("Instance is being destroyed")),
+        _ if inst.target_group_arn.is_none() => {
+            return Err(Error::failed("Instance not found or missing target group"))
+        }
+        _ => {}
+    }
     let now = svc.now();
     match inst.status {
         InstanceStatus::Running => return Err(Error::failed("Instance is already running")),
-        InstanceStatus::Creating => return Err(Error::failed("Instance is still being created")),
-        InstanceStatus::Destroying => return Err(Error::failed("Instance is being destroyed")),
         InstanceStatus::Starting if !Lease::is_free(&inst, now) => return Ok(Started::starting(svc, &inst)),
         InstanceStatus::Starting if inst.task_arn.is_some() => return resume(svc, inst).await,
         _ => {}
     }
+    // A record that still names a task (the original wrote `stopping` and `unknown` while
+    // its task lived): settle that task first, so that one user never has two.
+    let inst = if inst.task_arn.is_some() {
+        match settle_previous_task(svc, inst).await? {
+            Settled::Adopted(running) => return Ok(Started::running(svc, &running)),
+            Settled::Gone(stopped) => stopped,
+        }
+    } else {
+        inst
+    };
 
     match inst.license_type.as_deref() {
         Some("byol") => on_demand_gate(svc, &inst).await?,
@@ -115,7 +130,7 @@ async fn start_instance(svc: &Services, ctx: &Ctx, user_id: &str) -> Result<Star
     match launch(svc, ctx, inst, &lease, &attempt_id).await {
         Ok(answer) => Ok(answer),
         Err(e) => {
-            tracing::warn!(error = %e, "start failed; undoing it");
+            tracing::info!("start failed; undoing it");
             if let Some(latest) = svc.store.instances.get_latest(user_id).await? {
                 if let Err(undo) = teardown::end_run(svc, &latest).await {
                     tracing::error!(error = %undo, "teardown after a failed start failed");
@@ -125,6 +140,33 @@ async fn start_instance(svc: &Services, ctx: &Ctx, user_id: &str) -> Result<Star
             Err(e)
         }
     }
+}
+
+/// What became of the task a record still named.
+enum Settled {
+    /// It was healthy and running: it is routed and the instance runs on it.
+    Adopted(Instance),
+    /// It is stopped, its target deregistered and its hours booked.
+    Gone(Instance),
+}
+
+async fn settle_previous_task(svc: &Services, inst: Instance) -> Result<Settled> {
+    let user_id = inst.user_id.clone();
+    let inst = match teardown::reconcile(svc, inst).await {
+        Ok(inst) => inst,
+        // Could not adopt it: stop it instead, and start afresh.
+        Err(e) => {
+            tracing::info!(error = %e, "the previous task cannot be adopted; stopping it");
+            found(svc.store.instances.get_latest(&user_id).await?)?
+        }
+    };
+    if inst.status == InstanceStatus::Running {
+        return Ok(Settled::Adopted(inst));
+    }
+    if inst.task_arn.is_some() {
+        return Ok(Settled::Gone(teardown::end_run(svc, &inst).await?));
+    }
+    Ok(Settled::Gone(inst))
 }
 
 /// A start that returned early or died after RunTask: finish what it began.
@@ -164,48 +206,71 @@ async fn on_demand_gate(svc: &Services, inst: &Instance) -> Result<()> {
     Ok(())
 }
 
-/// Which keys the secret holds, moving a plain-text S3 secret key of an old record into
-/// it first → the secret's ARN and its keys.
-async fn secret_keys(svc: &Services, inst: &Instance, lease: &Lease) -> Result<(Option<String>, SecretKeys)> {
-    let mut creds = match inst.secret_arn.as_deref() {
+/// The user's secret as the task needs it.
+struct SecretInUse {
+    arn: Option<String>,
+    keys: SecretKeys,
+    /// The S3 key was just rotated: task-definition revisions of the original that embed
+    /// the old key must all go.
+    rotated: bool,
+}
+
+/// Which keys the secret holds. A record the original wrote keeps the S3 secret key in
+/// plain text (and its task definitions embed it): that key is replaced by a new one,
+/// which lives only in the secret, and the old one is deleted.
+async fn secret_in_use(svc: &Services, inst: &Instance, lease: &Lease) -> Result<SecretInUse> {
+    let creds = match inst.secret_arn.as_deref() {
         Some(_) => get_credentials(svc.aws.secrets.as_ref(), &inst.user_id).await?,
         None => None,
     };
-    let mut secret_arn = inst.secret_arn.clone();
-    if let (Some(secret), Some(key_id)) = (inst.s3_secret_access_key.as_ref(), inst.s3_access_key_id.as_ref()) {
-        let mut c = creds.clone().unwrap_or_else(|| Credentials {
-            admin_key: inst.admin_key.clone(),
-            ..Default::default()
+    let keys_of = |c: &Credentials| SecretKeys {
+        foundry_login: c.username.is_some() && c.password.is_some(),
+        admin_key: c.admin_key.is_some(),
+        s3_keys: c.s3_access_key_id.is_some() && c.s3_secret_access_key.is_some(),
+    };
+    if inst.s3_secret_access_key.is_none() {
+        return Ok(SecretInUse {
+            arn: inst.secret_arn.clone(),
+            keys: creds.as_ref().map(keys_of).unwrap_or_default(),
+            rotated: false,
         });
-        c.s3_access_key_id = Some(key_id.clone());
-        c.s3_secret_access_key = Some(secret.clone());
-        let arn = store_credentials(svc.aws.secrets.as_ref(), &inst.user_id, &c).await?;
-        let step = Progress::SecretMigrated { arn: arn.clone() };
-        svc.store
-            .instances
-            .record(&inst.user_id, lease, step, svc.now())
-            .await?;
-        secret_arn = Some(arn);
-        creds = Some(c);
     }
-    let keys = creds
-        .map(|c| SecretKeys {
-            foundry_login: c.username.is_some() && c.password.is_some(),
-            admin_key: c.admin_key.is_some(),
-            s3_keys: c.s3_access_key_id.is_some() && c.s3_secret_access_key.is_some(),
-        })
-        .unwrap_or_default();
-    Ok((secret_arn, keys))
+    // Every key of the user goes (the exposed one, and any a rotation that died made),
+    // then one new key is made and stored before the record forgets the old one.
+    let iam_user = names::iam_user_name(&inst.sanitized_username, &inst.user_id);
+    svc.aws.iam.delete_access_keys(&iam_user).await?;
+    let key = svc.aws.iam.create_access_key(&iam_user).await?;
+    let mut c = creds.unwrap_or_else(|| Credentials {
+        admin_key: inst.admin_key.clone(),
+        ..Default::default()
+    });
+    c.s3_access_key_id = Some(key.access_key_id.clone());
+    c.s3_secret_access_key = Some(key.secret_access_key);
+    let arn = store_credentials(svc.aws.secrets.as_ref(), &inst.user_id, &c).await?;
+    let step = Progress::SecretMigrated {
+        arn: arn.clone(),
+        access_key_id: key.access_key_id,
+    };
+    svc.store
+        .instances
+        .record(&inst.user_id, lease, step, svc.now())
+        .await?;
+    Ok(SecretInUse {
+        arn: Some(arn),
+        keys: keys_of(&c),
+        rotated: true,
+    })
 }
 
-/// Registers the user's task definition (one active revision per user) → its ARN.
+/// Registers the user's task definition → its ARN. One revision per user stays active;
+/// after a key rotation, every older revision goes.
 async fn register_task_definition(svc: &Services, inst: &Instance, lease: &Lease) -> Result<String> {
     let uid = inst.user_id.as_str();
     let access_point = inst
         .access_point_id
         .as_deref()
         .ok_or_else(|| Error::failed("Instance has no EFS access point"))?;
-    let (secret_arn, keys) = secret_keys(svc, inst, lease).await?;
+    let secret = secret_in_use(svc, inst, lease).await?;
     let log_group_ready = resources::ensure_log_group(svc, &names::log_group(uid)).await;
     let def = taskdef::foundry_task_definition(
         &svc.config.deployment(),
@@ -213,20 +278,27 @@ async fn register_task_definition(svc: &Services, inst: &Instance, lease: &Lease
             user_id: uid,
             sanitized_username: &inst.sanitized_username,
             access_point_id: access_point,
-            secret_arn: secret_arn.as_deref(),
-            secret_keys: keys,
+            secret_arn: secret.arn.as_deref(),
+            secret_keys: secret.keys,
             foundry_version: inst.foundry_version_or_default(),
             log_group_ready,
         },
     );
     let arn = svc.aws.ecs.register_task_definition(&def).await?;
-    let previous = inst.task_definition_arn.clone().filter(|p| *p != arn);
     let step = Progress::TaskDefinition(arn.clone());
     svc.store.instances.record(uid, lease, step, svc.now()).await?;
-    if let Some(previous) = previous {
-        // Best effort: an older revision left active is only clutter (destroy removes it).
-        if let Err(e) = svc.aws.ecs.deregister_task_definition(&previous).await {
-            tracing::warn!(error = %e, "could not deregister the previous task definition");
+    let older = if secret.rotated {
+        svc.aws.ecs.list_task_definitions(&names::task_family(uid)).await?
+    } else {
+        inst.task_definition_arn.iter().cloned().collect()
+    };
+    for previous in older.into_iter().filter(|p| *p != arn) {
+        // Best effort: a revision left active here is removed by destroy.
+        if let Err(e) = removed(
+            ResourceKind::TaskDefinition,
+            svc.aws.ecs.deregister_task_definition(&previous).await,
+        ) {
+            tracing::warn!(error = %e, "could not deregister an older task definition");
         }
     }
     Ok(arn)

@@ -69,7 +69,8 @@ pub async fn end_run(svc: &Services, inst: &Instance) -> Result<Instance> {
 
 /// Brings the record in line with ECS (the `status` refresh): a task that died or
 /// vanished is torn down and its usage booked; a RUNNING task that is not routed yet is
-/// routed; every ECS state is mapped and `unknown` is never written.
+/// routed (a failure to route is an error and changes nothing); every ECS state is mapped
+/// and `unknown` is never written.
 pub async fn reconcile(svc: &Services, inst: Instance) -> Result<Instance> {
     let held = !Lease::is_free(&inst, svc.now());
     let Some(task_arn) = inst.task_arn.clone() else {
@@ -96,16 +97,9 @@ pub async fn reconcile(svc: &Services, inst: Instance) -> Result<Instance> {
             if routed || held {
                 return Ok(inst); // routed, or a live start is routing it right now
             }
-            match routing::route(svc, &inst, &task).await {
-                Ok(i) => Ok(i),
-                Err(e) => {
-                    let latest = svc.store.instances.get_latest(&inst.user_id).await?.unwrap_or(inst);
-                    if let Err(undo) = end_run(svc, &latest).await {
-                        tracing::error!(error = %undo, "teardown after a failed routing failed");
-                    }
-                    Err(e)
-                }
-            }
+            // A failure here (a transient ALB error) leaves the healthy task to the next
+            // refresh: only a task that ECS reports dead or missing is torn down.
+            routing::route(svc, &inst, &task).await
         }
         other if other != inst.status => {
             svc.store

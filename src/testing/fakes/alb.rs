@@ -188,7 +188,7 @@ impl FakeAlb {
 impl Alb for FakeAlb {
     async fn create_target_group(&self, spec: &TargetGroupSpec) -> Result<String, AwsError> {
         const OP: &str = ops::CREATE_TARGET_GROUP;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let bad = |m: String| aws_err(SERVICE, OP, AwsErrorKind::Invalid, "ValidationError", m);
         if !valid_tg_name(&spec.name) {
             return Err(bad(format!("Target group name '{}' is not valid", spec.name)));
@@ -235,7 +235,7 @@ impl Alb for FakeAlb {
     }
 
     async fn find_target_group(&self, name: &str) -> Result<Option<String>, AwsError> {
-        self.env.enter(SERVICE, ops::DESCRIBE_TARGET_GROUPS)?;
+        self.env.enter(SERVICE, ops::DESCRIBE_TARGET_GROUPS).await?;
         Ok(lock(&self.state)
             .groups
             .iter()
@@ -245,7 +245,7 @@ impl Alb for FakeAlb {
 
     async fn delete_target_group(&self, target_group_arn: &str) -> Result<(), AwsError> {
         const OP: &str = ops::DELETE_TARGET_GROUP;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let mut st = lock(&self.state);
         if !st.groups.iter().any(|g| g.arn == target_group_arn) {
             return Err(tg_not_found(OP, target_group_arn));
@@ -270,7 +270,7 @@ impl Alb for FakeAlb {
 
     async fn register_target(&self, target_group_arn: &str, ip: &str, port: i32) -> Result<(), AwsError> {
         const OP: &str = ops::REGISTER_TARGETS;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         if !valid_ipv4(ip) || !(1..=65535).contains(&port) {
             return Err(aws_err(
                 SERVICE,
@@ -290,7 +290,7 @@ impl Alb for FakeAlb {
 
     async fn deregister_target(&self, target_group_arn: &str, ip: &str, port: i32) -> Result<(), AwsError> {
         const OP: &str = ops::DEREGISTER_TARGETS;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let mut st = lock(&self.state);
         let group = st
             .group(target_group_arn)
@@ -309,7 +309,7 @@ impl Alb for FakeAlb {
 
     async fn list_rules(&self, listener_arn: &str) -> Result<Vec<RuleInfo>, AwsError> {
         const OP: &str = ops::DESCRIBE_RULES;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         if listener_arn.is_empty() {
             return Err(aws_err(
                 SERVICE,
@@ -335,7 +335,7 @@ impl Alb for FakeAlb {
         tags: &[(String, String)],
     ) -> Result<String, AwsError> {
         const OP: &str = ops::CREATE_RULE;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let bad = |m: String| aws_err(SERVICE, OP, AwsErrorKind::Invalid, "ValidationError", m);
         if listener_arn.is_empty() {
             return Err(bad("A listener ARN must be specified".into()));
@@ -375,7 +375,7 @@ impl Alb for FakeAlb {
 
     async fn delete_rule(&self, rule_arn: &str) -> Result<(), AwsError> {
         const OP: &str = ops::DELETE_RULE;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let mut st = lock(&self.state);
         for rules in st.listeners.values_mut() {
             if let Some(i) = rules.iter().position(|r| r.info.arn == rule_arn) {

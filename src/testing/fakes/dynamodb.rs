@@ -558,7 +558,7 @@ impl FakeDynamo {
 impl Dynamo for FakeDynamo {
     async fn get(&self, table: &Table, key: &str, _consistent: bool) -> Result<Option<Item>, AwsError> {
         const OP: &str = ops::GET_ITEM;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         validate_key(key).map_err(|e| invalid(OP, e))?;
         let mut st = lock(&self.state);
         let t = st.table(&table.name, table.key).map_err(|e| invalid(OP, e))?;
@@ -567,7 +567,7 @@ impl Dynamo for FakeDynamo {
 
     async fn put(&self, table: &Table, item: Item, cond: Cond) -> Result<(), AwsError> {
         const OP: &str = ops::PUT_ITEM;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let (key, item) = prepare_item(table.key, &item).map_err(|e| invalid(OP, e))?;
         validate_cond(&cond).map_err(|e| invalid(OP, e))?;
         let mut st = lock(&self.state);
@@ -581,7 +581,7 @@ impl Dynamo for FakeDynamo {
 
     async fn update(&self, table: &Table, key: &str, update: &Update, cond: Cond) -> Result<Item, AwsError> {
         const OP: &str = ops::UPDATE_ITEM;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         validate_key(key).map_err(|e| invalid(OP, e))?;
         validate_update(table.key, update).map_err(|e| invalid(OP, e))?;
         validate_cond(&cond).map_err(|e| invalid(OP, e))?;
@@ -598,7 +598,7 @@ impl Dynamo for FakeDynamo {
 
     async fn delete(&self, table: &Table, key: &str, cond: Cond) -> Result<(), AwsError> {
         const OP: &str = ops::DELETE_ITEM;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         validate_key(key).map_err(|e| invalid(OP, e))?;
         validate_cond(&cond).map_err(|e| invalid(OP, e))?;
         let mut st = lock(&self.state);
@@ -612,7 +612,7 @@ impl Dynamo for FakeDynamo {
 
     async fn scan(&self, table: &Table) -> Result<Vec<Item>, AwsError> {
         const OP: &str = ops::SCAN;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let mut st = lock(&self.state);
         let t = st.table(&table.name, table.key).map_err(|e| invalid(OP, e))?;
         Ok(t.ordered().into_iter().cloned().collect())
@@ -620,7 +620,7 @@ impl Dynamo for FakeDynamo {
 
     async fn query(&self, table: &Table, query: &Query) -> Result<Vec<Item>, AwsError> {
         const OP: &str = ops::QUERY;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         nonempty_attr(&query.hash_attr).map_err(|e| invalid(OP, e))?;
         canon(&query.hash_value).map_err(|e| invalid(OP, e))?;
         if query.index.is_none() && query.hash_attr != table.key {
@@ -672,7 +672,7 @@ impl Dynamo for FakeDynamo {
 
     async fn transact(&self, ops_list: Vec<TransactOp>) -> Result<(), AwsError> {
         const OP: &str = ops::TRANSACT_WRITE_ITEMS;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         if ops_list.is_empty() || ops_list.len() > 100 {
             return Err(invalid(OP, "TransactItems must have 1 to 100 members".into()));
         }

@@ -304,7 +304,7 @@ fn info(task: &FakeTask, exit_codes: &HashMap<(String, String), i32>) -> TaskInf
 impl Ecs for FakeEcs {
     async fn register_task_definition(&self, def: &TaskDefinition) -> Result<String, AwsError> {
         const OP: &str = ops::REGISTER_TASK_DEFINITION;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         if !valid_family(&def.family) {
             return Err(aws_err(
                 SERVICE,
@@ -372,7 +372,7 @@ impl Ecs for FakeEcs {
 
     async fn deregister_task_definition(&self, arn: &str) -> Result<(), AwsError> {
         const OP: &str = ops::DEREGISTER_TASK_DEFINITION;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let mut st = lock(&self.state);
         let target = resolve(&st.defs, arn, false).map(|d| d.arn.clone());
         match target {
@@ -401,7 +401,7 @@ impl Ecs for FakeEcs {
     }
 
     async fn list_task_definitions(&self, family: &str) -> Result<Vec<String>, AwsError> {
-        self.env.enter(SERVICE, ops::LIST_TASK_DEFINITIONS)?;
+        self.env.enter(SERVICE, ops::LIST_TASK_DEFINITIONS).await?;
         let st = lock(&self.state);
         Ok(st
             .defs
@@ -413,7 +413,7 @@ impl Ecs for FakeEcs {
 
     async fn run_task(&self, req: &RunTask) -> Result<String, AwsError> {
         const OP: &str = ops::RUN_TASK;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         lock(&self.state).run_requests.push(req.clone());
         if req.cluster.is_empty() {
             return Err(invalid(OP, "Cluster must not be empty."));
@@ -510,7 +510,7 @@ impl Ecs for FakeEcs {
     }
 
     async fn describe_task(&self, cluster: &str, task_arn: &str) -> Result<Option<TaskInfo>, AwsError> {
-        self.env.enter(SERVICE, ops::DESCRIBE_TASKS)?;
+        self.env.enter(SERVICE, ops::DESCRIBE_TASKS).await?;
         let now = self.env.now();
         let mut st = lock(&self.state);
         let State {
@@ -536,7 +536,7 @@ impl Ecs for FakeEcs {
 
     async fn stop_task(&self, cluster: &str, task_arn: &str, reason: &str) -> Result<(), AwsError> {
         const OP: &str = ops::STOP_TASK;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let now = self.env.now();
         let mut st = lock(&self.state);
         let State { tasks, next_ip, .. } = &mut *st;

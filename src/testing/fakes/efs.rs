@@ -93,7 +93,7 @@ impl FakeEfs {
 impl Efs for FakeEfs {
     async fn create_access_point(&self, spec: &AccessPointSpec) -> Result<String, AwsError> {
         const OP: &str = ops::CREATE_ACCESS_POINT;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let bad = |m: &str| aws_err(SERVICE, OP, AwsErrorKind::Invalid, "ValidationException", m);
         if spec.client_token.is_empty() || spec.client_token.len() > 64 {
             return Err(bad("ClientToken must be 1 to 64 characters."));
@@ -137,7 +137,7 @@ impl Efs for FakeEfs {
     }
 
     async fn access_point_state(&self, access_point_id: &str) -> Result<Option<String>, AwsError> {
-        self.env.enter(SERVICE, ops::DESCRIBE_ACCESS_POINTS)?;
+        self.env.enter(SERVICE, ops::DESCRIBE_ACCESS_POINTS).await?;
         let mut st = lock(&self.state);
         let Some(p) = st.points.iter_mut().find(|p| p.id == access_point_id) else {
             return Ok(None);
@@ -153,7 +153,7 @@ impl Efs for FakeEfs {
 
     async fn delete_access_point(&self, access_point_id: &str) -> Result<(), AwsError> {
         const OP: &str = ops::DELETE_ACCESS_POINT;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let mut st = lock(&self.state);
         let before = st.points.len();
         st.points.retain(|p| p.id != access_point_id);
@@ -170,7 +170,7 @@ impl Efs for FakeEfs {
     }
 
     async fn access_points_at(&self, file_system_id: &str, path: &str) -> Result<Vec<String>, AwsError> {
-        self.env.enter(SERVICE, ops::DESCRIBE_ACCESS_POINTS)?;
+        self.env.enter(SERVICE, ops::DESCRIBE_ACCESS_POINTS).await?;
         Ok(lock(&self.state)
             .points
             .iter()

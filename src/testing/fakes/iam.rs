@@ -84,7 +84,7 @@ impl FakeIam {
 impl Iam for FakeIam {
     async fn create_user(&self, user_name: &str, path: &str, tags: &[(String, String)]) -> Result<(), AwsError> {
         const OP: &str = ops::CREATE_USER;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         if !valid_user_name(user_name) {
             return Err(aws_err(
                 SERVICE,
@@ -128,7 +128,7 @@ impl Iam for FakeIam {
 
     async fn put_user_policy(&self, user_name: &str, policy_name: &str, document: &str) -> Result<(), AwsError> {
         const OP: &str = ops::PUT_USER_POLICY;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         if policy_name.is_empty() || policy_name.len() > 128 {
             return Err(aws_err(
                 SERVICE,
@@ -155,7 +155,7 @@ impl Iam for FakeIam {
 
     async fn create_access_key(&self, user_name: &str) -> Result<AccessKey, AwsError> {
         const OP: &str = ops::CREATE_ACCESS_KEY;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let mut st = lock(&self.state);
         let user = st.get_mut(user_name).ok_or_else(|| no_such_user(OP, user_name))?;
         if user.keys.len() >= MAX_KEYS {
@@ -177,7 +177,7 @@ impl Iam for FakeIam {
 
     async fn delete_access_keys(&self, user_name: &str) -> Result<(), AwsError> {
         const OP: &str = ops::DELETE_ACCESS_KEYS;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let mut st = lock(&self.state);
         let user = st.get_mut(user_name).ok_or_else(|| no_such_user(OP, user_name))?;
         user.keys.clear();
@@ -186,7 +186,7 @@ impl Iam for FakeIam {
 
     async fn delete_user(&self, user_name: &str) -> Result<(), AwsError> {
         const OP: &str = ops::DELETE_USER;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         match lock(&self.state).remove(user_name) {
             Some(_) => Ok(()),
             None => Err(no_such_user(OP, user_name)),

@@ -106,7 +106,7 @@ impl Logs for FakeLogs {
         tags: &[(String, String)],
     ) -> Result<(), AwsError> {
         const OP: &str = ops::ENSURE_LOG_GROUP;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         check_retention(OP, retention_days)?;
         check_name(OP, name)?;
         let mut st = lock(&self.state);
@@ -121,13 +121,13 @@ impl Logs for FakeLogs {
 
     async fn delete_log_group(&self, name: &str) -> Result<(), AwsError> {
         const OP: &str = ops::DELETE_LOG_GROUP;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         lock(&self.state).remove(name).map(|_| ()).ok_or_else(|| not_found(OP))
     }
 
     async fn retention_days(&self, name: &str) -> Result<Option<i32>, AwsError> {
         const OP: &str = ops::DESCRIBE_LOG_GROUPS;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         lock(&self.state)
             .get(name)
             .map(|g| g.retention_days)

@@ -66,6 +66,7 @@ pub mod ops {
     pub const DELETE_ACCESS_POINT: &str = "DeleteAccessPoint";
     // S3 (groups)
     pub const ENSURE_BUCKET: &str = "EnsureBucket";
+    pub const EMPTY_BUCKET_PAGE: &str = "EmptyBucketPage";
     pub const DELETE_BUCKET: &str = "DeleteBucket";
     // IAM
     pub const CREATE_USER: &str = "CreateUser";
@@ -75,7 +76,6 @@ pub mod ops {
     pub const DELETE_USER: &str = "DeleteUser";
     // Route 53 (ChangeResourceRecordSets is split by action)
     pub const CREATE_ALIAS: &str = "CreateAlias";
-    pub const UPSERT_ALIAS: &str = "UpsertAlias";
     pub const DELETE_ALIAS: &str = "DeleteAlias";
     pub const GET_ALIAS: &str = "GetAlias";
     // ELBv2
@@ -120,7 +120,36 @@ pub(crate) struct Env {
     pub(crate) faults: Arc<Faults>,
     counts: Mutex<HashMap<&'static str, usize>>,
     hooks: Mutex<Vec<Hook>>,
+    gates: Mutex<HashMap<String, Arc<Gate>>>,
     clock: Mutex<Option<Arc<dyn Clock>>>,
+}
+
+/// Holds the first `parties` calls of an operation until all of them have arrived, so
+/// that concurrent invocations interleave exactly there.
+struct Gate {
+    waiting: std::sync::atomic::AtomicUsize,
+    parties: usize,
+    barrier: tokio::sync::Barrier,
+}
+
+impl Gate {
+    async fn pass(&self, operation: &str) {
+        use std::sync::atomic::Ordering;
+        let gated = self
+            .waiting
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| w.checked_sub(1))
+            .is_ok();
+        if !gated {
+            return;
+        }
+        let arrived = tokio::time::timeout(std::time::Duration::from_secs(10), self.barrier.wait()).await;
+        if arrived.is_err() {
+            panic!(
+                "gate on {operation}: the {} callers it waits for never all arrived",
+                self.parties
+            );
+        }
+    }
 }
 
 impl Env {
@@ -129,6 +158,7 @@ impl Env {
             faults,
             counts: Mutex::new(HashMap::new()),
             hooks: Mutex::new(Vec::new()),
+            gates: Mutex::new(HashMap::new()),
             clock: Mutex::new(None),
         })
     }
@@ -136,7 +166,7 @@ impl Env {
     /// The first thing every fake method does: count the call, let [`Faults`] record it
     /// (and maybe fail it), then run the hooks due for this call. No lock is held while
     /// a hook runs, so a hook may call any fake or helper.
-    pub(crate) fn enter(&self, service: &'static str, operation: &'static str) -> Result<(), AwsError> {
+    pub(crate) async fn enter(&self, service: &'static str, operation: &'static str) -> Result<(), AwsError> {
         let n = {
             let mut counts = lock(&self.counts);
             let c = counts.entry(operation).or_insert(0);
@@ -159,6 +189,10 @@ impl Env {
         };
         for run in due {
             run();
+        }
+        let gate = lock(&self.gates).get(operation).cloned();
+        if let Some(gate) = gate {
+            gate.pass(operation).await;
         }
         Ok(())
     }
@@ -256,6 +290,22 @@ impl FakeAws {
     /// Without a clock those are `None`.
     pub fn set_clock(&self, clock: Arc<dyn Clock>) {
         *lock(&self.env.clock) = Some(clock);
+    }
+
+    /// Holds the first `parties` calls of `operation` (counting from now, whoever makes
+    /// them) right before they do their work, until all `parties` have arrived; then
+    /// lets them go together. Concurrent invocations are thereby forced to interleave at
+    /// that call: e.g. with `gate(UPDATE_ITEM, 2)`, two starts have both read the record
+    /// before either writes it. A gate whose callers do not all arrive within 10 s panics.
+    pub fn gate(&self, operation: &str, parties: usize) {
+        lock(&self.env.gates).insert(
+            operation.to_string(),
+            Arc::new(Gate {
+                waiting: std::sync::atomic::AtomicUsize::new(parties),
+                parties,
+                barrier: tokio::sync::Barrier::new(parties),
+            }),
+        );
     }
 
     /// Runs `f` once, right before the `nth` call (1-based, numbered like [`Faults`])

@@ -97,7 +97,7 @@ impl FakeS3 {
 impl S3 for FakeS3 {
     async fn ensure_bucket(&self, bucket: &str, region: &str) -> Result<(), AwsError> {
         const OP: &str = ops::ENSURE_BUCKET;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         if !valid_bucket_name(bucket) {
             return Err(aws_err(
                 SERVICE,
@@ -133,20 +133,52 @@ impl S3 for FakeS3 {
         Ok(())
     }
 
+    async fn empty_bucket_page(&self, bucket: &str) -> Result<bool, AwsError> {
+        const OP: &str = ops::EMPTY_BUCKET_PAGE;
+        self.env.enter(SERVICE, OP).await?;
+        let mut st = lock(&self.state);
+        let Some(b) = st.buckets.get_mut(bucket) else {
+            return Err(no_such_bucket(OP));
+        };
+        let page: Vec<String> = b.objects.iter().take(PAGE).cloned().collect();
+        for key in &page {
+            b.objects.remove(key);
+        }
+        Ok(b.objects.is_empty())
+    }
+
     async fn delete_bucket(&self, bucket: &str) -> Result<(), AwsError> {
         const OP: &str = ops::DELETE_BUCKET;
-        self.env.enter(SERVICE, OP)?;
-        match lock(&self.state).buckets.remove(bucket) {
-            Some(_) => Ok(()),
-            None => Err(aws_err(
+        self.env.enter(SERVICE, OP).await?;
+        let mut st = lock(&self.state);
+        match st.buckets.get(bucket) {
+            None => Err(no_such_bucket(OP)),
+            Some(b) if !b.objects.is_empty() => Err(aws_err(
                 SERVICE,
                 OP,
-                AwsErrorKind::NotFound,
-                "NoSuchBucket",
-                "The specified bucket does not exist",
+                AwsErrorKind::NotEmpty,
+                "BucketNotEmpty",
+                "The bucket you tried to delete is not empty",
             )),
+            Some(_) => {
+                st.buckets.remove(bucket);
+                Ok(())
+            }
         }
     }
+}
+
+/// How many object versions one listing page holds (as S3's ListObjectVersions).
+const PAGE: usize = 1000;
+
+fn no_such_bucket(operation: &'static str) -> AwsError {
+    aws_err(
+        SERVICE,
+        operation,
+        AwsErrorKind::NotFound,
+        "NoSuchBucket",
+        "The specified bucket does not exist",
+    )
 }
 
 #[cfg(test)]
@@ -163,6 +195,18 @@ mod tests {
         assert!(!s3.put_object("nope", "x"));
         assert_eq!(s3.objects("foundry-alice"), vec!["a/b.png".to_string()]);
         assert_eq!(s3.bucket_region("foundry-alice").as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            s3.delete_bucket("foundry-alice").await.unwrap_err().kind,
+            AwsErrorKind::NotEmpty
+        );
+        for i in 0..1500 {
+            s3.put_object("foundry-alice", &format!("k{i}"));
+        }
+        assert!(
+            !s3.empty_bucket_page("foundry-alice").await.unwrap(),
+            "a page at a time"
+        );
+        assert!(s3.empty_bucket_page("foundry-alice").await.unwrap());
         s3.delete_bucket("foundry-alice").await.unwrap();
         assert!(s3.buckets().is_empty());
         assert_eq!(

@@ -105,7 +105,7 @@ impl FakeSecrets {
 #[async_trait]
 impl Secrets for FakeSecrets {
     async fn get_secret_string(&self, secret_id: &str) -> Result<Option<Sensitive>, AwsError> {
-        self.env.enter(SERVICE, ops::GET_SECRET_VALUE)?;
+        self.env.enter(SERVICE, ops::GET_SECRET_VALUE).await?;
         let st = lock(&self.state);
         Ok(find(&st, secret_id)
             .and_then(|n| st.get(n))
@@ -121,7 +121,7 @@ impl Secrets for FakeSecrets {
         value: &Sensitive,
     ) -> Result<String, AwsError> {
         const OP: &str = ops::CREATE_SECRET;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         if !valid_name(name) {
             return Err(aws_err(
                 SERVICE,
@@ -170,7 +170,7 @@ impl Secrets for FakeSecrets {
 
     async fn update_secret(&self, secret_id: &str, value: &Sensitive) -> Result<String, AwsError> {
         const OP: &str = ops::UPDATE_SECRET;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let mut st = lock(&self.state);
         let name = find(&st, secret_id).ok_or_else(|| not_found(OP))?.to_string();
         let Some(s) = st.get_mut(&name) else {
@@ -185,7 +185,7 @@ impl Secrets for FakeSecrets {
 
     async fn restore_secret(&self, secret_id: &str) -> Result<(), AwsError> {
         const OP: &str = ops::RESTORE_SECRET;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let mut st = lock(&self.state);
         let name = find(&st, secret_id).ok_or_else(|| not_found(OP))?.to_string();
         if let Some(s) = st.get_mut(&name) {
@@ -196,7 +196,7 @@ impl Secrets for FakeSecrets {
 
     async fn delete_secret(&self, secret_id: &str, force: bool) -> Result<(), AwsError> {
         const OP: &str = ops::DELETE_SECRET;
-        self.env.enter(SERVICE, OP)?;
+        self.env.enter(SERVICE, OP).await?;
         let mut st = lock(&self.state);
         let name = find(&st, secret_id).ok_or_else(|| not_found(OP))?.to_string();
         if force {
