@@ -1,106 +1,19 @@
 //! The instance lifecycle on the in-memory fakes: responses field by field, faults at
 //! every AWS step, races, deadlines and usage (issue: instance lifecycle).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use foundry_lambda::app::{App, Ctx};
+use foundry_lambda::app::Ctx;
 use foundry_lambda::clock::Clock;
 use foundry_lambda::error::AwsErrorKind;
 use foundry_lambda::managers::dynamodb::AttributeValue;
 use foundry_lambda::testing::{fake_app, invoke, invoke_with, FakeAws};
 use serde_json::{json, Value};
 
-const UID: &str = "123456789012345678";
-const UID2: &str = "223456789012345678";
-const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
-const LISTENER: &str =
-    "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/foundry-vtt-alb/50dc6c495c0c9188/f2f7dc8efc522ab2";
-const INSTANCES: &str = "foundry-vtt-instances";
-const USAGE: &str = "foundry-vtt-usage";
-
-fn create_event(uid: &str, san: &str) -> Value {
-    json!({"action":"create","userId":uid,"sanitizedUsername":san,"foundryUsername":"gm@example.com",
-           "foundryPassword":"pw-Sup3r-S3cret","licenseType":"byol","allowLicenseSharing":false,"maxConcurrentUsers":1})
-}
-
-fn ev(action: &str, uid: &str) -> Value {
-    json!({"action": action, "userId": uid})
-}
-
-/// Every per-user resource the fakes hold, by kind (empty kinds omitted).
-fn leftovers(fake: &FakeAws) -> BTreeMap<&'static str, Vec<String>> {
-    let mut m = BTreeMap::new();
-    let mut put = |k: &'static str, v: Vec<String>| {
-        if !v.is_empty() {
-            m.insert(k, v);
-        }
-    };
-    put(
-        "access points",
-        fake.efs.access_points().into_iter().map(|a| a.id).collect(),
-    );
-    put("buckets", fake.s3.buckets());
-    put("iam users", fake.iam.users());
-    put("secrets", fake.secrets.secrets());
-    put(
-        "target groups",
-        fake.alb.target_groups().into_iter().map(|t| t.arn).collect(),
-    );
-    put("rules", fake.alb.rules(LISTENER).into_iter().map(|r| r.arn).collect());
-    put(
-        "dns records",
-        fake.route53.records().into_iter().map(|r| r.name).collect(),
-    );
-    put(
-        "running tasks",
-        fake.ecs.running_tasks().into_iter().map(|t| t.arn).collect(),
-    );
-    put(
-        "active user task definitions",
-        fake.ecs
-            .task_definitions()
-            .into_iter()
-            .filter(|d| {
-                d.active
-                    && d.family.starts_with("foundry-")
-                    && d.family.chars().last().is_some_and(|c| c.is_ascii_digit())
-            })
-            .map(|d| d.arn)
-            .collect(),
-    );
-    put(
-        "user log groups",
-        fake.logs
-            .groups()
-            .into_iter()
-            .filter(|(name, _)| name.starts_with("/aws/ecs/foundry-") && name.ends_with(|c: char| c.is_ascii_digit()))
-            .map(|(name, _)| name)
-            .collect(),
-    );
-    put(
-        "instance items",
-        fake.dynamo
-            .items(INSTANCES)
-            .into_iter()
-            .map(|i| format!("{:?}", i.get("userId")))
-            .collect(),
-    );
-    m
-}
-
-async fn created(app: &App) -> Value {
-    let (code, body) = invoke(app, create_event(UID, "alice")).await;
-    assert_eq!(code, 200, "{body}");
-    body
-}
-
-async fn running(app: &App) -> Value {
-    created(app).await;
-    let (code, body) = invoke(app, ev("start", UID)).await;
-    assert_eq!(code, 200, "{body}");
-    body
-}
+use support::*;
 
 #[tokio::test]
 async fn create_answers_every_spec_field_and_records_a_created_instance() {
@@ -441,7 +354,10 @@ async fn names_are_validated_before_any_resource_is_made() {
         assert_eq!(code, 500);
         assert!(
             body["error"].as_str().unwrap().contains("Invalid sanitized username")
-                || body["error"].as_str().unwrap().contains("is reserved; choose another username"),
+                || body["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("is reserved; choose another username"),
             "{body}"
         );
     }
@@ -465,9 +381,17 @@ async fn names_are_validated_before_any_resource_is_made() {
     // Only the existence check reads the table, as the original did first.
     let calls = fake.faults.calls();
     assert!(calls.iter().all(|c| c == "GetItem"), "{calls:?}");
-    let (code, body) = invoke(&app, json!({"action":"create","userId":"../etc","sanitizedUsername":"a"})).await;
+    let (code, body) = invoke(
+        &app,
+        json!({"action":"create","userId":"../etc","sanitizedUsername":"a"}),
+    )
+    .await;
     assert_eq!(code, 500, "{body}");
-    assert_eq!(fake.faults.calls().len(), calls.len(), "a bad user id reaches no AWS call");
+    assert_eq!(
+        fake.faults.calls().len(),
+        calls.len(),
+        "a bad user id reaches no AWS call"
+    );
 }
 
 #[tokio::test]
@@ -573,68 +497,6 @@ async fn a_failure_at_any_destroy_step_converges_on_a_second_destroy() {
         );
         assert!(leftovers(&fake).is_empty(), "{op} #{nth}: {:?}", leftovers(&fake));
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_concurrent_starts_launch_exactly_one_task() {
-    let (app, fake, _) = fake_app(T0);
-    created(&app).await;
-    let app = Arc::new(app);
-    let (a, b) = tokio::join!(
-        tokio::spawn({
-            let app = app.clone();
-            async move { invoke(&app, ev("start", UID)).await }
-        }),
-        tokio::spawn({
-            let app = app.clone();
-            async move { invoke(&app, ev("start", UID)).await }
-        }),
-    );
-    let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(fake.ecs.tasks().len(), 1, "{a:?} {b:?}");
-    let statuses = [a.1["status"].as_str(), b.1["status"].as_str()];
-    assert!(statuses.contains(&Some("running")), "{a:?} {b:?}");
-    for (code, body) in [&a, &b] {
-        // The loser either saw the winner starting, or arrived after it finished.
-        match code {
-            200 => assert!(
-                matches!(body["status"].as_str(), Some("running" | "starting")),
-                "{body}"
-            ),
-            _ => assert_eq!(body["error"], "Internal error: Instance is already running"),
-        }
-    }
-    let (_, status) = invoke(&app, ev("status", UID)).await;
-    assert_eq!(status["status"], "running");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_concurrent_creates_leave_one_instance_and_no_orphans() {
-    let (app, fake, _) = fake_app(T0);
-    let app = Arc::new(app);
-    let (a, b) = tokio::join!(
-        tokio::spawn({
-            let app = app.clone();
-            async move { invoke(&app, create_event(UID, "alice")).await }
-        }),
-        tokio::spawn({
-            let app = app.clone();
-            async move { invoke(&app, create_event(UID, "alice")).await }
-        }),
-    );
-    let (a, b) = (a.unwrap(), b.unwrap());
-    let codes = [a.0, b.0];
-    assert!(codes.contains(&200), "{a:?} {b:?}");
-    let loser = if a.0 == 200 { &b } else { &a };
-    if loser.0 != 200 {
-        assert!(loser.1["error"].as_str().unwrap().contains("already"), "{loser:?}");
-    }
-    assert_eq!(fake.efs.access_points().len(), 1);
-    assert_eq!(fake.s3.buckets().len(), 1);
-    assert_eq!(fake.iam.users().len(), 1);
-    assert_eq!(fake.alb.target_groups().len(), 1);
-    assert_eq!(fake.dynamo.items(INSTANCES).len(), 1);
-    assert_eq!(fake.iam.access_keys("foundry-alice-12345678").len(), 1);
 }
 
 #[tokio::test]

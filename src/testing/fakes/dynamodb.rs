@@ -554,9 +554,9 @@ impl FakeDynamo {
     }
 }
 
-#[async_trait]
-impl Dynamo for FakeDynamo {
-    async fn get(&self, table: &Table, key: &str, _consistent: bool) -> Result<Option<Item>, AwsError> {
+/// The operations themselves; the trait below adds the gates that hold a caller after.
+impl FakeDynamo {
+    async fn op_get(&self, table: &Table, key: &str, _consistent: bool) -> Result<Option<Item>, AwsError> {
         const OP: &str = ops::GET_ITEM;
         self.env.enter(SERVICE, OP).await?;
         validate_key(key).map_err(|e| invalid(OP, e))?;
@@ -565,7 +565,7 @@ impl Dynamo for FakeDynamo {
         Ok(t.get(key).cloned())
     }
 
-    async fn put(&self, table: &Table, item: Item, cond: Cond) -> Result<(), AwsError> {
+    async fn op_put(&self, table: &Table, item: Item, cond: Cond) -> Result<(), AwsError> {
         const OP: &str = ops::PUT_ITEM;
         self.env.enter(SERVICE, OP).await?;
         let (key, item) = prepare_item(table.key, &item).map_err(|e| invalid(OP, e))?;
@@ -579,7 +579,7 @@ impl Dynamo for FakeDynamo {
         Ok(())
     }
 
-    async fn update(&self, table: &Table, key: &str, update: &Update, cond: Cond) -> Result<Item, AwsError> {
+    async fn op_update(&self, table: &Table, key: &str, update: &Update, cond: Cond) -> Result<Item, AwsError> {
         const OP: &str = ops::UPDATE_ITEM;
         self.env.enter(SERVICE, OP).await?;
         validate_key(key).map_err(|e| invalid(OP, e))?;
@@ -596,7 +596,7 @@ impl Dynamo for FakeDynamo {
         Ok(new)
     }
 
-    async fn delete(&self, table: &Table, key: &str, cond: Cond) -> Result<(), AwsError> {
+    async fn op_delete(&self, table: &Table, key: &str, cond: Cond) -> Result<(), AwsError> {
         const OP: &str = ops::DELETE_ITEM;
         self.env.enter(SERVICE, OP).await?;
         validate_key(key).map_err(|e| invalid(OP, e))?;
@@ -610,7 +610,7 @@ impl Dynamo for FakeDynamo {
         Ok(())
     }
 
-    async fn scan(&self, table: &Table) -> Result<Vec<Item>, AwsError> {
+    async fn op_scan(&self, table: &Table) -> Result<Vec<Item>, AwsError> {
         const OP: &str = ops::SCAN;
         self.env.enter(SERVICE, OP).await?;
         let mut st = lock(&self.state);
@@ -618,7 +618,7 @@ impl Dynamo for FakeDynamo {
         Ok(t.ordered().into_iter().cloned().collect())
     }
 
-    async fn query(&self, table: &Table, query: &Query) -> Result<Vec<Item>, AwsError> {
+    async fn op_query(&self, table: &Table, query: &Query) -> Result<Vec<Item>, AwsError> {
         const OP: &str = ops::QUERY;
         self.env.enter(SERVICE, OP).await?;
         nonempty_attr(&query.hash_attr).map_err(|e| invalid(OP, e))?;
@@ -670,7 +670,7 @@ impl Dynamo for FakeDynamo {
         Ok(out.into_iter().cloned().collect())
     }
 
-    async fn transact(&self, ops_list: Vec<TransactOp>) -> Result<(), AwsError> {
+    async fn op_transact(&self, ops_list: Vec<TransactOp>) -> Result<(), AwsError> {
         const OP: &str = ops::TRANSACT_WRITE_ITEMS;
         self.env.enter(SERVICE, OP).await?;
         if ops_list.is_empty() || ops_list.len() > 100 {
@@ -771,6 +771,51 @@ impl Dynamo for FakeDynamo {
             st.write(&table_name, key, item);
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Dynamo for FakeDynamo {
+    async fn get(&self, table: &Table, key: &str, consistent: bool) -> Result<Option<Item>, AwsError> {
+        let r = self.op_get(table, key, consistent).await;
+        self.env.leave(ops::GET_ITEM).await;
+        r
+    }
+
+    async fn put(&self, table: &Table, item: Item, cond: Cond) -> Result<(), AwsError> {
+        let r = self.op_put(table, item, cond).await;
+        self.env.leave(ops::PUT_ITEM).await;
+        r
+    }
+
+    async fn update(&self, table: &Table, key: &str, update: &Update, cond: Cond) -> Result<Item, AwsError> {
+        let r = self.op_update(table, key, update, cond).await;
+        self.env.leave(ops::UPDATE_ITEM).await;
+        r
+    }
+
+    async fn delete(&self, table: &Table, key: &str, cond: Cond) -> Result<(), AwsError> {
+        let r = self.op_delete(table, key, cond).await;
+        self.env.leave(ops::DELETE_ITEM).await;
+        r
+    }
+
+    async fn scan(&self, table: &Table) -> Result<Vec<Item>, AwsError> {
+        let r = self.op_scan(table).await;
+        self.env.leave(ops::SCAN).await;
+        r
+    }
+
+    async fn query(&self, table: &Table, query: &Query) -> Result<Vec<Item>, AwsError> {
+        let r = self.op_query(table, query).await;
+        self.env.leave(ops::QUERY).await;
+        r
+    }
+
+    async fn transact(&self, writes: Vec<TransactOp>) -> Result<(), AwsError> {
+        let r = self.op_transact(writes).await;
+        self.env.leave(ops::TRANSACT_WRITE_ITEMS).await;
+        r
     }
 }
 

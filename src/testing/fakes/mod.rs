@@ -121,6 +121,7 @@ pub(crate) struct Env {
     counts: Mutex<HashMap<&'static str, usize>>,
     hooks: Mutex<Vec<Hook>>,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
+    gates_after: Mutex<HashMap<String, Arc<Gate>>>,
     clock: Mutex<Option<Arc<dyn Clock>>>,
 }
 
@@ -159,6 +160,7 @@ impl Env {
             counts: Mutex::new(HashMap::new()),
             hooks: Mutex::new(Vec::new()),
             gates: Mutex::new(HashMap::new()),
+            gates_after: Mutex::new(HashMap::new()),
             clock: Mutex::new(None),
         })
     }
@@ -195,6 +197,15 @@ impl Env {
             gate.pass(operation).await;
         }
         Ok(())
+    }
+
+    /// The last thing a DynamoDB fake method does (whatever its outcome): pass the gate
+    /// that holds callers after this operation, if any.
+    pub(crate) async fn leave(&self, operation: &'static str) {
+        let gate = lock(&self.gates_after).get(operation).cloned();
+        if let Some(gate) = gate {
+            gate.pass(operation).await;
+        }
     }
 
     /// Unix seconds from the clock, when one is set.
@@ -306,6 +317,29 @@ impl FakeAws {
                 barrier: tokio::sync::Barrier::new(parties),
             }),
         );
+    }
+
+    /// Holds the first `parties` calls of the DynamoDB `operation` right after they have
+    /// done their work (succeeded or failed), until all `parties` have done it: e.g. with
+    /// `gate_after(UPDATE_ITEM, 2)`, both racers' conditional writes are decided before
+    /// either goes on.
+    pub fn gate_after(&self, operation: &str, parties: usize) {
+        lock(&self.env.gates_after).insert(
+            operation.to_string(),
+            Arc::new(Gate {
+                waiting: std::sync::atomic::AtomicUsize::new(parties),
+                parties,
+                barrier: tokio::sync::Barrier::new(parties),
+            }),
+        );
+    }
+
+    /// Makes `parties` racers meet at the DynamoDB `operation`: all have arrived at it
+    /// (so all have read what they read before it) before any does it, and all have done
+    /// it before any goes on. [`FakeAws::gate`] and [`FakeAws::gate_after`] together.
+    pub fn race_at(&self, operation: &str, parties: usize) {
+        self.gate(operation, parties);
+        self.gate_after(operation, parties);
     }
 
     /// Runs `f` once, right before the `nth` call (1-based, numbered like [`Faults`])

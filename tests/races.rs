@@ -1,0 +1,107 @@
+//! Races on the fakes, with the interleaving forced: a gate holds the racers at the call
+//! where they can collide (before it, or right after it) until all of them have reached
+//! it. Each test fails if the
+//! conditional write it is about is made unconditional.
+
+mod support;
+
+use foundry_lambda::testing::{fake_app, invoke, ops};
+use serde_json::json;
+use support::*;
+
+/// A third user whose bucket and IAM names do not collide with `UID`'s.
+const UID3: &str = "323456789012345670";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_starts_that_both_read_the_stopped_record_launch_one_task() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    // Both try to move the record to `starting`; neither goes on before both have tried.
+    fake.race_at(ops::UPDATE_ITEM, 2);
+    let answers = concurrently(&app, vec![ev("start", UID), ev("start", UID)]).await;
+    assert_eq!(fake.ecs.tasks().len(), 1, "{answers:?}");
+    let statuses: Vec<_> = answers.iter().map(|(c, b)| (*c, b["status"].clone())).collect();
+    assert!(statuses.contains(&(200, json!("running"))), "{answers:?}");
+    assert!(
+        statuses.contains(&(200, json!("starting"))),
+        "the loser saw the winner: {answers:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_creates_that_both_found_no_record_leave_one_instance() {
+    let (app, fake, _) = fake_app(T0);
+    // Both found no record, and both try to write one before either goes on.
+    fake.race_at(ops::PUT_ITEM, 2);
+    let answers = concurrently(&app, vec![create_event(UID, "alice"), create_event(UID, "alice")]).await;
+    let codes: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert!(codes.contains(&200), "{answers:?}");
+    let loser = answers.iter().find(|a| a.0 != 200).expect("one create loses");
+    assert_eq!(
+        loser.1["error"],
+        "Internal error: User already has an instance (another create for this user is in progress)"
+    );
+    assert_eq!(fake.efs.access_points().len(), 1);
+    assert_eq!(fake.s3.buckets().len(), 1);
+    assert_eq!(fake.iam.access_keys("foundry-alice-12345678").len(), 1);
+    assert_eq!(fake.dynamo.items(INSTANCES).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_destroys_that_both_read_the_record_take_the_lease_once() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    // Both try to take the record's lease before either goes on.
+    fake.race_at(ops::UPDATE_ITEM, 2);
+    let answers = concurrently(&app, vec![ev("destroy", UID), ev("destroy", UID)]).await;
+    let ok = answers.iter().filter(|a| a.0 == 200).count();
+    assert_eq!(ok, 1, "{answers:?}");
+    let loser = answers.iter().find(|a| a.0 != 200).expect("one destroy loses");
+    assert_eq!(
+        loser.1["error"],
+        "Internal error: The instance is already being destroyed"
+    );
+    assert!(leftovers(&fake).is_empty(), "{:?}", leftovers(&fake));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_creates_taking_over_a_dead_create_resume_it_once() {
+    let (app, fake, clock) = fake_app(T0);
+    fake.before_call("PutUserPolicy", 1, || panic!("the invocation died"));
+    let dying = app.clone();
+    assert!(
+        tokio::spawn(async move { invoke(&dying, create_event(UID, "alice")).await })
+            .await
+            .is_err()
+    );
+    clock.advance(std::time::Duration::from_secs(3_600));
+    // Both found the dead create's expired lease, and both try to take it before either
+    // goes on.
+    fake.race_at(ops::UPDATE_ITEM, 2);
+    let answers = concurrently(&app, vec![create_event(UID, "alice"), create_event(UID, "alice")]).await;
+    assert_eq!(answers.iter().filter(|a| a.0 == 200).count(), 1, "{answers:?}");
+    let loser = answers.iter().find(|a| a.0 != 200).expect("one create loses");
+    assert_eq!(
+        loser.1["error"],
+        "Internal error: An instance is already being created for this user; try again in a few minutes"
+    );
+    assert_eq!(fake.efs.access_points().len(), 1);
+    assert_eq!(fake.iam.access_keys("foundry-alice-12345678").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_users_claiming_one_subdomain_at_once_get_it_once() {
+    let (app, fake, _) = fake_app(T0);
+    // Both have written their `creating` records before either claims the name.
+    fake.gate(ops::CREATE_ALIAS, 2);
+    let answers = concurrently(&app, vec![create_event(UID, "alice"), create_event(UID3, "alice")]).await;
+    assert_eq!(answers.iter().filter(|a| a.0 == 200).count(), 1, "{answers:?}");
+    let loser = answers.iter().find(|a| a.0 != 200).expect("one user loses");
+    assert_eq!(
+        loser.1["error"],
+        "Internal error: The subdomain 'alice' is already taken by another user; choose another username"
+    );
+    assert_eq!(fake.dynamo.items(INSTANCES).len(), 1, "the loser's record is gone");
+    assert_eq!(fake.alb.target_groups().len(), 1);
+    assert_eq!(fake.route53.records().len(), 1);
+}
