@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use foundry_lambda::app::Ctx;
 use foundry_lambda::clock::Clock;
