@@ -282,3 +282,111 @@ async fn a_create_that_died_after_making_the_bucket_leaks_nothing_once_the_user_
     let left = leftovers(&uid, &san).await;
     assert!(left.is_empty(), "left in AWS after destroy: {left:?}");
 }
+
+/// The running (desired RUNNING) tasks of `family` in moto.
+async fn running_tasks(family: &str) -> Vec<String> {
+    let aws = common::local_aws();
+    let ecs = aws_sdk_ecs::Client::new(&common::sdk_config().await);
+    let out = ecs
+        .list_tasks()
+        .cluster(aws.var("CLUSTER_NAME"))
+        .family(family)
+        .send()
+        .await
+        .expect("ListTasks");
+    out.task_arns().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_from_stopping_with_a_live_task_leaves_one_task() {
+    let app = app().await;
+    let uid = common::unique_user_id();
+    let san = format!("one{}", &uid[uid.len() - 10..]);
+    let family = format!("foundry-{uid}");
+    let ctx = Ctx::default();
+    let create = json!({"action":"create","userId":uid,"sanitizedUsername":san,
+                        "foundryUsername":"gm@example.com","foundryPassword":"moto-pw-123"});
+    assert_eq!(call(&app, create, &ctx).await.0, 200);
+    common::set_ecs_transition(Some(&family), r#"{"progression":"immediate"}"#);
+    let (code, body) = call(&app, ev("start", &uid), &ctx).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("running")), "{body}");
+
+    // The original wrote `stopping` while the task still ran.
+    let ddb = aws_sdk_dynamodb::Client::new(&common::sdk_config().await);
+    ddb.update_item()
+        .table_name(common::local_aws().var("INSTANCE_TABLE_NAME"))
+        .key("userId", aws_sdk_dynamodb::types::AttributeValue::S(uid.clone()))
+        .update_expression("SET #s = :s")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":s", aws_sdk_dynamodb::types::AttributeValue::S("stopping".into()))
+        .send()
+        .await
+        .expect("UpdateItem");
+    let (code, body) = call(&app, ev("start", &uid), &ctx).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("running")), "{body}");
+    assert_eq!(running_tasks(&family).await.len(), 1, "one user, one task");
+
+    assert_eq!(call(&app, ev("destroy", &uid), &ctx).await.0, 200);
+    common::unset_ecs_transition(Some(&family));
+    assert!(leftovers(&uid, &san).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_converges_after_the_alias_target_was_changed_behind_our_back() {
+    let app = app().await;
+    let uid = common::unique_user_id();
+    let san = format!("dns{}", &uid[uid.len() - 10..]);
+    let ctx = Ctx::default();
+    let create = json!({"action":"create","userId":uid,"sanitizedUsername":san,
+                        "foundryUsername":"gm@example.com","foundryPassword":"moto-pw-123"});
+    assert_eq!(call(&app, create, &ctx).await.0, 200);
+    let host = format!("{san}.{}", common::local_aws().var("DOMAIN_NAME"));
+    common::move_alias_target(&host, "dualstack.replacement-alb-1.us-east-1.elb.amazonaws.com").await;
+    let (code, body) = call(&app, ev("destroy", &uid), &ctx).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(leftovers(&uid, &san).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_with_a_reserved_or_foreign_name_leaves_the_existing_record_untouched() {
+    use foundry_lambda::managers::route53::{Route53, SdkRoute53};
+    let app = app().await;
+    let aws = common::local_aws();
+    let uid = common::unique_user_id();
+    let ctx = Ctx::default();
+    let create = |san: &str| {
+        json!({"action":"create","userId":uid,"sanitizedUsername":san,
+               "foundryUsername":"gm@example.com","foundryPassword":"moto-pw-123"})
+    };
+    let (code, body) = call(&app, create("www"), &ctx).await;
+    assert_eq!(code, 500);
+    assert_eq!(
+        body["error"],
+        "Internal error: The subdomain 'www' is reserved; choose another username"
+    );
+
+    let san = format!("shop{}", &uid[uid.len() - 10..]);
+    let host = format!("{san}.{}", aws.var("DOMAIN_NAME"));
+    common::move_alias_target(&host, "shop-frontend.example.net").await;
+    let (code, body) = call(&app, create(&san), &ctx).await;
+    assert_eq!(code, 500);
+    assert_eq!(
+        body["error"],
+        format!(
+            "Internal error: The subdomain '{san}' is already in use by another DNS record; choose another username"
+        )
+    );
+    let r53 = SdkRoute53::new(&common::sdk_config().await);
+    let record = r53
+        .get_alias(aws.var("ROUTE53_HOSTED_ZONE_ID"), &host)
+        .await
+        .expect("ListResourceRecordSets")
+        .expect("the record is still there");
+    assert_eq!(record.target_dns_name, "shop-frontend.example.net");
+    let left: Vec<_> = leftovers(&uid, &san)
+        .await
+        .into_iter()
+        .filter(|l| !l.starts_with("record "))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -20,6 +20,9 @@ pub trait Route53: Send + Sync {
     /// `AlreadyExists` error (this is how a subdomain is claimed atomically).
     async fn create_alias(&self, record: &AliasRecord, comment: &str) -> Result<(), AwsError>;
 
+    /// ChangeResourceRecordSets `UPSERT`.
+    async fn upsert_alias(&self, record: &AliasRecord, comment: &str) -> Result<(), AwsError>;
+
     /// ChangeResourceRecordSets `DELETE` of exactly `record`: Route 53 refuses a DELETE
     /// whose values differ from the record's, so pass the record [`Route53::get_alias`]
     /// read. A missing record is a `NotFound` error on AWS (InvalidChangeBatch "not
@@ -140,6 +143,10 @@ impl SdkRoute53 {
 impl Route53 for SdkRoute53 {
     async fn create_alias(&self, record: &AliasRecord, comment: &str) -> Result<(), AwsError> {
         self.change(ChangeAction::Create, record, comment).await
+    }
+
+    async fn upsert_alias(&self, record: &AliasRecord, comment: &str) -> Result<(), AwsError> {
+        self.change(ChangeAction::Upsert, record, comment).await
     }
 
     async fn delete_alias(&self, record: &AliasRecord, comment: &str) -> Result<(), AwsError> {

@@ -152,26 +152,52 @@ fn aliases_our_alb(svc: &Services, record: &AliasRecord) -> bool {
 /// record that already exists is ours only when it is an alias to our load balancer and
 /// no other user's instance has the name (a create of ours made it and died before
 /// finishing). Any other record (an operator's `www`, a record pointing elsewhere) is
-/// never touched.
+/// never touched: it is read first, so that the refusal does not depend on how strictly
+/// Route 53 (or a stand-in for it) checks a CREATE.
 pub async fn claim_subdomain(svc: &Services, user_id: &str, username: &str) -> Result<()> {
     let record = our_alias(svc, username);
     let comment = format!("Create DNS record for Foundry user {username}");
+    let in_use = || {
+        Error::Failed(format!(
+            "The subdomain '{username}' is already in use by another DNS record; choose another username"
+        ))
+    };
+    let taken = || {
+        Error::Failed(format!(
+            "The subdomain '{username}' is already taken by another user; choose another username"
+        ))
+    };
+    match svc.aws.route53.get_alias(&record.hosted_zone_id, &record.name).await? {
+        Some(existing) if !aliases_our_alb(svc, &existing) => return Err(in_use()),
+        Some(_) => {
+            return if svc.store.instances.others_named(username, user_id).await?.is_empty() {
+                Ok(())
+            } else {
+                Err(taken())
+            };
+        }
+        None => {}
+    }
     match svc.aws.route53.create_alias(&record, &comment).await {
         Ok(()) => {
             ResourceKind::DnsRecord.created();
             Ok(())
         }
+        // Someone made it since we looked.
         Err(e) if e.kind == AwsErrorKind::AlreadyExists => {
             if !svc.store.instances.others_named(username, user_id).await?.is_empty() {
-                return Err(Error::Failed(format!(
-                    "The subdomain '{username}' is already taken by another user; choose another username"
-                )));
+                return Err(taken());
             }
             match svc.aws.route53.get_alias(&record.hosted_zone_id, &record.name).await? {
                 Some(existing) if aliases_our_alb(svc, &existing) => Ok(()),
-                _ => Err(Error::Failed(format!(
-                    "The subdomain '{username}' is already in use by another DNS record; choose another username"
-                ))),
+                // Route 53 may answer "already exists" for a record deleted a moment ago;
+                // with no record there, there is nothing of anyone's to overwrite.
+                None => {
+                    svc.aws.route53.upsert_alias(&record, &comment).await?;
+                    ResourceKind::DnsRecord.created();
+                    Ok(())
+                }
+                Some(_) => Err(in_use()),
             }
         }
         Err(e) => Err(e.into()),

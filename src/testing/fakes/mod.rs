@@ -76,6 +76,7 @@ pub mod ops {
     pub const DELETE_USER: &str = "DeleteUser";
     // Route 53 (ChangeResourceRecordSets is split by action)
     pub const CREATE_ALIAS: &str = "CreateAlias";
+    pub const UPSERT_ALIAS: &str = "UpsertAlias";
     pub const DELETE_ALIAS: &str = "DeleteAlias";
     pub const GET_ALIAS: &str = "GetAlias";
     // ELBv2

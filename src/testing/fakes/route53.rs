@@ -15,7 +15,7 @@ const SERVICE: &str = "route53";
 /// One accepted change, in order (for assertions on the change comments).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordChange {
-    /// `CREATE` or `DELETE`.
+    /// `CREATE`, `UPSERT` or `DELETE`.
     pub action: &'static str,
     pub record: AliasRecord,
     pub comment: String,
@@ -131,6 +131,21 @@ impl Route53 for FakeRoute53 {
         st.records.insert(k, record.clone());
         st.changes.push(RecordChange {
             action: "CREATE",
+            record: record.clone(),
+            comment: comment.to_string(),
+        });
+        Ok(())
+    }
+
+    async fn upsert_alias(&self, record: &AliasRecord, comment: &str) -> Result<(), AwsError> {
+        const OP: &str = ops::UPSERT_ALIAS;
+        self.env.enter(SERVICE, OP).await?;
+        validate(OP, record)?;
+        let mut st = lock(&self.state);
+        st.records
+            .insert(key(&record.hosted_zone_id, &record.name), record.clone());
+        st.changes.push(RecordChange {
+            action: "UPSERT",
             record: record.clone(),
             comment: comment.to_string(),
         });
