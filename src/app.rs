@@ -181,6 +181,26 @@ impl App {
             Action::Status(_) => actions::instance::status(svc, uid).await,
             Action::ListAll(_) => actions::instance::list_all(svc).await,
             Action::ListSessions(_) => actions::sessions::list_sessions(svc, uid).await,
+            Action::ScheduleSession(f) => actions::sessions::schedule_session(svc, uid, &f).await,
+            Action::CancelSession(f) => actions::sessions::cancel_session(svc, uid, f.session_id.as_deref()).await,
+            Action::CheckAvailability(f) => actions::sessions::check_availability(svc, uid, &f).await,
+            Action::StartScheduledSession(f) => {
+                actions::sessions::start_scheduled_session(svc, ctx, f.session_id.as_deref()).await
+            }
+            Action::EndScheduledSession(f) => {
+                actions::sessions::end_scheduled_session(svc, f.session_id.as_deref()).await
+            }
+            Action::PrepareSessions(_) => actions::sessions::prepare_sessions(svc, ctx).await,
+            Action::GetSessionsForLicense(f) => {
+                actions::sessions::sessions_for_license(svc, f.license_id.as_deref().unwrap_or_default()).await
+            }
+            Action::CancelSessionsForLicense(f) => {
+                actions::sessions::cancel_sessions_for_license(svc, f.license_id.as_deref().unwrap_or_default()).await
+            }
+            Action::SetLicenseSharing(f) => actions::licenses::set_license_sharing(svc, uid, &f).await,
+            Action::ManageLicenseState(f) => {
+                actions::licenses::manage_license_state(svc, uid, f.license_state_operation.as_deref()).await
+            }
             Action::ShutdownStats(_) => actions::automation::shutdown_stats(svc).await,
             Action::GetUserCosts(_) => actions::billing::get_user_costs(svc, uid).await,
             Action::GetAllCosts(_) => actions::billing::get_all_costs(svc).await,

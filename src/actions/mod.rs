@@ -4,5 +4,6 @@
 pub mod automation;
 pub mod billing;
 pub mod instance;
+pub mod licenses;
 pub mod notify;
 pub mod sessions;

@@ -4,5 +4,6 @@ pub mod jsnum;
 pub mod lenient;
 pub mod model;
 pub mod names;
+pub mod schedule;
 pub mod taskdef;
 pub mod usage;

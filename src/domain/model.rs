@@ -90,9 +90,11 @@ impl InstanceStatus {
 }
 
 string_enum! {
-    /// Scheduled session `status`.
+    /// Scheduled session `status`. `starting` is new in the port: the one invocation that
+    /// claimed the session is starting its server.
     SessionStatus {
         Scheduled => "scheduled",
+        Starting => "starting",
         Active => "active",
         Completed => "completed",
         Cancelled => "cancelled",
@@ -188,6 +190,10 @@ pub struct Instance {
     /// The EFS cleanup task a `destroy` launched and may still be waiting for.
     #[serde(deserialize_with = "lenient::opt_string")]
     pub cleanup_task_arn: Option<String>,
+    /// The license the running server uses for a scheduled session (new in the port;
+    /// cleared when the run ends). A BYOL owner's on-demand run uses `byol-<userId>`.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub active_license_id: Option<String>,
     /// Set when this port's `create` claimed the subdomain with an atomic Route 53
     /// CREATE: the name then belongs to this user alone.
     #[serde(deserialize_with = "lenient::opt_bool")]
@@ -198,6 +204,14 @@ impl Instance {
     /// The effective license type (`byol` when absent, as the original assumes).
     pub fn license_type_or_default(&self) -> &str {
         self.license_type.as_deref().unwrap_or("byol")
+    }
+
+    /// The license this instance's server uses while it runs: the one of the session it
+    /// runs for, else the owner's own license for a BYOL on-demand run.
+    pub fn license_in_use(&self) -> Option<String> {
+        self.active_license_id
+            .clone()
+            .or_else(|| (self.license_type_or_default() == "byol").then(|| super::names::license_id(&self.user_id)))
     }
 
     /// The stored version, or the original's default `13`.
@@ -225,6 +239,26 @@ pub struct LicensePool {
     pub created_at: Option<i64>,
     #[serde(deserialize_with = "lenient::opt_i64")]
     pub updated_at: Option<i64>,
+}
+
+/// A booked time window of a license, as the license's ledger keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Booking {
+    pub session_id: String,
+    pub start_time: i64,
+    pub end_time: i64,
+}
+
+/// The ledger of one license (new in the port): every booking that still holds the
+/// license, and a version that every change increments. Bookings are made and released
+/// with writes conditional on the version, so two bookings of overlapping windows can
+/// never both succeed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Ledger {
+    pub version: i64,
+    pub bookings: Vec<Booking>,
 }
 
 impl LicensePool {
@@ -259,6 +293,13 @@ pub struct ScheduledSession {
     pub description: Option<String>,
     #[serde(deserialize_with = "lenient::opt_string")]
     pub instance_id: Option<String>,
+    /// The reservation booked with the session (new in the port).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub reservation_id: Option<String>,
+    /// Why the session was cancelled (new in the port): `user`, `admin`, `expired`,
+    /// `start-failed`, `owner-left`, `maintenance`.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub cancel_reason: Option<String>,
     #[serde(deserialize_with = "lenient::opt_i64")]
     pub created_at: Option<i64>,
     #[serde(deserialize_with = "lenient::opt_i64")]

@@ -74,6 +74,12 @@ pub fn secret_name(user_id: &str) -> String {
     format!("foundry-credentials-{user_id}")
 }
 
+/// The secret a scheduled run on another owner's license reads its login from, for the
+/// length of the run: `foundry-credentials-<userId>-session`.
+pub fn session_secret_name(user_id: &str) -> String {
+    format!("foundry-credentials-{user_id}-session")
+}
+
 /// `foundry-<san>`
 pub fn target_group_name(san: &str) -> String {
     format!("foundry-{san}")

@@ -26,7 +26,12 @@ pub async fn get_credentials(secrets: &dyn Secrets, user_id: &str) -> Result<Opt
 
 /// Creates or updates the secret of `user_id` with `creds` → its ARN.
 pub async fn store_credentials(secrets: &dyn Secrets, user_id: &str, creds: &Credentials) -> Result<String> {
-    let name = names::secret_name(user_id);
+    store_secret(secrets, &names::secret_name(user_id), user_id, creds).await
+}
+
+/// Creates or updates the secret `name` of `user_id` with `creds` → its ARN.
+pub async fn store_secret(secrets: &dyn Secrets, name: &str, user_id: &str, creds: &Credentials) -> Result<String> {
+    let name = name.to_string();
     let value = Sensitive::new(
         serde_json::to_string(creds).map_err(|e| Error::Failed(format!("Cannot encode credentials: {e}")))?,
     );

@@ -5,10 +5,11 @@
 //! progress write is conditional on it, and it is released at the end. A lease whose time
 //! has passed belongs to an invocation that died: the next one may take the record over.
 
-use crate::domain::model::{Instance, InstanceStatus, LicensePool};
+use crate::domain::model::{Instance, InstanceStatus};
 use crate::error::{Error, Result};
 use crate::managers::dynamodb::{Cond, Query, TransactOp, Update};
 
+use super::pools::PoolEntry;
 use super::{decode, decode_all, encode, num, text, written, Db};
 
 pub(super) const KEY: &str = "userId";
@@ -41,6 +42,11 @@ mod attr {
     pub const STARTED_AT: &str = "startedAt";
     pub const AUTO_SHUTDOWN_AT: &str = "autoShutdownAt";
     pub const LINKED_SESSION_ID: &str = "linkedSessionId";
+    pub const ACTIVE_LICENSE_ID: &str = "activeLicenseId";
+    pub const STOP_SHARING_AFTER_SESSIONS: &str = "stopSharingAfterSessions";
+    pub const LICENSE_SHARING_SCHEDULED_STOP: &str = "licenseSharingScheduledStop";
+    pub const LICENSE_SHARING_STATE: &str = "licenseSharingState";
+    pub const LAST_LICENSE_SHARING_CHANGE: &str = "lastLicenseSharingChange";
     pub const ATTEMPT_ID: &str = "attemptId";
     pub const LEASE_ID: &str = "leaseId";
     pub const LEASE_UNTIL: &str = "leaseUntil";
@@ -132,13 +138,27 @@ pub struct CreateDone {
     pub join_pool: Option<PoolEntry>,
 }
 
-/// A license-pool entry written or refreshed by a sharing owner's create.
+/// Where an owner's license sharing goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharingState {
+    /// Stop sharing once the sessions booked on the license are over.
+    StopAfterSessions,
+    /// Keep sharing (a scheduled stop is called off).
+    KeepSharing,
+    /// Sharing stopped.
+    Stopped,
+    /// Sharing on again.
+    Reactivated,
+}
+
+/// The scheduled session a run is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolEntry {
+pub struct SessionRun {
+    pub session_id: String,
+    /// The license the session booked: the server uses it while it runs.
     pub license_id: String,
-    pub owner_id: String,
-    pub owner_username: String,
-    pub max_concurrent_users: i64,
+    /// When auto-shutdown stops the server (the session's end plus a grace period).
+    pub auto_shutdown_at: i64,
 }
 
 /// A task that runs and is routed.
@@ -298,42 +318,9 @@ impl Instances {
             cond: lease.held(),
         }];
         if let Some(entry) = &done.join_pool {
-            ops.push(self.pool_join_op(entry, now).await?);
+            ops.push(super::pools::join_op(&self.db, &self.db.tables, entry, now).await?);
         }
         Ok(self.db.dynamo.transact(ops).await?)
-    }
-
-    /// Refreshes the owner's pool entry, or adds one.
-    async fn pool_join_op(&self, entry: &PoolEntry, now: i64) -> Result<TransactOp> {
-        let pools = &self.db.tables.pools;
-        let exists = self.db.dynamo.get(pools, &entry.license_id, true).await?.is_some();
-        Ok(if exists {
-            TransactOp::Update {
-                table: pools.clone(),
-                key: entry.license_id.clone(),
-                update: Update::new()
-                    .set_s("ownerUsername", entry.owner_username.as_str())
-                    .set("maxConcurrentUsers", num(entry.max_concurrent_users))
-                    .set_bool("isActive", true)
-                    .set("updatedAt", num(now)),
-                cond: Cond::exists(super::pools::KEY),
-            }
-        } else {
-            let pool = LicensePool {
-                license_id: entry.license_id.clone(),
-                owner_id: Some(entry.owner_id.clone()),
-                owner_username: Some(entry.owner_username.clone()),
-                max_concurrent_users: Some(entry.max_concurrent_users),
-                is_active: Some(true),
-                created_at: Some(now),
-                updated_at: Some(now),
-            };
-            TransactOp::Put {
-                table: pools.clone(),
-                item: encode("license pool", &pool)?,
-                cond: Cond::not_exists(super::pools::KEY),
-            }
-        })
     }
 
     /// Gives the lease up. Best effort: an expired lease is free anyway, so a failure is
@@ -369,12 +356,23 @@ impl Instances {
         lease: &Lease,
         attempt_id: &str,
         now: i64,
+        session: Option<&SessionRun>,
     ) -> Result<Option<Instance>> {
-        let update = lease
+        let mut update = lease
             .take(Update::new())
             .set_s(attr::STATUS, InstanceStatus::Starting.as_str())
             .set_s(attr::ATTEMPT_ID, attempt_id)
             .set(attr::UPDATED_AT, num(now));
+        update = match session {
+            Some(run) => update
+                .set_s(attr::LINKED_SESSION_ID, run.session_id.as_str())
+                .set_s(attr::ACTIVE_LICENSE_ID, run.license_id.as_str())
+                .set(attr::AUTO_SHUTDOWN_AT, num(run.auto_shutdown_at)),
+            None => update
+                .remove(attr::LINKED_SESSION_ID)
+                .remove(attr::ACTIVE_LICENSE_ID)
+                .remove(attr::AUTO_SHUTDOWN_AT),
+        };
         // Never while the record names a task: one user never has two.
         let cond = Cond::And(vec![
             Cond::not_exists(attr::TASK_ARN),
@@ -479,7 +477,8 @@ impl Instances {
             .remove(attr::TASK_ARN)
             .remove(attr::AUTO_SHUTDOWN_AT)
             .remove(attr::STARTED_AT)
-            .remove(attr::LINKED_SESSION_ID);
+            .remove(attr::LINKED_SESSION_ID)
+            .remove(attr::ACTIVE_LICENSE_ID);
         if !keep_status {
             update = update.set_s(attr::STATUS, InstanceStatus::Stopped.as_str());
         }
@@ -517,6 +516,7 @@ impl Instances {
             auto_shutdown_at: None,
             started_at: None,
             linked_session_id: None,
+            active_license_id: None,
             ..inst.clone()
         };
         if !keep_status {
@@ -542,6 +542,56 @@ impl Instances {
             .set(attr::UPDATED_AT, num(now));
         let cond = Cond::And(vec![Cond::exists(attr::USER_ID), Lease::free_at(now)]);
         self.update(user_id, update, cond).await
+    }
+
+    // ------------------------------------------------------------------ license sharing
+
+    /// Changes the owner's sharing settings; `None` leaves a setting as it is (the
+    /// license type is never changed here) → the record after it, or `None` when the
+    /// user has no instance.
+    pub async fn patch_sharing(
+        &self,
+        user_id: &str,
+        allow: Option<bool>,
+        max_users: Option<i64>,
+        now: i64,
+    ) -> Result<Option<Instance>> {
+        let mut update = Update::new().set(attr::UPDATED_AT, num(now));
+        if let Some(allow) = allow {
+            update = update.set_bool(attr::ALLOW_LICENSE_SHARING, allow);
+        }
+        if let Some(max) = max_users {
+            update = update.set(attr::MAX_CONCURRENT_USERS, num(max));
+        }
+        self.update(user_id, update, Cond::exists(attr::USER_ID)).await
+    }
+
+    /// Moves the owner's sharing to `state` → the record after it, or `None` when the
+    /// user has no instance.
+    pub async fn set_sharing_state(&self, user_id: &str, state: SharingState, now: i64) -> Result<Option<Instance>> {
+        let mut update = Update::new()
+            .set(attr::LAST_LICENSE_SHARING_CHANGE, num(now))
+            .set(attr::UPDATED_AT, num(now));
+        update = match state {
+            SharingState::StopAfterSessions => update
+                .set_bool(attr::STOP_SHARING_AFTER_SESSIONS, true)
+                .set_s(attr::LICENSE_SHARING_STATE, "scheduled_stop"),
+            SharingState::KeepSharing => update
+                .set_bool(attr::STOP_SHARING_AFTER_SESSIONS, false)
+                .remove(attr::LICENSE_SHARING_SCHEDULED_STOP)
+                .set_s(attr::LICENSE_SHARING_STATE, "active"),
+            SharingState::Stopped => update
+                .set_bool(attr::ALLOW_LICENSE_SHARING, false)
+                .set_bool(attr::STOP_SHARING_AFTER_SESSIONS, false)
+                .remove(attr::LICENSE_SHARING_SCHEDULED_STOP)
+                .set_s(attr::LICENSE_SHARING_STATE, "inactive"),
+            SharingState::Reactivated => update
+                .set_bool(attr::ALLOW_LICENSE_SHARING, true)
+                .set_bool(attr::STOP_SHARING_AFTER_SESSIONS, false)
+                .remove(attr::LICENSE_SHARING_SCHEDULED_STOP)
+                .set_s(attr::LICENSE_SHARING_STATE, "active"),
+        };
+        self.update(user_id, update, Cond::exists(attr::USER_ID)).await
     }
 
     // ------------------------------------------------------------------ version

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use instances::{CreateDone, Instances, Lease, PoolEntry, Progress, Run, RunEnd};
-pub use pools::Pools;
+pub use instances::{CreateDone, Instances, Lease, Progress, Run, RunEnd, SessionRun, SharingState};
+pub use pools::{PoolEntry, Pools};
 pub use reservations::Reservations;
-pub use sessions::Sessions;
+pub use sessions::{LedgerRead, Sessions};
 pub use usage::UsageBook;
 
 use crate::config::Config;

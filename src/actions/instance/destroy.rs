@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_with::skip_serializing_none;
 
-use crate::actions::sessions::cancel_sessions_of_user;
+use crate::actions::sessions::{cancel_borrowers, cancel_sessions_of_user};
 use crate::context::{Ctx, Services};
 use crate::domain::model::InstanceStatus;
 use crate::domain::names;
@@ -34,6 +34,11 @@ struct Destroyed<'a> {
 pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: bool) -> Result<Value> {
     let mut left: Vec<String> = Vec::new();
     let cancelled = cancel_sessions_of_user(svc, user_id, &mut left).await?;
+    if !keep_sharing {
+        // The owner's license leaves with the owner: the sessions others booked on it
+        // could only fail.
+        cancel_borrowers(svc, user_id, &mut left).await?;
+    }
 
     let lease = Lease::new(ctx.lease_until(svc.clock.as_ref()));
     let now = svc.now();

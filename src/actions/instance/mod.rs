@@ -14,8 +14,8 @@ mod waits;
 
 pub use create::create;
 pub use destroy::{delete, destroy};
-pub use start::start;
-pub use teardown::end_run;
+pub use start::{start, start_for_session, SessionStart, SessionStartError};
+pub use teardown::{end_run, reconcile as refresh};
 pub use version::update_version;
 
 use serde::Serialize;

@@ -15,8 +15,8 @@ use crate::domain::model::{Credentials, Instance, InstanceStatus, SessionStatus}
 use crate::domain::names;
 use crate::domain::taskdef::{self, FoundryTask, SecretKeys};
 use crate::error::{Error, Result};
-use crate::managers::credentials::{get_credentials, store_credentials};
-use crate::store::{Lease, Progress};
+use crate::managers::credentials::{get_credentials, store_credentials, store_secret};
+use crate::store::{Lease, Progress, SessionRun};
 
 use super::resources::{self, removed, ResourceKind};
 use super::routing::{self, TaskWait};
@@ -106,7 +106,15 @@ async fn start_instance(svc: &Services, ctx: &Ctx, user_id: &str) -> Result<Star
         _ => {}
     }
 
-    // The transition that makes this invocation the only starter.
+    launch_run(svc, ctx, inst, None).await
+}
+
+/// The start pipeline from a record that may start: makes this invocation its only
+/// starter (a conditional move to `starting` under a lease), launches the task, waits for
+/// it within the deadline and routes it. A failure stops the task and undoes the target
+/// and the rule. A session run also links the session and the license it booked.
+async fn launch_run(svc: &Services, ctx: &Ctx, inst: Instance, session: Option<&SessionRun>) -> Result<Started> {
+    let user_id = inst.user_id.clone();
     let lease = Lease::new(ctx.lease_until(svc.clock.as_ref()));
     let attempt_id = match (&inst.status, &inst.attempt_id) {
         // Retrying a start that died before RunTask answered: same RunTask token.
@@ -116,10 +124,10 @@ async fn start_instance(svc: &Services, ctx: &Ctx, user_id: &str) -> Result<Star
     let Some(inst) = svc
         .store
         .instances
-        .begin_start(user_id, &lease, &attempt_id, now)
+        .begin_start(&user_id, &lease, &attempt_id, svc.now(), session)
         .await?
     else {
-        return match svc.store.instances.get_latest(user_id).await? {
+        return match svc.store.instances.get_latest(&user_id).await? {
             Some(i) if i.status == InstanceStatus::Running => Err(Error::failed("Instance is already running")),
             Some(i) if i.status == InstanceStatus::Starting => Ok(Started::starting(svc, &i)),
             Some(_) => Err(Error::failed("Instance changed while starting; try again")),
@@ -131,15 +139,72 @@ async fn start_instance(svc: &Services, ctx: &Ctx, user_id: &str) -> Result<Star
         Ok(answer) => Ok(answer),
         Err(e) => {
             tracing::info!("start failed; undoing it");
-            if let Some(latest) = svc.store.instances.get_latest(user_id).await? {
+            if let Some(latest) = svc.store.instances.get_latest(&user_id).await? {
                 if let Err(undo) = teardown::end_run(svc, &latest).await {
                     tracing::error!(error = %undo, "teardown after a failed start failed");
                 }
             }
-            svc.store.instances.release(user_id, &lease).await;
+            svc.store.instances.release(&user_id, &lease).await;
             Err(e)
         }
     }
+}
+
+/// How a session's server start went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStart {
+    pub url: String,
+    /// The server runs and is routed (false: it is still starting; the next sweep or
+    /// `status` finishes the routing).
+    pub running: bool,
+}
+
+/// Why a session's server could not start.
+#[derive(Debug)]
+pub enum SessionStartError {
+    /// The session's user has no instance.
+    NoInstance,
+    /// The start failed.
+    Failed(Error),
+}
+
+impl From<Error> for SessionStartError {
+    fn from(e: Error) -> Self {
+        SessionStartError::Failed(e)
+    }
+}
+
+/// Starts the server of `user_id` for a scheduled session, through the same pipeline as
+/// an on-demand start. A run the instance still has (an on-demand run, or another
+/// session's) is ended first: one server per user.
+pub async fn start_for_session(
+    svc: &Services,
+    ctx: &Ctx,
+    user_id: &str,
+    run: &SessionRun,
+) -> std::result::Result<SessionStart, SessionStartError> {
+    let inst = svc
+        .store
+        .instances
+        .get_latest(user_id)
+        .await?
+        .ok_or(SessionStartError::NoInstance)?;
+    if inst.target_group_arn.is_none() || matches!(inst.status, InstanceStatus::Creating | InstanceStatus::Destroying) {
+        return Err(Error::failed(format!("the instance is not ready ({})", inst.status)).into());
+    }
+    if !Lease::is_free(&inst, svc.now()) {
+        return Err(Error::failed("another start or destroy of this instance is in progress").into());
+    }
+    let inst = if inst.task_arn.is_some() || inst.status == InstanceStatus::Running {
+        teardown::end_run(svc, &inst).await?
+    } else {
+        inst
+    };
+    let started = launch_run(svc, ctx, inst, Some(run)).await?;
+    Ok(SessionStart {
+        running: started.status == "running",
+        url: started.url,
+    })
 }
 
 /// What became of the task a record still named.
@@ -218,15 +283,59 @@ struct SecretInUse {
 /// Which keys the secret holds. A record the original wrote keeps the S3 secret key in
 /// plain text (and its task definitions embed it): that key is replaced by a new one,
 /// which lives only in the secret, and the old one is deleted.
+///
+/// A run for a session booked on another owner's license reads that owner's login from
+/// a secret of its own, written for the run (and deleted when it ends), with the user's
+/// own admin key and S3 keys.
 async fn secret_in_use(svc: &Services, inst: &Instance, lease: &Lease) -> Result<SecretInUse> {
-    let creds = match inst.secret_arn.as_deref() {
+    let own = own_secret(svc, inst, lease).await?;
+    let Some(license) = inst
+        .active_license_id
+        .as_deref()
+        .filter(|l| *l != names::license_id(&inst.user_id))
+    else {
+        return Ok(own);
+    };
+    let owner = names::license_owner(license).ok_or_else(|| Error::failed("Invalid license ID format"))?;
+    let login = get_credentials(svc.aws.secrets.as_ref(), owner)
+        .await?
+        .and_then(|c| Some((c.username?, c.password?)))
+        .ok_or_else(|| Error::Failed(format!("License owner credentials not found for {license}")))?;
+    let mine = match own.arn {
         Some(_) => get_credentials(svc.aws.secrets.as_ref(), &inst.user_id).await?,
         None => None,
+    }
+    .unwrap_or_default();
+    let borrowed = Credentials {
+        username: Some(login.0),
+        password: Some(login.1),
+        admin_key: mine.admin_key.clone().or_else(|| inst.admin_key.clone()),
+        s3_access_key_id: mine.s3_access_key_id.clone(),
+        s3_secret_access_key: mine.s3_secret_access_key.clone(),
     };
-    let keys_of = |c: &Credentials| SecretKeys {
+    let name = names::session_secret_name(&inst.user_id);
+    let arn = store_secret(svc.aws.secrets.as_ref(), &name, &inst.user_id, &borrowed).await?;
+    Ok(SecretInUse {
+        arn: Some(arn),
+        keys: keys_of(&borrowed),
+        rotated: own.rotated,
+    })
+}
+
+fn keys_of(c: &Credentials) -> SecretKeys {
+    SecretKeys {
         foundry_login: c.username.is_some() && c.password.is_some(),
         admin_key: c.admin_key.is_some(),
         s3_keys: c.s3_access_key_id.is_some() && c.s3_secret_access_key.is_some(),
+    }
+}
+
+/// The user's own secret, its plain-text S3 key (of a record the original wrote) rotated
+/// into it first.
+async fn own_secret(svc: &Services, inst: &Instance, lease: &Lease) -> Result<SecretInUse> {
+    let creds = match inst.secret_arn.as_deref() {
+        Some(_) => get_credentials(svc.aws.secrets.as_ref(), &inst.user_id).await?,
+        None => None,
     };
     if inst.s3_secret_access_key.is_none() {
         return Ok(SecretInUse {

@@ -1,0 +1,278 @@
+//! Scheduling arithmetic: booking requests, half-open windows, conflicts, the order in
+//! which pooled licenses are offered, and the session state machine's transitions.
+
+use super::model::{Booking, Ledger, ScheduledSession, SessionStatus};
+use super::names;
+
+/// How long a server may run after its session's end before auto-shutdown stops it.
+pub const SESSION_GRACE_SECONDS: i64 = 3_600;
+
+/// Whether `[a_start, a_end)` and `[b_start, b_end)` share a second: back-to-back
+/// windows (one ends when the next starts) do not.
+pub fn overlaps(a_start: i64, a_end: i64, b_start: i64, b_end: i64) -> bool {
+    a_start < b_end && b_start < a_end
+}
+
+/// The kind of license a session is booked on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LicenseKind {
+    /// The booking user's own license, `byol-<userId>`.
+    Byol,
+    /// Any license of the shared pool.
+    Pooled,
+}
+
+impl LicenseKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LicenseKind::Byol => "byol",
+            LicenseKind::Pooled => "pooled",
+        }
+    }
+}
+
+/// A validated request for a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingRequest {
+    pub start: i64,
+    pub end: i64,
+    pub kind: LicenseKind,
+}
+
+/// The raw fields of a booking request.
+#[derive(Debug, Clone, Default)]
+pub struct BookingFields<'a> {
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    /// Seconds, used when `end` is absent.
+    pub duration: Option<i64>,
+    pub license_type: Option<&'a str>,
+}
+
+/// Why a booking request is refused before anything is read.
+pub const MISSING_FIELDS: &str = "Missing required fields: startTime, endTime, licenseType";
+
+/// Checks a booking request at `now` → the request, or the message that says what is
+/// wrong. Windows are half-open and must lie in the future and last at most
+/// `max_seconds`.
+pub fn booking_request(f: &BookingFields<'_>, now: i64, max_seconds: i64) -> Result<BookingRequest, String> {
+    let start = f.start.filter(|s| *s != 0);
+    let end = f
+        .end
+        .filter(|e| *e != 0)
+        .or_else(|| Some(start? + f.duration.filter(|d| *d != 0)?));
+    let (Some(start), Some(end), Some(kind)) = (start, end, f.license_type.filter(|t| !t.is_empty())) else {
+        return Err(MISSING_FIELDS.to_string());
+    };
+    let kind = match kind {
+        "byol" => LicenseKind::Byol,
+        "pooled" => LicenseKind::Pooled,
+        _ => return Err("Invalid license type. Must be 'byol' or 'pooled'".to_string()),
+    };
+    if end <= start {
+        return Err("endTime must be after startTime".to_string());
+    }
+    if start <= now {
+        return Err("startTime must be in the future".to_string());
+    }
+    if end - start > max_seconds {
+        return Err(format!(
+            "A session may last at most {max_seconds} seconds ({} hours)",
+            max_seconds / 3600
+        ));
+    }
+    Ok(BookingRequest { start, end, kind })
+}
+
+/// The license a BYOL booking of `user_id` uses: always the user's own. Another
+/// license is refused (a BYOL booking could otherwise block someone else's license).
+pub fn own_license(user_id: &str, preferred: Option<&str>) -> Result<String, String> {
+    let own = names::license_id(user_id);
+    match preferred.filter(|p| !p.is_empty()) {
+        None => Ok(own),
+        Some(p) if p == own => Ok(own),
+        Some(_) => Err(format!("A BYOL session can only use your own license ({own})")),
+    }
+}
+
+/// Whether a session of this status holds its license.
+pub fn holds_license(status: &SessionStatus) -> bool {
+    matches!(
+        status,
+        SessionStatus::Scheduled | SessionStatus::Starting | SessionStatus::Active
+    )
+}
+
+/// The bookings of `ledger` that still matter at `now` (those that have not ended).
+pub fn live_bookings(ledger: &Ledger, now: i64) -> Vec<Booking> {
+    ledger.bookings.iter().filter(|b| b.end_time > now).cloned().collect()
+}
+
+/// The session ids of `ledger` whose window overlaps `[start, end)`.
+pub fn conflicts(ledger: &Ledger, start: i64, end: i64) -> Vec<String> {
+    ledger
+        .bookings
+        .iter()
+        .filter(|b| overlaps(b.start_time, b.end_time, start, end))
+        .map(|b| b.session_id.clone())
+        .collect()
+}
+
+/// The ledger after booking `session` at `now`: ended bookings dropped, the new one
+/// added, the version incremented.
+pub fn with_booking(ledger: &Ledger, session: &ScheduledSession, now: i64) -> Ledger {
+    let mut bookings = live_bookings(ledger, now);
+    bookings.push(Booking {
+        session_id: session.session_id.clone(),
+        start_time: session.start_time,
+        end_time: session.end_time,
+    });
+    Ledger {
+        version: ledger.version + 1,
+        bookings,
+    }
+}
+
+/// The ledger after `session_id` let go of the license at `now`.
+pub fn without_booking(ledger: &Ledger, session_id: &str, now: i64) -> Ledger {
+    Ledger {
+        version: ledger.version + 1,
+        bookings: live_bookings(ledger, now)
+            .into_iter()
+            .filter(|b| b.session_id != session_id)
+            .collect(),
+    }
+}
+
+/// The pooled licenses free for `[start, end)`, in the order they are offered: the
+/// requester's own shared license first, then the others as listed. `busy` holds
+/// `(licenseId, start, end)` of every session that holds a license.
+pub fn free_licenses(
+    active: &[String],
+    busy: &[(String, i64, i64)],
+    start: i64,
+    end: i64,
+    requester: &str,
+) -> Vec<String> {
+    let own = names::license_id(requester);
+    let free = |l: &String| {
+        !busy
+            .iter()
+            .any(|(license, s, e)| license == l && overlaps(*s, *e, start, end))
+    };
+    let mut out: Vec<String> = active.iter().filter(|l| **l == own && free(l)).cloned().collect();
+    out.extend(active.iter().filter(|l| **l != own && free(l)).cloned());
+    out.dedup();
+    out
+}
+
+/// Whether the state machine lets a session go from `from` to `to`.
+pub fn may_move(from: &SessionStatus, to: &SessionStatus) -> bool {
+    use SessionStatus::*;
+    matches!(
+        (from, to),
+        (Scheduled, Starting)
+            | (Starting, Active)
+            | (Scheduled | Starting | Active, Cancelled)
+            | (Active, Completed)
+            // A start that lost its server before it ran: the session goes back to wait.
+            | (Starting, Scheduled)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(start: i64, end: Option<i64>, duration: Option<i64>, kind: &str) -> BookingFields<'_> {
+        BookingFields {
+            start: Some(start),
+            end,
+            duration,
+            license_type: Some(kind),
+        }
+    }
+
+    #[test]
+    fn windows_are_half_open() {
+        assert!(overlaps(0, 10, 5, 15));
+        assert!(overlaps(0, 10, 2, 3));
+        assert!(!overlaps(0, 10, 10, 20), "back to back");
+        assert!(!overlaps(10, 20, 0, 10));
+    }
+
+    #[test]
+    fn a_booking_request_is_checked_and_says_what_is_wrong() {
+        let now = 1_000;
+        let ok = booking_request(&fields(2_000, Some(5_600), None, "byol"), now, 86_400).unwrap();
+        assert_eq!((ok.start, ok.end, ok.kind), (2_000, 5_600, LicenseKind::Byol));
+        let by_duration = booking_request(&fields(2_000, None, Some(3_600), "pooled"), now, 86_400).unwrap();
+        assert_eq!((by_duration.end, by_duration.kind), (5_600, LicenseKind::Pooled));
+        let err = |f: BookingFields<'_>| booking_request(&f, now, 86_400).unwrap_err();
+        assert_eq!(err(BookingFields::default()), MISSING_FIELDS);
+        assert_eq!(err(fields(2_000, None, None, "byol")), MISSING_FIELDS);
+        assert_eq!(
+            err(fields(2_000, Some(3_000), None, "gold")),
+            "Invalid license type. Must be 'byol' or 'pooled'"
+        );
+        assert_eq!(
+            err(fields(2_000, Some(2_000), None, "byol")),
+            "endTime must be after startTime"
+        );
+        assert_eq!(
+            err(fields(500, Some(2_000), None, "byol")),
+            "startTime must be in the future"
+        );
+        assert_eq!(
+            err(fields(2_000, Some(2_000 + 86_401), None, "byol")),
+            "A session may last at most 86400 seconds (24 hours)"
+        );
+    }
+
+    #[test]
+    fn a_byol_booking_uses_the_users_own_license_only() {
+        assert_eq!(own_license("7", None).unwrap(), "byol-7");
+        assert_eq!(own_license("7", Some("byol-7")).unwrap(), "byol-7");
+        assert_eq!(
+            own_license("7", Some("byol-8")).unwrap_err(),
+            "A BYOL session can only use your own license (byol-7)"
+        );
+    }
+
+    #[test]
+    fn the_ledger_keeps_live_bookings_and_counts_versions() {
+        let s = |id: &str, start, end| ScheduledSession {
+            session_id: id.into(),
+            start_time: start,
+            end_time: end,
+            ..Default::default()
+        };
+        let l = with_booking(&Ledger::default(), &s("a", 100, 200), 50);
+        let l = with_booking(&l, &s("b", 200, 300), 60);
+        assert_eq!(l.version, 2);
+        assert_eq!(conflicts(&l, 150, 250), vec!["a".to_string(), "b".to_string()]);
+        assert!(conflicts(&l, 300, 400).is_empty(), "back to back is free");
+        // At 250, `a` has ended and is dropped with the next change.
+        let l = without_booking(&l, "b", 250);
+        assert_eq!((l.version, l.bookings.len()), (3, 0));
+    }
+
+    #[test]
+    fn pooled_licenses_are_offered_own_first_and_only_when_free() {
+        let active: Vec<String> = ["byol-1", "byol-2", "byol-3"].iter().map(|s| s.to_string()).collect();
+        let busy = vec![("byol-1".to_string(), 0, 100), ("byol-2".to_string(), 100, 200)];
+        assert_eq!(free_licenses(&active, &busy, 100, 150, "3"), vec!["byol-3", "byol-1"]);
+        assert_eq!(free_licenses(&active, &busy, 50, 150, "9"), vec!["byol-3"]);
+    }
+
+    #[test]
+    fn the_state_machine_allows_only_forward_moves() {
+        use SessionStatus::*;
+        assert!(may_move(&Scheduled, &Starting));
+        assert!(may_move(&Active, &Completed));
+        assert!(may_move(&Active, &Cancelled));
+        assert!(!may_move(&Completed, &Cancelled));
+        assert!(!may_move(&Cancelled, &Active));
+        assert!(!may_move(&Scheduled, &Completed));
+    }
+}
