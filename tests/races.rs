@@ -105,3 +105,54 @@ async fn two_users_claiming_one_subdomain_at_once_get_it_once() {
     assert_eq!(fake.alb.target_groups().len(), 1);
     assert_eq!(fake.route53.records().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_bookings_of_overlapping_windows_on_one_license_succeed_once() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    let booking = |start: i64| json!({"action":"schedule-session","userId":UID,"startTime":start,"endTime":start + 3_600,"licenseType":"byol"});
+    // All six have read the license's ledger before any books it.
+    fake.race_at(ops::TRANSACT_WRITE_ITEMS, 6);
+    let events = (0..6).map(|i| booking(T0 + 3_600 + i * 600)).collect();
+    let answers = concurrently(&app, events).await;
+    let won: Vec<_> = answers.iter().filter(|a| a.1["success"] == true).collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    for (code, body) in answers.iter().filter(|a| a.1["success"] != true) {
+        assert_eq!(
+            (*code, body.clone()),
+            (
+                200,
+                json!({"message":"No licenses available for the requested time period","success":false})
+            )
+        );
+    }
+    let sessions = fake.dynamo.items("foundry-vtt-instances-scheduled-sessions");
+    assert_eq!(sessions.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_sweeps_at_once_start_a_due_session_once() {
+    let (app, fake, clock) = fake_app(T0);
+    created(&app).await;
+    let start = T0 + 3_600;
+    let (_, body) = invoke(
+        &app,
+        json!({"action":"schedule-session","userId":UID,"startTime":start,"endTime":start + 3_600,"licenseType":"byol"}),
+    )
+    .await;
+    assert_eq!(body["success"], true, "{body}");
+    clock.set(start);
+    // Both sweeps found the session scheduled before either claims it.
+    fake.race_at(ops::UPDATE_ITEM, 2);
+    let answers = concurrently(
+        &app,
+        vec![ev("prepare-sessions", "system"), ev("prepare-sessions", "system")],
+    )
+    .await;
+    let started: i64 = answers
+        .iter()
+        .map(|a| a.1["sessionsStarted"].as_i64().unwrap_or(-1))
+        .sum();
+    assert_eq!(started, 1, "{answers:?}");
+    assert_eq!(fake.ecs.tasks().len(), 1);
+}

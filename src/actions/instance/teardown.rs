@@ -50,19 +50,41 @@ pub async fn end_run(svc: &Services, inst: &Instance) -> Result<Instance> {
         target_gone,
         rule_gone,
     };
-    match svc.store.instances.end_run(inst, &end).await? {
-        Some(after) => Ok(after),
-        None => {
-            tracing::info!("the run was already ended by another invocation");
-            Ok(svc
-                .store
-                .instances
-                .get_latest(&inst.user_id)
-                .await?
-                .unwrap_or_else(|| Instance {
-                    status: InstanceStatus::Stopped,
-                    ..inst.clone()
-                }))
+    let Some(after) = svc.store.instances.end_run(inst, &end).await? else {
+        tracing::info!("the run was already ended by another invocation");
+        return Ok(svc
+            .store
+            .instances
+            .get_latest(&inst.user_id)
+            .await?
+            .unwrap_or_else(|| Instance {
+                status: InstanceStatus::Stopped,
+                ..inst.clone()
+            }));
+    };
+    after_run(svc, inst).await;
+    Ok(after)
+}
+
+/// What follows the end of a run: its session is over, and a login borrowed for it goes.
+async fn after_run(svc: &Services, inst: &Instance) {
+    if let Some(session) = inst.linked_session_id.as_deref() {
+        // The run is over either way; a session left active is completed by the next
+        // sweep, which finds it without a running server.
+        if let Err(e) = crate::actions::sessions::complete(svc, session).await {
+            tracing::warn!(error = %e, session, "could not complete the run's session");
+        }
+    }
+    let borrowed = inst
+        .active_license_id
+        .as_deref()
+        .is_some_and(|l| l != crate::domain::names::license_id(&inst.user_id));
+    if borrowed {
+        let name = crate::domain::names::session_secret_name(&inst.user_id);
+        // The owner's login must not outlive the run; one that could not be deleted here
+        // is logged for an operator, and overwritten by the next borrowed run.
+        if let Err(e) = removed(ResourceKind::Secret, svc.aws.secrets.delete_secret(&name, true).await) {
+            tracing::warn!(error = %e, "could not delete the borrowed login of the run");
         }
     }
 }
