@@ -175,8 +175,6 @@ pub fn may_move(from: &SessionStatus, to: &SessionStatus) -> bool {
             | (Starting, Active)
             | (Scheduled | Starting | Active, Cancelled)
             | (Active, Completed)
-            // A start that lost its server before it ran: the session goes back to wait.
-            | (Starting, Scheduled)
     )
 }
 
