@@ -38,7 +38,8 @@ fn main() {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-            fake.dynamo.put_raw("foundry-vtt-instances-license-pool", "licenseId", item);
+            fake.dynamo
+                .put_raw("foundry-vtt-instances-license-pool", "licenseId", item);
         }
         let event = json!({"action":"check-availability","userId":REQUESTER,"startTime":T0 + 3_600,
                            "endTime":T0 + 7_200,"licenseType":"pooled"});

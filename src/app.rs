@@ -169,6 +169,7 @@ impl App {
         }
         let svc = &self.services;
         let uid = user_id.as_str();
+        crate::auth::authorize(&svc.config, &action, uid)?;
         match action {
             Action::Create(f) => actions::instance::create(svc, ctx, uid, &f).await,
             Action::Start(_) => actions::instance::start(svc, ctx, uid).await,
@@ -185,10 +186,10 @@ impl App {
             Action::CancelSession(f) => actions::sessions::cancel_session(svc, uid, f.session_id.as_deref()).await,
             Action::CheckAvailability(f) => actions::sessions::check_availability(svc, uid, &f).await,
             Action::StartScheduledSession(f) => {
-                actions::sessions::start_scheduled_session(svc, ctx, f.session_id.as_deref()).await
+                actions::sessions::start_scheduled_session(svc, ctx, uid, f.session_id.as_deref()).await
             }
             Action::EndScheduledSession(f) => {
-                actions::sessions::end_scheduled_session(svc, f.session_id.as_deref()).await
+                actions::sessions::end_scheduled_session(svc, uid, f.session_id.as_deref()).await
             }
             Action::PrepareSessions(_) => actions::sessions::prepare_sessions(svc, ctx).await,
             Action::GetSessionsForLicense(f) => {
@@ -202,17 +203,25 @@ impl App {
                 actions::licenses::manage_license_state(svc, uid, f.license_state_operation.as_deref()).await
             }
             Action::ShutdownStats(_) => actions::automation::shutdown_stats(svc).await,
+            Action::AutoShutdownCheck(_) => actions::automation::auto_shutdown_check(svc).await,
             Action::GetUserCosts(_) => actions::billing::get_user_costs(svc, uid).await,
             Action::GetAllCosts(_) => actions::billing::get_all_costs(svc).await,
             Action::SendNotification(f) => actions::notify::send_notification(&f).await,
-            other => Err(not_available(other.name())),
+            Action::AdminOverview(_) => actions::admin::admin_overview(svc).await,
+            Action::AdminForceShutdown(f) => {
+                actions::admin::force_shutdown(svc, f.target_user_id.as_deref(), f.force_reason.as_deref()).await
+            }
+            Action::AdminCancelSession(f) => {
+                actions::admin::cancel_session(svc, f.session_id.as_deref(), f.force_reason.as_deref()).await
+            }
+            Action::AdminCancelAllSessions(f) => {
+                actions::admin::cancel_all_sessions(svc, f.force_reason.as_deref()).await
+            }
+            Action::AdminSystemMaintenance(f) => {
+                actions::admin::system_maintenance(svc, f.force_reason.as_deref()).await
+            }
+            Action::AdminMaintenanceReset(f) => actions::admin::maintenance_reset(svc, f.force_reason.as_deref()).await,
+            Action::KofiWebhook(f) => actions::kofi::kofi_webhook(svc, f.body.as_ref()).await,
         }
     }
-}
-
-/// The explicit answer of an action this build does not implement yet.
-pub fn not_available(action: &str) -> Error {
-    Error::Failed(format!(
-        "Action '{action}' is not available yet in this version of foundry-lambda"
-    ))
 }

@@ -30,6 +30,8 @@ pub struct Config {
     pub domain_name: String,
     /// `None` when unset or empty. The port refuses Ko-fi webhooks without it.
     pub kofi_verification_token: Option<Sensitive>,
+    /// The currency Ko-fi payments are credited in (new; `KOFI_CURRENCY`, default `USD`).
+    pub kofi_currency: String,
     /// The raw `INSTANCE_COST_PER_HOUR` text (default `0.10`).
     pub instance_cost_per_hour_raw: String,
     /// `parseFloat` of it (NaN when it has no numeric prefix, as in the original).
@@ -268,6 +270,9 @@ impl Config {
             route53_hosted_zone_id,
             domain_name,
             kofi_verification_token: get("KOFI_VERIFICATION_TOKEN").map(Sensitive::new),
+            kofi_currency: get("KOFI_CURRENCY")
+                .map(|c| c.trim().to_ascii_uppercase())
+                .unwrap_or_else(|| "USD".to_string()),
             instance_cost_per_hour_raw,
             instance_cost_per_hour,
             admin_user_ids,

@@ -271,10 +271,14 @@ actions! {
 }
 
 impl Action {
-    /// The two license-wide actions the bot sends without a `userId`.
+    /// The two license-wide actions the bot sends without a `userId`, and Ko-fi's
+    /// webhook, which has no user to name.
     /// They are keyed by `licenseId` instead, so the guard does not require `userId`.
     fn needs_user_id(canonical: &str) -> bool {
-        !matches!(canonical, "get-sessions-for-license" | "cancel-sessions-for-license")
+        !matches!(
+            canonical,
+            "get-sessions-for-license" | "cancel-sessions-for-license" | "kofi-webhook"
+        )
     }
 }
 

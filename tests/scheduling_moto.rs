@@ -14,7 +14,11 @@ use serde_json::{json, Value};
 async fn app() -> App {
     let aws = common::local_aws();
     let config = Config::from_lookup(|k| aws.env.get(k).cloned()).expect("complete configuration");
-    App::new(config, Arc::new(SystemClock), Managers::from_sdk(&common::sdk_config().await))
+    App::new(
+        config,
+        Arc::new(SystemClock),
+        Managers::from_sdk(&common::sdk_config().await),
+    )
 }
 
 async fn call(app: &App, event: Value) -> (u16, Value) {
@@ -56,7 +60,10 @@ async fn eight_concurrent_bookings_of_overlapping_windows_give_one_success_and_s
     for (code, body) in answers.iter().filter(|a| a.1["success"] != true) {
         assert_eq!(
             (*code, body.clone()),
-            (200, json!({"message":"No licenses available for the requested time period","success":false}))
+            (
+                200,
+                json!({"message":"No licenses available for the requested time period","success":false})
+            )
         );
     }
     let (_, list) = call(&app, json!({"action":"list-sessions","userId":uid})).await;
@@ -129,7 +136,10 @@ async fn two_concurrent_sweeps_start_a_due_session_once_and_its_url_routes() {
         .await
         .expect("DescribeRules");
     assert!(
-        rules.rules().iter().any(|r| format!("{:?}", r.conditions()).contains(&host)),
+        rules
+            .rules()
+            .iter()
+            .any(|r| format!("{:?}", r.conditions()).contains(&host)),
         "a rule routes {host}"
     );
     let ecs = aws_sdk_ecs::Client::new(&sdk);

@@ -1,18 +1,28 @@
-//! The EventBridge sweeps and their statistics.
+//! Auto-shutdown: the EventBridge sweep every five minutes, and its statistics.
 
+use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
+use serde_with::skip_serializing_none;
 
+use crate::actions::instance;
 use crate::context::Services;
 use crate::domain::model::{Instance, InstanceStatus};
+use crate::domain::schedule::{shutdown_deadline, shutdown_reason};
 use crate::error::Result;
+use crate::store::Lease;
 
-/// Auto-shutdown statistics over the running instances.
+/// How many instances the sweep stops at once.
+const SWEEP_CONCURRENCY: usize = 16;
+
+/// Auto-shutdown statistics, by the same deadlines the sweep uses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ShutdownStats {
     pub total_running: usize,
+    /// Running instances with a recorded deadline.
     pub scheduled_for_shutdown: usize,
+    /// Instances the next sweep stops.
     pub overdue: usize,
     /// Seconds until the next deadline, `null` when no running instance has one ahead.
     pub next_shutdown_in: Option<i64>,
@@ -21,28 +31,27 @@ pub struct ShutdownStats {
 impl ShutdownStats {
     /// The statistics of `instances` at `now`.
     pub fn of(instances: &[Instance], now: i64) -> Self {
-        let running: Vec<&Instance> = instances
-            .iter()
-            .filter(|i| i.status == InstanceStatus::Running)
-            .collect();
+        let running = instances.iter().filter(|i| i.status == InstanceStatus::Running);
         ShutdownStats {
-            total_running: running.len(),
+            total_running: running.clone().count(),
             scheduled_for_shutdown: running
-                .iter()
+                .clone()
                 .filter(|i| i.auto_shutdown_at.is_some_and(|t| t != 0))
                 .count(),
-            overdue: running
-                .iter()
-                .filter(|i| i.auto_shutdown_at.is_some_and(|t| t <= now))
-                .count(),
+            overdue: instances.iter().filter(|i| due(i, now)).count(),
             next_shutdown_in: running
-                .iter()
-                .filter_map(|i| i.auto_shutdown_at)
+                .filter_map(shutdown_deadline)
                 .filter(|t| *t > now)
                 .map(|t| t - now)
                 .min(),
         }
     }
+}
+
+/// Whether the sweep stops `inst` at `now`: its deadline has passed, and no start or
+/// destroy holds it right now.
+fn due(inst: &Instance, now: i64) -> bool {
+    shutdown_deadline(inst).is_some_and(|t| t <= now) && Lease::is_free(inst, now)
 }
 
 #[derive(Debug, Serialize)]
@@ -60,6 +69,69 @@ pub async fn shutdown_stats(svc: &Services) -> Result<Value> {
     })
 }
 
+/// One instance the sweep handled.
+#[skip_serializing_none]
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Stopped {
+    user_id: String,
+    reason: String,
+    success: bool,
+    error: Option<String>,
+}
+
+/// The answer of `auto-shutdown-check`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Sweep {
+    message: String,
+    shutdown_count: usize,
+    results: Vec<Stopped>,
+}
+
+/// `auto-shutdown-check`: every instance past its deadline (every page of the table;
+/// a running or starting one without a deadline by its run limit) is stopped through the
+/// full teardown, which books its hours and completes an active session, a few at a
+/// time. One failure never stops the sweep: it is reported in `results`.
+pub async fn auto_shutdown_check(svc: &Services) -> Result<Value> {
+    let now = svc.now();
+    let instances = svc.store.instances.all().await?;
+    let running = instances.iter().filter(|i| i.status == InstanceStatus::Running).count();
+    let due: Vec<Instance> = instances.into_iter().filter(|i| due(i, now)).collect();
+    let results: Vec<Stopped> = stream::iter(due)
+        .map(|inst| async move {
+            let reason = shutdown_reason(&inst, now);
+            match instance::end_run(svc, &inst).await {
+                Ok(_) => Stopped {
+                    user_id: inst.user_id,
+                    reason,
+                    success: true,
+                    error: None,
+                },
+                Err(e) => {
+                    tracing::warn!(user = %inst.user_id, error = %e, "auto-shutdown of an instance failed");
+                    Stopped {
+                        user_id: inst.user_id,
+                        reason: "Auto-shutdown failed".into(),
+                        success: false,
+                        error: Some(e.to_string()),
+                    }
+                }
+            }
+        })
+        .buffered(SWEEP_CONCURRENCY)
+        .collect()
+        .await;
+    let stopped = results.iter().filter(|r| r.success).count();
+    crate::telemetry::count("InstancesRunning", running as f64);
+    crate::telemetry::count("InstancesStopped", stopped as f64);
+    crate::response::to_body(&Sweep {
+        message: format!("Auto-shutdown check completed. {stopped} instances shut down."),
+        shutdown_count: stopped,
+        results,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,12 +141,14 @@ mod tests {
         Instance {
             status,
             auto_shutdown_at: at,
+            started_at: Some(500),
+            license_type: Some("byol".into()),
             ..Default::default()
         }
     }
 
     #[test]
-    fn stats_count_running_timers_overdue_and_next() {
+    fn stats_count_running_timers_overdue_and_next_by_the_sweeps_deadlines() {
         let now = 1_000;
         let list = vec![
             inst(InstanceStatus::Running, Some(900)),
@@ -90,6 +164,12 @@ mod tests {
         assert_eq!(
             serde_json::to_value(ShutdownStats::of(&[], now)).unwrap(),
             json!({"totalRunning":0,"scheduledForShutdown":0,"overdue":0,"nextShutdownIn":null})
+        );
+        // A running instance without a deadline is overdue after its run limit.
+        let late = 500 + 21_600;
+        assert_eq!(
+            ShutdownStats::of(&[inst(InstanceStatus::Running, None)], late).overdue,
+            1
         );
     }
 }

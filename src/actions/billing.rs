@@ -5,7 +5,8 @@ use serde_json::Value;
 use serde_with::skip_serializing_none;
 
 use crate::context::Services;
-use crate::domain::usage::{cost, js_max0, month_key};
+use crate::domain::money::{self, exact, number, Decimal};
+use crate::domain::usage::month_key;
 use crate::error::Result;
 
 /// The answer of `get-user-costs`. Numbers that JavaScript would print as `NaN` (a
@@ -27,17 +28,17 @@ struct UserCosts<'a> {
 pub async fn get_user_costs(svc: &Services, user_id: &str) -> Result<Value> {
     let usage = svc.store.usage.month_of(user_id, svc.now()).await?.unwrap_or_default();
     let rate = svc.config.instance_cost_per_hour;
-    let c = cost(
+    let c = money::cost(
         usage.hours_this_month.unwrap_or(0.0),
         usage.donations_this_month.unwrap_or(0.0),
-        rate,
+        exact(rate),
     );
     crate::response::to_body(&UserCosts {
         user_id,
-        hours_used: c.hours,
-        total_cost: c.total_cost,
-        uncovered_cost: c.uncovered,
-        donations_received: c.donations,
+        hours_used: number(c.hours),
+        total_cost: number(c.total),
+        uncovered_cost: number(c.uncovered),
+        donations_received: number(c.donations),
         last_donor_name: usage.last_donor_name,
         cost_per_hour: rate,
     })
@@ -63,14 +64,14 @@ struct AllCosts {
     top_contributors: Vec<Contributor>,
 }
 
-/// `get-all-costs`: every user's current UTC month, every page.
+/// `get-all-costs`: every user's current UTC month, every page, in exact decimals.
 pub async fn get_all_costs(svc: &Services) -> Result<Value> {
     let suffix = format!("#{}", month_key(svc.now()));
-    let rate = svc.config.instance_cost_per_hour;
+    let rate = exact(svc.config.instance_cost_per_hour);
     let mut total_users = 0u64;
-    let mut total_hours = 0.0;
-    let mut total_donations = 0.0;
-    let mut contributors: Vec<Contributor> = Vec::new();
+    let mut total_hours = Some(Decimal::ZERO);
+    let mut total_donations = Some(Decimal::ZERO);
+    let mut contributors: Vec<(String, Option<Decimal>, Option<Decimal>)> = Vec::new();
     for u in svc.store.usage.all().await? {
         if !u.usage_key.ends_with(&suffix) {
             continue;
@@ -80,29 +81,42 @@ pub async fn get_all_costs(svc: &Services) -> Result<Value> {
         if !(h > 0.0 || d > 0.0) {
             continue;
         }
+        let c = money::cost(h, d, rate);
         total_users += 1;
-        total_hours += h;
-        total_donations += d;
-        contributors.push(Contributor {
-            user_id: u.usage_key.split('#').next().unwrap_or("").to_string(),
-            donations: d,
-            uncovered: js_max0(h * rate - d),
-        });
+        total_hours = sum(total_hours, c.hours);
+        total_donations = sum(total_donations, c.donations);
+        let user = u.usage_key.split('#').next().unwrap_or("").to_string();
+        contributors.push((user, c.donations, c.uncovered));
     }
-    // Stable sort by donations, descending (NaN-safe).
-    contributors.sort_by(|a, b| {
-        b.donations
-            .partial_cmp(&a.donations)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    contributors.truncate(10);
-    let total_costs = total_hours * rate;
+    // Donations, largest first; ties keep their order.
+    contributors.sort_by_key(|c| std::cmp::Reverse(c.1.unwrap_or_default()));
+    let top = contributors
+        .into_iter()
+        .take(10)
+        .map(|(user_id, d, u)| Contributor {
+            user_id,
+            donations: number(d),
+            uncovered: number(u),
+        })
+        .collect();
+    let total_costs = match (total_hours, rate) {
+        (Some(h), Some(r)) => h.checked_mul(r),
+        _ => None,
+    };
+    let uncovered = match (total_costs, total_donations) {
+        (Some(c), Some(d)) => money::at_least_zero(Some(c - d)),
+        _ => None,
+    };
     crate::response::to_body(&AllCosts {
         total_users,
-        total_hours,
-        total_costs,
-        total_donations,
-        total_uncovered: js_max0(total_costs - total_donations),
-        top_contributors: contributors,
+        total_hours: number(total_hours),
+        total_costs: number(total_costs),
+        total_donations: number(total_donations),
+        total_uncovered: number(uncovered),
+        top_contributors: top,
     })
+}
+
+fn sum(a: Option<Decimal>, b: Option<Decimal>) -> Option<Decimal> {
+    a?.checked_add(b?)
 }

@@ -423,7 +423,7 @@ pub async fn cancel_session(svc: &Services, caller: &str, session_id: Option<&st
         id => svc.store.sessions.get(id).await?,
     }
     .ok_or_else(|| Error::failed("Session not found"))?;
-    if session.user_id != caller && !svc.config.admin_user_ids.contains(caller) {
+    if session.user_id != caller && !crate::auth::is_admin(&svc.config, caller) {
         return Err(Error::Forbidden("You can only cancel your own sessions".into()));
     }
     match session.status {
@@ -456,9 +456,27 @@ pub async fn cancel_sessions_for_license(svc: &Services, license_id: &str) -> Re
 
 // ---------------------------------------------------------------------- starting and ending
 
+/// Refuses a caller who is neither the session's owner, an admin, nor the system.
+async fn may_act_on(svc: &Services, caller: &str, session_id: &str, verb: &str) -> Result<()> {
+    if crate::auth::is_system(caller) || crate::auth::is_admin(&svc.config, caller) {
+        return Ok(());
+    }
+    match svc.store.sessions.get(session_id).await? {
+        Some(s) if s.user_id != caller => Err(Error::Forbidden(format!("You can only {verb} your own sessions"))),
+        _ => Ok(()),
+    }
+}
+
 /// `start-scheduled-session`.
-pub async fn start_scheduled_session(svc: &Services, ctx: &Ctx, session_id: Option<&str>) -> Result<Value> {
-    let (outcome, _) = start_session(svc, ctx, session_id.unwrap_or_default()).await;
+pub async fn start_scheduled_session(
+    svc: &Services,
+    ctx: &Ctx,
+    caller: &str,
+    session_id: Option<&str>,
+) -> Result<Value> {
+    let session_id = session_id.unwrap_or_default();
+    may_act_on(svc, caller, session_id, "start").await?;
+    let (outcome, _) = start_session(svc, ctx, session_id).await;
     crate::response::to_body(&outcome)
 }
 
@@ -599,8 +617,10 @@ async fn stop_other_servers(svc: &Services, session: &ScheduledSession, license:
 }
 
 /// `end-scheduled-session`: stops the session's server; the session completes.
-pub async fn end_scheduled_session(svc: &Services, session_id: Option<&str>) -> Result<Value> {
-    let outcome = match end_session(svc, session_id.unwrap_or_default()).await {
+pub async fn end_scheduled_session(svc: &Services, caller: &str, session_id: Option<&str>) -> Result<Value> {
+    let session_id = session_id.unwrap_or_default();
+    may_act_on(svc, caller, session_id, "end").await?;
+    let outcome = match end_session(svc, session_id).await {
         Ok(o) => o,
         Err(e) => Outcome::failed(format!("Failed to end session: {e}")),
     };

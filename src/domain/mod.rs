@@ -1,8 +1,10 @@
 //! Pure logic: no I/O, exhaustively unit-tested.
 
 pub mod jsnum;
+pub mod kofi;
 pub mod lenient;
 pub mod model;
+pub mod money;
 pub mod names;
 pub mod schedule;
 pub mod taskdef;

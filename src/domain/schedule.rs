@@ -1,11 +1,54 @@
 //! Scheduling arithmetic: booking requests, half-open windows, conflicts, the order in
 //! which pooled licenses are offered, and the session state machine's transitions.
 
-use super::model::{Booking, Ledger, ScheduledSession, SessionStatus};
+use super::model::{Booking, Instance, InstanceStatus, Ledger, ScheduledSession, SessionStatus};
 use super::names;
 
 /// How long a server may run after its session's end before auto-shutdown stops it.
 pub const SESSION_GRACE_SECONDS: i64 = 3_600;
+
+/// How long an on-demand run lasts before auto-shutdown stops it: 6 h for a BYOL owner.
+pub const BYOL_RUN_LIMIT: i64 = 21_600;
+/// The same for any other license type: 4 h.
+pub const OTHER_RUN_LIMIT: i64 = 14_400;
+
+/// The run limit of an instance of `license_type`.
+pub fn run_limit(license_type: &str) -> i64 {
+    if license_type == "byol" {
+        BYOL_RUN_LIMIT
+    } else {
+        OTHER_RUN_LIMIT
+    }
+}
+
+/// When auto-shutdown stops `inst`: its recorded deadline, or, for a running or
+/// starting instance without one, its run limit from when it started (or last changed),
+/// so that no server can run forever. `None` for an instance that does not run.
+pub fn shutdown_deadline(inst: &Instance) -> Option<i64> {
+    if !matches!(inst.status, InstanceStatus::Running | InstanceStatus::Starting) {
+        return None;
+    }
+    inst.auto_shutdown_at.filter(|t| *t != 0).or_else(|| {
+        let since = inst.started_at.or(inst.updated_at).or(inst.created_at).unwrap_or(0);
+        Some(since + run_limit(inst.license_type_or_default()))
+    })
+}
+
+/// Why auto-shutdown stops `inst` at `now`.
+pub fn shutdown_reason(inst: &Instance, now: i64) -> String {
+    let byol = inst.license_type.as_deref() == Some("byol");
+    if byol && inst.linked_session_id.is_none() {
+        let since = inst.started_at.or(inst.updated_at).unwrap_or(0);
+        format!(
+            "Auto-shutdown: On-demand instance ran for {} hours (6h limit)",
+            (now - since).div_euclid(3600)
+        )
+    } else if inst.license_type.as_deref() == Some("pooled") || inst.linked_session_id.is_some() {
+        "Auto-shutdown: Scheduled session ended + 1 hour grace period".to_string()
+    } else {
+        "Auto-shutdown: Time limit exceeded".to_string()
+    }
+}
 
 /// Whether `[a_start, a_end)` and `[b_start, b_end)` share a second: back-to-back
 /// windows (one ends when the next starts) do not.
@@ -171,10 +214,7 @@ pub fn may_move(from: &SessionStatus, to: &SessionStatus) -> bool {
     use SessionStatus::*;
     matches!(
         (from, to),
-        (Scheduled, Starting)
-            | (Starting, Active)
-            | (Scheduled | Starting | Active, Cancelled)
-            | (Active, Completed)
+        (Scheduled, Starting) | (Starting, Active) | (Scheduled | Starting | Active, Cancelled) | (Active, Completed)
     )
 }
 
@@ -261,6 +301,47 @@ mod tests {
         let busy = vec![("byol-1".to_string(), 0, 100), ("byol-2".to_string(), 100, 200)];
         assert_eq!(free_licenses(&active, &busy, 100, 150, "3"), vec!["byol-3", "byol-1"]);
         assert_eq!(free_licenses(&active, &busy, 50, 150, "9"), vec!["byol-3"]);
+    }
+
+    #[test]
+    fn every_running_instance_has_a_shutdown_deadline() {
+        let inst = |status: InstanceStatus, at: Option<i64>, kind: &str| Instance {
+            status,
+            auto_shutdown_at: at,
+            started_at: Some(1_000),
+            license_type: Some(kind.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            shutdown_deadline(&inst(InstanceStatus::Running, Some(5_000), "byol")),
+            Some(5_000)
+        );
+        assert_eq!(
+            shutdown_deadline(&inst(InstanceStatus::Running, None, "byol")),
+            Some(22_600)
+        );
+        assert_eq!(
+            shutdown_deadline(&inst(InstanceStatus::Starting, None, "pooled")),
+            Some(15_400)
+        );
+        assert_eq!(
+            shutdown_deadline(&inst(InstanceStatus::Stopped, Some(5_000), "byol")),
+            None
+        );
+        assert_eq!(
+            shutdown_reason(&inst(InstanceStatus::Running, None, "byol"), 1_000 + 7 * 3600 + 5),
+            "Auto-shutdown: On-demand instance ran for 7 hours (6h limit)"
+        );
+        let mut linked = inst(InstanceStatus::Running, None, "byol");
+        linked.linked_session_id = Some("s".into());
+        assert_eq!(
+            shutdown_reason(&linked, 0),
+            "Auto-shutdown: Scheduled session ended + 1 hour grace period"
+        );
+        assert_eq!(
+            shutdown_reason(&inst(InstanceStatus::Running, None, "other"), 0),
+            "Auto-shutdown: Time limit exceeded"
+        );
     }
 
     #[test]

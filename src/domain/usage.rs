@@ -1,5 +1,4 @@
-//! Usage and cost arithmetic: month keys, run hours split at
-//! UTC month boundaries, costs.
+//! Usage arithmetic: month keys, and run hours split at UTC month boundaries.
 
 use time::{Date, Month, OffsetDateTime};
 
@@ -42,61 +41,6 @@ pub fn split_run_hours(started: i64, stopped: i64) -> Vec<(String, f64)> {
     out
 }
 
-/// Cost figures of one user and month.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Cost {
-    pub hours: f64,
-    pub total_cost: f64,
-    pub donations: f64,
-    pub uncovered: f64,
-}
-
-pub fn cost(hours: f64, donations: f64, rate: f64) -> Cost {
-    let total_cost = hours * rate;
-    Cost {
-        hours,
-        total_cost,
-        donations,
-        uncovered: js_max0(total_cost - donations),
-    }
-}
-
-/// `Math.max(0, x)`: NaN stays NaN, as in JavaScript.
-pub fn js_max0(x: f64) -> f64 {
-    if x.is_nan() {
-        f64::NAN
-    } else {
-        x.max(0.0)
-    }
-}
-
-/// JavaScript `Number(x.toFixed(2))`: the exact binary value rounded half away from
-/// zero to 2 decimals (Rust's own `{:.2}` rounds exact ties to even instead).
-pub fn round2(x: f64) -> f64 {
-    if !x.is_finite() {
-        return x;
-    }
-    // 1100 fractional digits print every f64 exactly, so ties are detected exactly.
-    let exact = format!("{:.1100}", x.abs());
-    let Some((int, frac)) = exact.split_once('.') else {
-        return x;
-    };
-    let kept: String = format!("{int}{}", &frac[..2]);
-    let mut n: u128 = match kept.parse() {
-        Ok(n) => n,
-        Err(_) => return x, // beyond u128: already far past 2-decimal precision
-    };
-    if frac.as_bytes()[2] >= b'5' {
-        n += 1;
-    }
-    let v = n as f64 / 100.0;
-    if x < 0.0 {
-        -v
-    } else {
-        v
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,25 +80,5 @@ mod tests {
     fn empty_and_negative_runs_book_nothing() {
         assert!(split_run_hours(100, 100).is_empty());
         assert!(split_run_hours(200, 100).is_empty());
-    }
-
-    #[test]
-    fn costs_follow_the_spec() {
-        let c = cost(2.5, 1.0, 1.0);
-        assert_eq!(c.total_cost, 2.5);
-        assert_eq!(c.uncovered, 1.5);
-        assert_eq!(cost(1.0, 5.0, 1.0).uncovered, 0.0);
-        assert!(cost(1.0, 0.0, f64::NAN).uncovered.is_nan());
-    }
-
-    #[test]
-    fn round2_matches_to_fixed() {
-        assert_eq!(round2(1.234), 1.23);
-        assert_eq!(round2(2.0), 2.0);
-        assert_eq!(round2(0.125), 0.13);
-        assert_eq!(round2(10.0 / 3.0), 3.33);
-        assert_eq!(round2(1.005), 1.0); // 1.005 is 1.00499999… in binary, as in JS
-        assert_eq!(round2(-0.125), -0.13);
-        assert_eq!(round2(1e300), 1e300);
     }
 }

@@ -23,7 +23,7 @@ pub use instances::{CreateDone, Instances, Lease, Progress, Run, RunEnd, Session
 pub use pools::{PoolEntry, Pools};
 pub use reservations::Reservations;
 pub use sessions::{LedgerRead, Sessions};
-pub use usage::UsageBook;
+pub use usage::{Credit, Payment, UsageBook};
 
 use crate::config::Config;
 use crate::error::{AwsError, Error, Result};

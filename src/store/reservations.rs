@@ -42,6 +42,19 @@ impl Reservations {
         Ok(decode_all("license reservation", KEY, items))
     }
 
+    /// Every reservation still `active`, every page.
+    pub async fn active(&self) -> Result<Vec<Reservation>> {
+        let all: Vec<Reservation> = decode_all(
+            "license reservation",
+            KEY,
+            self.db.dynamo.scan(&self.db.tables.reservations).await?,
+        );
+        Ok(all
+            .into_iter()
+            .filter(|r| r.status == ReservationStatus::Active && !r.reservation_id.starts_with("license#"))
+            .collect())
+    }
+
     /// Sets the status of an existing reservation.
     pub async fn set_status(&self, reservation_id: &str, status: ReservationStatus) -> Result<()> {
         let update = Update::new().set_s(attr::STATUS, status.as_str());

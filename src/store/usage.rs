@@ -10,11 +10,18 @@ use crate::domain::usage::{split_run_hours, usage_key};
 use crate::error::Result;
 use crate::managers::dynamodb::{Cond, Table, TransactOp, Update};
 
-use super::{decode, decode_all, num, Db};
+use serde::Serialize;
+use serde_with::skip_serializing_none;
+
+use super::{decode, decode_all, encode, num, text, written, Db};
 
 pub(super) const KEY: &str = "usageKey";
 
 mod attr {
+    pub const USAGE_KEY: &str = "usageKey";
+    pub const DONATIONS_THIS_MONTH: &str = "donationsThisMonth";
+    pub const LAST_DONATION: &str = "lastDonation";
+    pub const LAST_DONOR_NAME: &str = "lastDonorName";
     pub const LAST_START: &str = "lastStart";
     pub const SESSIONS_STARTED: &str = "sessionsStarted";
     pub const HOURS_THIS_MONTH: &str = "hoursThisMonth";
@@ -44,6 +51,34 @@ impl UsageBook {
         }
     }
 
+    /// Records a Ko-fi payment once per Ko-fi message, and credits it to the donor's month
+    /// in the same transaction → whether it was new (false: Ko-fi sent it again).
+    pub async fn record_payment(&self, payment: &Payment, credit: Option<&Credit>, now: i64) -> Result<bool> {
+        let table = &self.db.tables.usage;
+        let mut item = encode("Ko-fi payment", payment)?;
+        item.insert(
+            attr::USAGE_KEY.to_string(),
+            text(&format!("kofi#{}", payment.message_id)),
+        );
+        let mut ops = vec![TransactOp::Put {
+            table: table.clone(),
+            item,
+            cond: Cond::not_exists(attr::USAGE_KEY),
+        }];
+        if let Some(c) = credit {
+            ops.push(TransactOp::Update {
+                table: table.clone(),
+                key: usage_key(&c.user_id, now),
+                update: Update::new()
+                    .add_n(attr::DONATIONS_THIS_MONTH, c.amount.to_string())
+                    .set(attr::LAST_DONATION, num(now))
+                    .set_s(attr::LAST_DONOR_NAME, c.donor.as_str()),
+                cond: Cond::Always,
+            });
+        }
+        Ok(written(self.db.dynamo.transact(ops).await)?.is_some())
+    }
+
     /// Every usage item, every page.
     pub async fn all(&self) -> Result<Vec<Usage>> {
         Ok(decode_all(
@@ -52,6 +87,30 @@ impl UsageBook {
             self.db.dynamo.scan(&self.db.tables.usage).await?,
         ))
     }
+}
+
+/// A Ko-fi payment as it is recorded (`usageKey = kofi#<message_id>`), whether or not it
+/// was credited.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payment {
+    pub message_id: String,
+    pub kind: String,
+    /// The amount as Ko-fi sent it, normalized (`3.00` → `3`).
+    pub amount: String,
+    pub currency: String,
+    pub discord_id: Option<String>,
+    pub credited: bool,
+    pub received_at: i64,
+}
+
+/// A payment credited to a user's month.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credit {
+    pub user_id: String,
+    pub amount: crate::domain::money::Decimal,
+    pub donor: String,
 }
 
 /// A start at `t`: `lastStart = t`, `sessionsStarted += 1` in the month of `t`.

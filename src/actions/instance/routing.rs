@@ -19,9 +19,6 @@ pub const FIRST_PRIORITY: i64 = 100;
 pub const PRIORITY_STEP: i64 = 10;
 /// How often a rule creation is retried after `PriorityInUse`.
 const PRIORITY_ATTEMPTS: usize = 8;
-/// How long an on-demand run lasts before auto-shutdown: 6 h for BYOL, 4 h otherwise.
-const BYOL_RUN_LIMIT: i64 = 21_600;
-const OTHER_RUN_LIMIT: i64 = 14_400;
 
 /// What a wait for a task ended with.
 pub enum TaskWait {
@@ -69,11 +66,7 @@ pub async fn route(svc: &Services, inst: &Instance, task: &TaskInfo) -> Result<I
     svc.store.instances.note_rule(uid, arn, &rule_arn).await?;
 
     let now = svc.now();
-    let limit = if inst.license_type_or_default() == "byol" {
-        BYOL_RUN_LIMIT
-    } else {
-        OTHER_RUN_LIMIT
-    };
+    let limit = crate::domain::schedule::run_limit(inst.license_type_or_default());
     let auto_shutdown_at = match (inst.linked_session_id.as_ref(), inst.auto_shutdown_at) {
         (Some(_), Some(at)) => at, // a scheduled session set its own deadline
         _ => now + limit,
