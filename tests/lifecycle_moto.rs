@@ -390,3 +390,98 @@ async fn create_with_a_reserved_or_foreign_name_leaves_the_existing_record_untou
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_shutdown_of_an_expired_instance_deregisters_deletes_stops_and_books() {
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    let app = app().await;
+    let aws = common::local_aws();
+    let uid = common::unique_user_id();
+    let san = format!("auto{}", &uid[uid.len() - 10..]);
+    let family = format!("foundry-{uid}");
+    let ctx = Ctx::default();
+    let create = json!({"action":"create","userId":uid,"sanitizedUsername":san,
+                        "foundryUsername":"gm@example.com","foundryPassword":"moto-pw-123"});
+    assert_eq!(call(&app, create, &ctx).await.0, 200);
+    common::set_ecs_transition(Some(&family), r#"{"progression":"immediate"}"#);
+    let (code, body) = call(&app, ev("start", &uid), &ctx).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("running")), "{body}");
+
+    // The run began two hours ago and its deadline has passed.
+    let now = SystemClock.now();
+    let sdk = common::sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    ddb.update_item()
+        .table_name(aws.var("INSTANCE_TABLE_NAME"))
+        .key("userId", Av::S(uid.clone()))
+        .update_expression("SET startedAt = :s, autoShutdownAt = :a")
+        .expression_attribute_values(":s", Av::N((now - 7_200).to_string()))
+        .expression_attribute_values(":a", Av::N((now - 60).to_string()))
+        .send()
+        .await
+        .expect("UpdateItem");
+    let (code, body) = call(&app, json!({"action":"auto-shutdown-check","userId":"system"}), &ctx).await;
+    assert_eq!(code, 200, "{body}");
+    let mine: Vec<&Value> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["userId"] == uid.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{body}");
+    assert_eq!(mine[0]["success"], true, "{body}");
+
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
+    let tg = elb
+        .describe_target_groups()
+        .names(format!("foundry-{san}"))
+        .send()
+        .await
+        .expect("DescribeTargetGroups");
+    let tg_arn = tg.target_groups()[0].target_group_arn().unwrap().to_string();
+    let health = elb
+        .describe_target_health()
+        .target_group_arn(&tg_arn)
+        .send()
+        .await
+        .expect("DescribeTargetHealth");
+    assert!(
+        health.target_health_descriptions().is_empty(),
+        "the target is deregistered"
+    );
+    let host = format!("{san}.{}", aws.var("DOMAIN_NAME"));
+    let rules = elb
+        .describe_rules()
+        .listener_arn(aws.var("ALB_HTTPS_LISTENER_ARN"))
+        .send()
+        .await
+        .expect("DescribeRules");
+    assert!(
+        !rules
+            .rules()
+            .iter()
+            .any(|r| format!("{:?}", r.conditions()).contains(&host)),
+        "the rule is deleted"
+    );
+    assert!(running_tasks(&family).await.is_empty(), "the task is stopped");
+    let usage = ddb
+        .scan()
+        .table_name(aws.var("USAGE_TABLE_NAME"))
+        .send()
+        .await
+        .expect("Scan");
+    let hours: f64 = usage
+        .items()
+        .iter()
+        .filter(|i| matches!(i.get("usageKey"), Some(Av::S(k)) if k.starts_with(&format!("{uid}#"))))
+        .filter_map(|i| {
+            i.get("hoursThisMonth")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<f64>().ok())
+        })
+        .sum();
+    assert!(hours >= 2.0 - 1e-6, "its hours are booked: {hours}");
+
+    assert_eq!(call(&app, ev("destroy", &uid), &ctx).await.0, 200);
+    common::unset_ecs_transition(Some(&family));
+}

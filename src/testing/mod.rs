@@ -109,11 +109,19 @@ impl Faults {
 /// An [`App`](crate::app::App) on fakes, at `unix_seconds` on a manual clock, with the
 /// cleanup task running to completion by themselves.
 pub fn fake_app(unix_seconds: i64) -> (crate::app::App, FakeAws, std::sync::Arc<crate::clock::ManualClock>) {
+    fake_app_with(unix_seconds, crate::config::Config::for_tests())
+}
+
+/// [`fake_app`] with another configuration.
+pub fn fake_app_with(
+    unix_seconds: i64,
+    config: crate::config::Config,
+) -> (crate::app::App, FakeAws, std::sync::Arc<crate::clock::ManualClock>) {
     let fake = FakeAws::new();
     let clock = std::sync::Arc::new(crate::clock::ManualClock::at(unix_seconds));
     fake.set_clock(clock.clone());
     fake.ecs.set_auto_stop(crate::domain::taskdef::CLEANUP_FAMILY);
-    let app = crate::app::App::new(crate::config::Config::for_tests(), clock.clone(), fake.managers());
+    let app = crate::app::App::new(config, clock.clone(), fake.managers());
     (app, fake, clock)
 }
 

@@ -123,6 +123,7 @@ pub(crate) struct Env {
     hooks: Mutex<Vec<Hook>>,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
     gates_after: Mutex<HashMap<String, Arc<Gate>>>,
+    latency: Mutex<std::time::Duration>,
     clock: Mutex<Option<Arc<dyn Clock>>>,
 }
 
@@ -162,6 +163,7 @@ impl Env {
             hooks: Mutex::new(Vec::new()),
             gates: Mutex::new(HashMap::new()),
             gates_after: Mutex::new(HashMap::new()),
+            latency: Mutex::new(std::time::Duration::ZERO),
             clock: Mutex::new(None),
         })
     }
@@ -196,6 +198,10 @@ impl Env {
         let gate = lock(&self.gates).get(operation).cloned();
         if let Some(gate) = gate {
             gate.pass(operation).await;
+        }
+        let latency = *lock(&self.latency);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
         }
         Ok(())
     }
@@ -333,6 +339,11 @@ impl FakeAws {
                 barrier: tokio::sync::Barrier::new(parties),
             }),
         );
+    }
+
+    /// Makes every call take `latency` (real time), as AWS calls over a network do.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        *lock(&self.env.latency) = latency;
     }
 
     /// Makes `parties` racers meet at the DynamoDB `operation`: all have arrived at it
