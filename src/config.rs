@@ -225,6 +225,15 @@ impl Config {
             },
         };
 
+        let kofi_currency = get("KOFI_CURRENCY")
+            .map(|c| c.trim().to_ascii_uppercase())
+            .unwrap_or_else(|| "USD".to_string());
+        if !crate::domain::kofi::valid_currency(&kofi_currency) {
+            invalid.push(format!(
+                "KOFI_CURRENCY must be a three-letter currency code, got '{kofi_currency}'"
+            ));
+        }
+
         let reserved_subdomains: BTreeSet<String> = match get("RESERVED_SUBDOMAINS") {
             Some(v) => v
                 .split(',')
@@ -270,9 +279,7 @@ impl Config {
             route53_hosted_zone_id,
             domain_name,
             kofi_verification_token: get("KOFI_VERIFICATION_TOKEN").map(Sensitive::new),
-            kofi_currency: get("KOFI_CURRENCY")
-                .map(|c| c.trim().to_ascii_uppercase())
-                .unwrap_or_else(|| "USD".to_string()),
+            kofi_currency,
             instance_cost_per_hour_raw,
             instance_cost_per_hour,
             admin_user_ids,
