@@ -102,6 +102,37 @@ impl App {
         handled
     }
 
+    /// Handles one event given as JSON text, as the Lambda Runtime API delivers it. An
+    /// event nested deeper than it is read is answered with a 400 envelope, as is any
+    /// other event the function cannot take: never with a runtime error.
+    pub async fn handle_text(&self, raw: &str, ctx: &Ctx) -> Handled {
+        match event::from_text(raw) {
+            Ok(event) => self.handle(&event, ctx).await,
+            Err(e) => {
+                warn!(status = e.status_code(), error = %e.client_message(), "invocation rejected");
+                Handled {
+                    envelope: Envelope::error(&e),
+                    action: "(invalid)",
+                    outcome: Outcome::ClientError,
+                }
+            }
+        }
+    }
+
+    /// The checks before an action runs: the event parses, the guard passes, HTTP carries
+    /// only the Ko-fi webhook, and the caller may call the action.
+    pub fn screen(&self, event: &Value) -> Result<Invocation> {
+        let inv = event::parse(event)?;
+        if inv.source == Source::Http && !matches!(inv.action, Action::KofiWebhook(_)) {
+            return Err(Error::Forbidden(format!(
+                "Action '{}' cannot be called over HTTP; only kofi-webhook can",
+                inv.action.name()
+            )));
+        }
+        crate::auth::authorize(&self.services.config, &inv.action, &inv.user_id)?;
+        Ok(inv)
+    }
+
     /// Every error becomes an error envelope here, and is logged here, once.
     async fn answer(&self, event: &Value, ctx: &Ctx) -> Handled {
         let inv = match event::parse(event) {
@@ -129,7 +160,11 @@ impl App {
             remaining_ms = ctx.deadline_ms.map(|d| d - self.services.clock.now_ms()),
             "invocation"
         );
-        match self.dispatch(inv, ctx).await {
+        let result = match self.screen(event) {
+            Ok(inv) => self.dispatch(inv, ctx).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(body) => Handled {
                 envelope: Envelope::ok(&body),
                 action,
@@ -156,20 +191,9 @@ impl App {
     }
 
     async fn dispatch(&self, inv: Invocation, ctx: &Ctx) -> Result<Value> {
-        let Invocation {
-            source,
-            user_id,
-            action,
-        } = inv;
-        if source == Source::Http && !matches!(action, Action::KofiWebhook(_)) {
-            return Err(Error::Forbidden(format!(
-                "Action '{}' cannot be called over HTTP; only kofi-webhook can",
-                action.name()
-            )));
-        }
+        let Invocation { user_id, action, .. } = inv;
         let svc = &self.services;
         let uid = user_id.as_str();
-        crate::auth::authorize(&svc.config, &action, uid)?;
         match action {
             Action::Create(f) => actions::instance::create(svc, ctx, uid, &f).await,
             Action::Start(_) => actions::instance::start(svc, ctx, uid).await,

@@ -323,6 +323,54 @@ fn js_string(v: &Value) -> String {
     }
 }
 
+/// How deep an event's arrays and objects may nest: deeper events are refused before
+/// they are read (serde_json reads at most 128 levels, and nothing we take is deeper
+/// than a few).
+pub const MAX_DEPTH: usize = 64;
+
+/// The deepest nesting of arrays and objects in JSON text (strings skipped).
+pub fn nesting_depth(raw: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in raw.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// An event from its JSON text: refused (400) when it nests deeper than [`MAX_DEPTH`]
+/// or is not JSON.
+pub fn from_text(raw: &str) -> Result<Value, Error> {
+    if nesting_depth(raw) > MAX_DEPTH {
+        return Err(Error::BadRequest(format!(
+            "The event is nested too deeply: at most {MAX_DEPTH} levels of arrays and objects are read"
+        )));
+    }
+    serde_json::from_str(raw).map_err(|e| {
+        Error::BadRequest(format!(
+            "The event is not JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
 /// Parses a raw invocation event.
 pub fn parse(event: &Value) -> Result<Invocation, Error> {
     if let Some(obj) = event.as_object() {
@@ -626,6 +674,22 @@ mod tests {
             e.client_message(),
             "Invalid request field 'foundryPassword': expected a string"
         );
+    }
+
+    #[test]
+    fn deep_events_are_refused_before_they_are_read() {
+        let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+        assert_eq!(nesting_depth(&deep), 5_000);
+        assert!(matches!(from_text(&deep), Err(Error::BadRequest(_))));
+        let inside = format!(
+            r#"{{"action":"status","userId":"1","x":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(matches!(from_text(&inside), Err(Error::BadRequest(_))));
+        let strings = r#"{"action":"status","userId":"1","x":"[[[[[[\"]]]]"}"#;
+        assert_eq!(nesting_depth(strings), 1);
+        assert!(from_text(strings).is_ok(), "{:?}", from_text(strings));
     }
 
     #[test]

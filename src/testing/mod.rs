@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use crate::error::{AwsError, AwsErrorKind};
 
 mod fakes;
+pub mod fuzz;
 pub use fakes::*;
 
 #[derive(Debug, Clone)]
