@@ -155,8 +155,8 @@ where
 }
 
 /// The filter: `AWS_LAMBDA_LOG_LEVEL` (the Lambda console's "application log level"),
-/// then `RUST_LOG`, else INFO. A level from `AWS_LAMBDA_LOG_LEVEL` applies to this
-/// function's own code; dependencies stay at INFO so that DEBUG stays readable.
+/// then `RUST_LOG`, else INFO. Dependencies never log above INFO, whatever is asked (see
+/// `within_the_cap`).
 pub fn filter_from(lambda_level: Option<&str>, rust_log: Option<&str>) -> EnvFilter {
     if let Some(level) = lambda_level.map(str::trim).filter(|l| !l.is_empty()) {
         let level = level.to_ascii_lowercase();
@@ -187,7 +187,17 @@ where
     tracing_subscriber::registry()
         .with(RequestIdLayer)
         .with(filter)
+        .with(tracing_subscriber::filter::filter_fn(within_the_cap))
         .with(fmt_layer)
+}
+
+/// Whether an event or span may be logged whatever the configured level: the runtime,
+/// the SDK and the HTTP stack log whole events and request bodies (a Foundry password, a
+/// secret's value) at DEBUG and TRACE, so they are held to INFO. This crate's own lines
+/// never carry a body, at any level.
+fn within_the_cap(meta: &tracing::Metadata<'_>) -> bool {
+    let ours = meta.target().starts_with("foundry_lambda") || meta.target().starts_with("bootstrap");
+    ours || *meta.level() <= tracing::Level::INFO
 }
 
 /// Installs the JSON subscriber on stdout for the process.

@@ -12,6 +12,7 @@ use foundry_lambda::config::Config;
 use foundry_lambda::managers::Managers;
 use foundry_lambda::telemetry::StdoutSink;
 use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -45,7 +46,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let app =
         Arc::new(App::new(config, Arc::new(SystemClock), Managers::from_sdk(&sdk)).with_metrics(Arc::new(StdoutSink)));
 
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    // The event arrives as JSON text, read by the handler: an event nested deeper than a
+    // `Value` can be read is answered with an envelope, not a runtime error.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let app = app.clone();
         async move {
             let ctx = Ctx::from_runtime(
@@ -54,7 +57,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 SystemClock.now_ms(),
             );
             let span = tracing::info_span!("invocation", requestId = %ctx.request_id);
-            let handled = app.handle(&event.payload, &ctx).instrument(span).await;
+            let handled = app.handle_text(event.payload.get(), &ctx).instrument(span).await;
             // Always an envelope, never a handler error: the AWS CLI retries on function
             // errors, and the original's contract is the envelope.
             Ok::<Value, lambda_runtime::Error>(serde_json::to_value(&handled.envelope)?)
