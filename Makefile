@@ -34,7 +34,7 @@ help:
 	echo "make run        local AWS + cargo lambda watch; Invoke API on 127.0.0.1:$(INVOKE_PORT) for $(FUNCTION)"
 	echo "make invoke EVENT=events/status.json   POST an event to the running function"
 	echo "make package    cargo lambda build --release --arm64 --output-format zip"
-	echo "make bench      cargo bench"
+	echo "make bench      the performance tables: cold start, memory, handler overhead, AWS calls (benches/tables)"
 	echo "make clean-aws  stop the moto servers started by make test (5055) and make run (5000)"
 
 # --- Python environment ------------------------------------------------------------------------
@@ -67,8 +67,31 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 
-bench:
-	cargo bench
+# The performance tables (benches/tables): cold start and memory of the release binary next to
+# a hello-world lambda_runtime binary (examples/floor.rs), handler overhead on the fakes, and AWS
+# calls per action against a local AWS of its own (moto on $(BENCH_MOTO_PORT)).
+BENCH_MOTO_PORT := 5077
+BENCH_DIR       := target/bench
+BENCH_ENV_FILE  := $(BENCH_DIR)/env-$(BENCH_MOTO_PORT)
+
+bench: venv
+	@t0=$$SECONDS
+	mkdir -p $(BENCH_DIR)
+	started=$$($(PY) $(LOCALAWS) up --port $(BENCH_MOTO_PORT) --env-out $(BENCH_ENV_FILE))
+	stop_moto() { if [[ $$started == started* ]]; then $(PY) $(LOCALAWS) down --port $(BENCH_MOTO_PORT); fi; }
+	trap stop_moto EXIT
+	# The bench target first: `cargo bench` also builds bootstrap (with the test-only fakes
+	# compiled in) into target/release/. Then the two measured binaries, copied aside: the
+	# shipped one (--release) and the floor (the bench profile, which is the release profile).
+	cargo bench --bench tables --no-run
+	cargo build --profile bench --example floor
+	cargo build --release --bin bootstrap
+	cp target/release/bootstrap $(BENCH_DIR)/bootstrap
+	cp target/release/examples/floor $(BENCH_DIR)/floor
+	echo "make bench: built in $$((SECONDS - t0)) s"
+	BENCH_ENV_FILE=$(BENCH_ENV_FILE) BENCH_BINARIES=floor=$(BENCH_DIR)/floor,bootstrap=$(BENCH_DIR)/bootstrap \
+	  cargo bench --bench tables
+	echo "make bench: $$((SECONDS - t0)) s in all"
 
 # --- Local run -------------------------------------------------------------------------------------
 
