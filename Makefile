@@ -23,7 +23,7 @@ FUNCTION    := foundry-vtt-instance-management
 EVENT       ?= events/status.json
 PIP_FLAGS   := -q --disable-pip-version-check --no-input
 
-.PHONY: help venv venv-run build test lint run invoke package bench clean-aws
+.PHONY: help venv venv-run build test lint run invoke package bench bench-build bench-lambda-cpu clean-aws
 
 help:
 	@echo "make venv       create .venv with moto (tests/local-aws/requirements.txt)"
@@ -71,15 +71,16 @@ lint:
 # a hello-world lambda_runtime binary (examples/floor.rs), handler overhead on the fakes, and AWS
 # calls per action against a local AWS of its own (moto on $(BENCH_MOTO_PORT)).
 BENCH_MOTO_PORT := 5077
+BENCH_TLS_PORT  := 5078
 BENCH_DIR       := target/bench
 BENCH_ENV_FILE  := $(BENCH_DIR)/env-$(BENCH_MOTO_PORT)
+BENCH_BINARIES  := floor=$(BENCH_DIR)/floor,bootstrap=$(BENCH_DIR)/bootstrap
+# A 128 MB function gets 128/1769 of a vCPU once initialised (1,769 MB = one vCPU).
+LAMBDA_CPU_QUOTA_US ?= 7236
 
-bench: venv
+bench-build:
 	@t0=$$SECONDS
 	mkdir -p $(BENCH_DIR)
-	started=$$($(PY) $(LOCALAWS) up --port $(BENCH_MOTO_PORT) --env-out $(BENCH_ENV_FILE))
-	stop_moto() { if [[ $$started == started* ]]; then $(PY) $(LOCALAWS) down --port $(BENCH_MOTO_PORT); fi; }
-	trap stop_moto EXIT
 	# The bench target first: `cargo bench` also builds bootstrap (with the test-only fakes
 	# compiled in) into target/release/. Then the two measured binaries, copied aside: the
 	# shipped one (--release) and the floor (the bench profile, which is the release profile).
@@ -89,9 +90,42 @@ bench: venv
 	cp target/release/bootstrap $(BENCH_DIR)/bootstrap
 	cp target/release/examples/floor $(BENCH_DIR)/floor
 	echo "make bench: built in $$((SECONDS - t0)) s"
-	BENCH_ENV_FILE=$(BENCH_ENV_FILE) BENCH_BINARIES=floor=$(BENCH_DIR)/floor,bootstrap=$(BENCH_DIR)/bootstrap \
-	  cargo bench --bench tables
-	echo "make bench: $$((SECONDS - t0)) s in all"
+
+bench: venv bench-build
+	@t0=$$SECONDS
+	started=$$($(PY) $(LOCALAWS) up --port $(BENCH_MOTO_PORT) --env-out $(BENCH_ENV_FILE))
+	stop_moto() { if [[ $$started == started* ]]; then $(PY) $(LOCALAWS) down --port $(BENCH_MOTO_PORT); fi; }
+	trap stop_moto EXIT
+	BENCH_ENV_FILE=$(BENCH_ENV_FILE) BENCH_BINARIES=$(BENCH_BINARIES) cargo bench --bench tables
+	echo "make bench: ran in $$((SECONDS - t0)) s"
+
+# Optional, needs root (a cgroup v1 `cpu` controller): table 1 with TLS in front of the local AWS
+# (benches/tls_front.py; SSL_CERT_FILE = the system bundle + its CA, one file as on Amazon Linux
+# 2023) and, from the first /next on, the CPU share of a 128 MB function. docs/performance.md.
+bench-lambda-cpu: venv bench-build
+	@cg=/sys/fs/cgroup/cpu/foundry-lambda-bench
+	if ! mkdir -p $$cg 2>/dev/null || ! echo $(LAMBDA_CPU_QUOTA_US) > $$cg/cpu.cfs_quota_us 2>/dev/null; then
+	  echo "make bench-lambda-cpu: needs a writable cgroup v1 cpu controller at /sys/fs/cgroup/cpu (root)" >&2
+	  exit 1
+	fi
+	echo 100000 > $$cg/cpu.cfs_period_us
+	started=$$($(PY) $(LOCALAWS) up --port $(BENCH_MOTO_PORT) --env-out $(BENCH_ENV_FILE))
+	$(PY) benches/tls_front.py --listen $(BENCH_TLS_PORT) --upstream $(BENCH_MOTO_PORT) --dir $(BENCH_DIR)/tls \
+	  > $(BENCH_DIR)/tls-front.log 2>&1 &
+	front=$$!
+	cleanup() {
+	  kill $$front 2>/dev/null || true
+	  sleep 0.2; rmdir $$cg 2>/dev/null || true
+	  if [[ $$started == started* ]]; then $(PY) $(LOCALAWS) down --port $(BENCH_MOTO_PORT); fi
+	}
+	trap cleanup EXIT
+	for _ in $$(seq 100); do grep -q ready $(BENCH_DIR)/tls-front.log 2>/dev/null && break; sleep 0.1; done
+	grep -q ready $(BENCH_DIR)/tls-front.log || { cat $(BENCH_DIR)/tls-front.log; exit 1; }
+	sed -e 's#^AWS_ENDPOINT_URL=.*#AWS_ENDPOINT_URL=https://127.0.0.1:$(BENCH_TLS_PORT)#' $(BENCH_ENV_FILE) > $(BENCH_DIR)/env-tls
+	echo "SSL_CERT_FILE=$(CURDIR)/$(BENCH_DIR)/tls/bundle.pem" >> $(BENCH_DIR)/env-tls
+	echo "make bench-lambda-cpu: TLS on 127.0.0.1:$(BENCH_TLS_PORT), CPU quota $(LAMBDA_CPU_QUOTA_US) us per 100 ms after the first /next"
+	BENCH_TABLES=1 BENCH_MEMORY_RUNS=1 BENCH_INVOCATIONS=100 BENCH_CGROUP=$$cg BENCH_ENV_FILE=$(BENCH_DIR)/env-tls \
+	  BENCH_BINARIES=$${BENCH_LAMBDA_BINARIES:-$(BENCH_BINARIES)} cargo bench --bench tables
 
 # --- Local run -------------------------------------------------------------------------------------
 

@@ -14,7 +14,9 @@
 //!   (default `floor=target/release/examples/floor,bootstrap=target/release/bootstrap`);
 //! * the local AWS's variables (`localaws.py up --env-out`) are the function's configuration;
 //! * `BENCH_RUNS` (default 25), `BENCH_INVOCATIONS` (default 1000), `BENCH_MEMORY_RUNS`
-//!   (default 3).
+//!   (default 3);
+//! * `BENCH_CGROUP` (optional): a cgroup whose CPU quota the binary gets from its first `/next`
+//!   on (`make bench-lambda-cpu`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -32,8 +34,9 @@ const EVENT: &str = r#"{"action":"status","userId":"100000000000000001"}"#;
 /// What the stand-in saw, and when.
 #[derive(Debug)]
 enum Mark {
-    /// The n-th `GET …/next` (1-based), with the memory read before it was answered (if asked).
-    Next(usize, Instant, Option<Memory>),
+    /// The n-th `GET …/next` (1-based), with the memory read before it was answered (if asked)
+    /// and, for the first two, the CPU time the binary had used.
+    Next(usize, Instant, Option<Memory>, Option<Duration>),
     /// The answer to the n-th invocation.
     Response(usize, Instant),
     /// An error report (`…/error` or `…/init/error`): the run is invalid.
@@ -50,6 +53,18 @@ struct Memory {
     anon_kib: u64,
     /// Of which file-backed pages (the binary and the libraries it touched), KiB.
     file_kib: u64,
+}
+
+/// CPU time used so far by all threads of `pid` (`/proc/<pid>/task/*/schedstat`, in ns). Less
+/// sensitive than wall time to other work on the machine.
+fn cpu_of(pid: u32) -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        let text = std::fs::read_to_string(path).ok()?;
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
 }
 
 fn memory_of(pid: u32) -> Option<Memory> {
@@ -85,6 +100,9 @@ struct Shared {
     probe_at: Vec<usize>,
     pid: Arc<AtomicU32>,
     tx: Mutex<mpsc::Sender<Mark>>,
+    /// `BENCH_CGROUP`: a cgroup (v1 `cpu` controller) the binary is moved into at its first
+    /// `/next`, to give the invocations a Lambda-like CPU share (`make bench-lambda-cpu`).
+    cgroup: Option<std::path::PathBuf>,
 }
 
 impl StandIn {
@@ -99,6 +117,7 @@ impl StandIn {
             probe_at,
             pid: pid.clone(),
             tx: Mutex::new(tx),
+            cgroup: std::env::var_os("BENCH_CGROUP").map(std::path::PathBuf::from),
         });
         thread::spawn(move || {
             for stream in listener.incoming() {
@@ -170,7 +189,25 @@ fn serve(stream: TcpStream, shared: &Shared) {
             } else {
                 None
             };
-            send(shared, Mark::Next(n, now, memory));
+            if n == 1 {
+                if let Some(cgroup) = &shared.cgroup {
+                    // The init phase ends here: from now on the binary runs with the CPU share
+                    // of the cgroup, as a Lambda function runs with the share of its memory size.
+                    let pid = shared.pid.load(Ordering::SeqCst);
+                    if let Err(e) = std::fs::write(cgroup.join("cgroup.procs"), pid.to_string()) {
+                        send(
+                            shared,
+                            Mark::Error(format!("cannot move {pid} into {}: {e}", cgroup.display())),
+                        );
+                    }
+                }
+            }
+            let cpu = if n <= 2 {
+                cpu_of(shared.pid.load(Ordering::SeqCst))
+            } else {
+                None
+            };
+            send(shared, Mark::Next(n, now, memory, cpu));
             if n > shared.invocations {
                 // Hold the request: the binary waits here until it is killed.
                 let mut sink = [0u8; 64];
@@ -238,6 +275,9 @@ fn read_chunked(reader: &mut BufReader<TcpStream>) -> bool {
 struct Run {
     first_next: Duration,
     first_answer: Duration,
+    /// CPU time of the binary until its first `/next`, and until its second (after answering).
+    cpu_next: Duration,
+    cpu_answer: Duration,
     after_one: Memory,
     after_all: Memory,
 }
@@ -271,18 +311,22 @@ fn run_once(binary: &str, env: &BTreeMap<String, String>, invocations: usize) ->
     let mut first_answer = None;
     let mut after_one = None;
     let mut after_all = None;
+    let mut cpu_next = None;
+    let mut cpu_answer = None;
     let result = loop {
         let mark = match api.marks.recv_timeout(Duration::from_secs(60)) {
             Ok(m) => m,
             Err(_) => break Err(format!("{binary}: no word from the binary within 60 s")),
         };
         match mark {
-            Mark::Next(n, at, memory) => {
+            Mark::Next(n, at, memory, cpu) => {
                 if n == 1 {
                     first_next = Some(at - t0);
+                    cpu_next = cpu;
                 }
                 if n == 2 {
                     after_one = memory;
+                    cpu_answer = cpu;
                 }
                 if n == invocations + 1 {
                     after_all = memory;
@@ -304,6 +348,8 @@ fn run_once(binary: &str, env: &BTreeMap<String, String>, invocations: usize) ->
         (Some(first_next), Some(first_answer), Some(after_one), Some(after_all)) => Ok(Run {
             first_next,
             first_answer,
+            cpu_next: cpu_next.unwrap_or_default(),
+            cpu_answer: cpu_answer.unwrap_or_default(),
             after_one,
             after_all,
         }),
@@ -406,20 +452,38 @@ pub fn run(env: &BTreeMap<String, String>) {
          answer of `status` (unknown user: one DynamoDB GetItem against the local AWS). Median (p90) of {runs} runs."
     );
     println!();
-    println!("| binary | size | first /next | first answer | /next ÷ floor | answer ÷ floor |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    let cpu_next: Vec<f64> = cold
+        .iter()
+        .map(|r| median(r.iter().map(|x| ms(x.cpu_next)).collect()))
+        .collect();
+    let cpu_answer: Vec<f64> = cold
+        .iter()
+        .map(|r| median(r.iter().map(|x| ms(x.cpu_answer)).collect()))
+        .collect();
+    println!(
+        "| binary | size | first /next | first answer | /next ÷ floor | answer ÷ floor | CPU to /next | CPU to answer |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (i, (name, path)) in binaries.iter().enumerate() {
         println!(
-            "| {name} | {:.1} MiB | {:.2} ms ({:.2}) | {:.2} ms ({:.2}) | {:.2}× | {:.2}× |",
+            "| {name} | {:.1} MiB | {:.2} ms ({:.2}) | {:.2} ms ({:.2}) | {:.2}× | {:.2}× | {:.2} ms | {:.2} ms |",
             size(path),
             next[i],
             p90_next[i],
             answer[i],
             p90_answer[i],
             next[i] / next[0],
-            answer[i] / answer[0]
+            answer[i] / answer[0],
+            cpu_next[i],
+            cpu_answer[i]
         );
     }
+    println!();
+    println!(
+        "Wall times are from just before spawn; CPU times are the binary's own (all threads, \
+         /proc/<pid>/task/*/schedstat), read when it asks for its first and second event, and \
+         vary less when the machine is busy."
+    );
 
     let hwm = |runs: &[Run], f: fn(&Run) -> Memory| median(runs.iter().map(|r| mib(f(r).hwm_kib)).collect());
     let rss = |runs: &[Run], f: fn(&Run) -> Memory| median(runs.iter().map(|r| mib(f(r).rss_kib)).collect());
