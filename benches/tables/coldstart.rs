@@ -131,6 +131,19 @@ impl StandIn {
     }
 }
 
+/// The binary's pid. The parent stores it right after `spawn` returns; on a busy machine the
+/// binary can be quicker, so wait for it (a second at most).
+fn child_pid(shared: &Shared) -> u32 {
+    for _ in 0..1000 {
+        let pid = shared.pid.load(Ordering::SeqCst);
+        if pid != 0 {
+            return pid;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    0
+}
+
 fn send(shared: &Shared, mark: Mark) {
     let tx = shared.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let _ = tx.send(mark);
@@ -185,7 +198,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 *served
             };
             let memory = if shared.probe_at.contains(&(n - 1)) {
-                memory_of(shared.pid.load(Ordering::SeqCst))
+                memory_of(child_pid(shared))
             } else {
                 None
             };
@@ -193,7 +206,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 if let Some(cgroup) = &shared.cgroup {
                     // The init phase ends here: from now on the binary runs with the CPU share
                     // of the cgroup, as a Lambda function runs with the share of its memory size.
-                    let pid = shared.pid.load(Ordering::SeqCst);
+                    let pid = child_pid(shared);
                     if let Err(e) = std::fs::write(cgroup.join("cgroup.procs"), pid.to_string()) {
                         send(
                             shared,
@@ -203,7 +216,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 }
             }
             let cpu = if n <= 2 {
-                cpu_of(shared.pid.load(Ordering::SeqCst))
+                cpu_of(child_pid(shared))
             } else {
                 None
             };
@@ -302,7 +315,15 @@ fn spawn(binary: &str, api: &str, env: &BTreeMap<String, String>) -> Child {
         .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"))
 }
 
+/// [`try_run`], once more if it fails (a busy machine can starve a run past its timeouts).
 fn run_once(binary: &str, env: &BTreeMap<String, String>, invocations: usize) -> Result<Run, String> {
+    try_run(binary, env, invocations).or_else(|e| {
+        eprintln!("{binary}: {e}; trying once more");
+        try_run(binary, env, invocations)
+    })
+}
+
+fn try_run(binary: &str, env: &BTreeMap<String, String>, invocations: usize) -> Result<Run, String> {
     let api = StandIn::start(invocations, vec![1, invocations]);
     let t0 = Instant::now();
     let mut child = spawn(binary, &api.addr, env);
