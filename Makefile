@@ -23,14 +23,15 @@ FUNCTION    := foundry-vtt-instance-management
 EVENT       ?= events/status.json
 PIP_FLAGS   := -q --disable-pip-version-check --no-input
 
-.PHONY: help venv venv-run build test lint run invoke package bench bench-build bench-lambda-cpu clean-aws
+.PHONY: help venv venv-run venv-lint build test lint run invoke package bench bench-build bench-lambda-cpu clean-aws
 
 help:
 	@echo "make venv       create .venv with moto (tests/local-aws/requirements.txt)"
 	echo "make venv-run   also install cargo-lambda (tests/local-aws/requirements-run.txt)"
+	echo "make venv-lint  also install cfn-lint (tests/local-aws/requirements-lint.txt)"
 	echo "make build      cargo build --release --bin bootstrap"
 	echo "make test       start/provision the tests' local AWS (moto on 127.0.0.1:$(TEST_MOTO_PORT)), then cargo test --all-targets"
-	echo "make lint       cargo fmt --check and clippy -D warnings"
+	echo "make lint       cargo fmt --check, clippy -D warnings, cfn-lint template.yaml"
 	echo "make run        local AWS + cargo lambda watch; Invoke API on 127.0.0.1:$(INVOKE_PORT) for $(FUNCTION)"
 	echo "make invoke EVENT=events/status.json   POST an event to the running function"
 	echo "make package    cargo lambda build --release --arm64 --output-format zip"
@@ -54,6 +55,13 @@ $(VENV)/.stamp-run: tests/local-aws/requirements-run.txt $(VENV)/.stamp-test
 	@$(PY) -m pip install $(PIP_FLAGS) -r $<
 	touch $@
 
+venv-lint: $(VENV)/.stamp-lint
+
+$(VENV)/.stamp-lint: tests/local-aws/requirements-lint.txt
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) -r $<
+	touch $@
+
 # --- Rust ------------------------------------------------------------------------------------------
 
 build:
@@ -63,9 +71,10 @@ test: venv
 	$(PY) $(LOCALAWS) up --port $(TEST_MOTO_PORT) --env-out $(TEST_ENV_FILE) >/dev/null
 	cargo test --all-targets
 
-lint:
+lint: venv-lint
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint template.yaml
 
 # The performance tables (benches/tables): cold start and memory of the release binary next to
 # a hello-world lambda_runtime binary (examples/floor.rs), handler overhead on the fakes, and AWS
