@@ -23,18 +23,19 @@ FUNCTION    := foundry-vtt-instance-management
 EVENT       ?= events/status.json
 PIP_FLAGS   := -q --disable-pip-version-check --no-input
 
-.PHONY: help venv venv-run build test lint run invoke package bench clean-aws
+.PHONY: help venv venv-run venv-lint build test lint run invoke package bench bench-build bench-lambda-cpu clean-aws
 
 help:
 	@echo "make venv       create .venv with moto (tests/local-aws/requirements.txt)"
 	echo "make venv-run   also install cargo-lambda (tests/local-aws/requirements-run.txt)"
+	echo "make venv-lint  also install cfn-lint (tests/local-aws/requirements-lint.txt)"
 	echo "make build      cargo build --release --bin bootstrap"
 	echo "make test       start/provision the tests' local AWS (moto on 127.0.0.1:$(TEST_MOTO_PORT)), then cargo test --all-targets"
-	echo "make lint       cargo fmt --check and clippy -D warnings"
+	echo "make lint       cargo fmt --check, clippy -D warnings, cfn-lint template.yaml"
 	echo "make run        local AWS + cargo lambda watch; Invoke API on 127.0.0.1:$(INVOKE_PORT) for $(FUNCTION)"
 	echo "make invoke EVENT=events/status.json   POST an event to the running function"
 	echo "make package    cargo lambda build --release --arm64 --output-format zip"
-	echo "make bench      cargo bench"
+	echo "make bench      the performance tables: cold start, memory, handler overhead, AWS calls (benches/tables)"
 	echo "make clean-aws  stop the moto servers started by make test (5055) and make run (5000)"
 
 # --- Python environment ------------------------------------------------------------------------
@@ -54,6 +55,13 @@ $(VENV)/.stamp-run: tests/local-aws/requirements-run.txt $(VENV)/.stamp-test
 	@$(PY) -m pip install $(PIP_FLAGS) -r $<
 	touch $@
 
+venv-lint: $(VENV)/.stamp-lint
+
+$(VENV)/.stamp-lint: tests/local-aws/requirements-lint.txt
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) -r $<
+	touch $@
+
 # --- Rust ------------------------------------------------------------------------------------------
 
 build:
@@ -63,12 +71,70 @@ test: venv
 	$(PY) $(LOCALAWS) up --port $(TEST_MOTO_PORT) --env-out $(TEST_ENV_FILE) >/dev/null
 	cargo test --all-targets
 
-lint:
+lint: venv-lint
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint template.yaml
 
-bench:
-	cargo bench
+# The performance tables (benches/tables): cold start and memory of the release binary next to
+# a hello-world lambda_runtime binary (examples/floor.rs), handler overhead on the fakes, and AWS
+# calls per action against a local AWS of its own (moto on $(BENCH_MOTO_PORT)).
+BENCH_MOTO_PORT := 5077
+BENCH_TLS_PORT  := 5078
+BENCH_DIR       := target/bench
+BENCH_ENV_FILE  := $(BENCH_DIR)/env-$(BENCH_MOTO_PORT)
+BENCH_BINARIES  := floor=$(BENCH_DIR)/floor,bootstrap=$(BENCH_DIR)/bootstrap
+# A 128 MB function gets 128/1769 of a vCPU once initialised (1,769 MB = one vCPU).
+LAMBDA_CPU_QUOTA_US ?= 7236
+
+bench-build:
+	@t0=$$SECONDS
+	mkdir -p $(BENCH_DIR)
+	# The bench target first: `cargo bench` also builds bootstrap (with the test-only fakes
+	# compiled in) into target/release/. Then the two measured binaries, copied aside: the
+	# shipped one (--release) and the floor (the bench profile, which is the release profile).
+	cargo bench --bench tables --no-run
+	cargo build --profile bench --example floor
+	cargo build --release --bin bootstrap
+	cp target/release/bootstrap $(BENCH_DIR)/bootstrap
+	cp target/release/examples/floor $(BENCH_DIR)/floor
+	echo "make bench: built in $$((SECONDS - t0)) s"
+
+bench: venv bench-build
+	@t0=$$SECONDS
+	started=$$($(PY) $(LOCALAWS) up --port $(BENCH_MOTO_PORT) --env-out $(BENCH_ENV_FILE))
+	stop_moto() { if [[ $$started == started* ]]; then $(PY) $(LOCALAWS) down --port $(BENCH_MOTO_PORT); fi; }
+	trap stop_moto EXIT
+	BENCH_ENV_FILE=$(BENCH_ENV_FILE) BENCH_BINARIES=$(BENCH_BINARIES) cargo bench --bench tables
+	echo "make bench: ran in $$((SECONDS - t0)) s"
+
+# Optional, needs root (a cgroup v1 `cpu` controller): table 1 with TLS in front of the local AWS
+# (benches/tls_front.py; SSL_CERT_FILE = the system bundle + its CA, one file as on Amazon Linux
+# 2023) and, from the first /next on, the CPU share of a 128 MB function. docs/performance.md.
+bench-lambda-cpu: venv bench-build
+	@cg=/sys/fs/cgroup/cpu/foundry-lambda-bench
+	if ! mkdir -p $$cg 2>/dev/null || ! echo $(LAMBDA_CPU_QUOTA_US) > $$cg/cpu.cfs_quota_us 2>/dev/null; then
+	  echo "make bench-lambda-cpu: needs a writable cgroup v1 cpu controller at /sys/fs/cgroup/cpu (root)" >&2
+	  exit 1
+	fi
+	echo 100000 > $$cg/cpu.cfs_period_us
+	started=$$($(PY) $(LOCALAWS) up --port $(BENCH_MOTO_PORT) --env-out $(BENCH_ENV_FILE))
+	$(PY) benches/tls_front.py --listen $(BENCH_TLS_PORT) --upstream $(BENCH_MOTO_PORT) --dir $(BENCH_DIR)/tls \
+	  > $(BENCH_DIR)/tls-front.log 2>&1 &
+	front=$$!
+	cleanup() {
+	  kill $$front 2>/dev/null || true
+	  sleep 0.2; rmdir $$cg 2>/dev/null || true
+	  if [[ $$started == started* ]]; then $(PY) $(LOCALAWS) down --port $(BENCH_MOTO_PORT); fi
+	}
+	trap cleanup EXIT
+	for _ in $$(seq 100); do grep -q ready $(BENCH_DIR)/tls-front.log 2>/dev/null && break; sleep 0.1; done
+	grep -q ready $(BENCH_DIR)/tls-front.log || { cat $(BENCH_DIR)/tls-front.log; exit 1; }
+	sed -e 's#^AWS_ENDPOINT_URL=.*#AWS_ENDPOINT_URL=https://127.0.0.1:$(BENCH_TLS_PORT)#' $(BENCH_ENV_FILE) > $(BENCH_DIR)/env-tls
+	echo "SSL_CERT_FILE=$(CURDIR)/$(BENCH_DIR)/tls/bundle.pem" >> $(BENCH_DIR)/env-tls
+	echo "make bench-lambda-cpu: TLS on 127.0.0.1:$(BENCH_TLS_PORT), CPU quota $(LAMBDA_CPU_QUOTA_US) us per 100 ms after the first /next"
+	BENCH_TABLES=1 BENCH_MEMORY_RUNS=1 BENCH_INVOCATIONS=100 BENCH_CGROUP=$$cg BENCH_ENV_FILE=$(BENCH_DIR)/env-tls \
+	  BENCH_BINARIES=$${BENCH_LAMBDA_BINARIES:-$(BENCH_BINARIES)} cargo bench --bench tables
 
 # --- Local run -------------------------------------------------------------------------------------
 

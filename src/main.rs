@@ -1,11 +1,7 @@
 //! The `bootstrap` binary: a `lambda_runtime` custom runtime.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
 use foundry_lambda::app::{App, Ctx};
 use foundry_lambda::clock::{Clock, SystemClock};
 use foundry_lambda::config::Config;
@@ -29,20 +25,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }
     };
 
-    // One SdkConfig for every client: standard retries with jittered backoff and
-    // explicit timeouts. AWS_ENDPOINT_URL (moto locally) is honoured by aws-config.
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(config.region.clone()))
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(20))
-                .operation_timeout(Duration::from_secs(60))
-                .build(),
-        )
-        .load()
-        .await;
+    // One SdkConfig and one HTTPS client for every SDK client, each client built on its
+    // first use (src/managers/sdk.rs): the cold start pays only for what it needs.
+    let sdk = foundry_lambda::managers::sdk::load_config(&config.region).await;
     let app =
         Arc::new(App::new(config, Arc::new(SystemClock), Managers::from_sdk(&sdk)).with_metrics(Arc::new(StdoutSink)));
 

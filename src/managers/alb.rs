@@ -70,16 +70,18 @@ pub trait Alb: Send + Sync {
 
 /// The SDK adapter.
 pub struct SdkAlb {
-    client: aws_sdk_elasticloadbalancingv2::Client,
+    client: super::sdk::LazyClient<aws_sdk_elasticloadbalancingv2::Client>,
     rules_page_size: Option<i32>,
 }
 
 impl SdkAlb {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        let mut conf = aws_sdk_elasticloadbalancingv2::config::Builder::from(sdk);
-        conf.push_interceptor(instrument::interceptor());
         SdkAlb {
-            client: aws_sdk_elasticloadbalancingv2::Client::from_conf(conf.build()),
+            client: super::sdk::LazyClient::new(sdk, |sdk| {
+                let mut conf = aws_sdk_elasticloadbalancingv2::config::Builder::from(sdk);
+                conf.push_interceptor(instrument::interceptor());
+                aws_sdk_elasticloadbalancingv2::Client::from_conf(conf.build())
+            }),
             rules_page_size: None,
         }
     }

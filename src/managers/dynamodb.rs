@@ -205,16 +205,18 @@ pub trait Dynamo: Send + Sync {
 /// The SDK adapter. `page_limit` sets `Limit` on every Scan/Query page (tests use it to
 /// force pagination); `None` lets DynamoDB fill 1 MB pages.
 pub struct SdkDynamo {
-    client: aws_sdk_dynamodb::Client,
+    client: super::sdk::LazyClient<aws_sdk_dynamodb::Client>,
     page_limit: Option<i32>,
 }
 
 impl SdkDynamo {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        let mut conf = aws_sdk_dynamodb::config::Builder::from(sdk);
-        conf.push_interceptor(instrument::interceptor());
         SdkDynamo {
-            client: aws_sdk_dynamodb::Client::from_conf(conf.build()),
+            client: super::sdk::LazyClient::new(sdk, |sdk| {
+                let mut conf = aws_sdk_dynamodb::config::Builder::from(sdk);
+                conf.push_interceptor(instrument::interceptor());
+                aws_sdk_dynamodb::Client::from_conf(conf.build())
+            }),
             page_limit: None,
         }
     }

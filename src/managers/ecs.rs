@@ -63,15 +63,17 @@ pub trait Ecs: Send + Sync {
 
 /// The SDK adapter.
 pub struct SdkEcs {
-    client: aws_sdk_ecs::Client,
+    client: super::sdk::LazyClient<aws_sdk_ecs::Client>,
 }
 
 impl SdkEcs {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        let mut conf = aws_sdk_ecs::config::Builder::from(sdk);
-        conf.push_interceptor(instrument::interceptor());
         SdkEcs {
-            client: aws_sdk_ecs::Client::from_conf(conf.build()),
+            client: super::sdk::LazyClient::new(sdk, |sdk| {
+                let mut conf = aws_sdk_ecs::config::Builder::from(sdk);
+                conf.push_interceptor(instrument::interceptor());
+                aws_sdk_ecs::Client::from_conf(conf.build())
+            }),
         }
     }
 }

@@ -44,15 +44,17 @@ pub trait Efs: Send + Sync {
 
 /// The SDK adapter.
 pub struct SdkEfs {
-    client: aws_sdk_efs::Client,
+    client: super::sdk::LazyClient<aws_sdk_efs::Client>,
 }
 
 impl SdkEfs {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        let mut conf = aws_sdk_efs::config::Builder::from(sdk);
-        conf.push_interceptor(instrument::interceptor());
         SdkEfs {
-            client: aws_sdk_efs::Client::from_conf(conf.build()),
+            client: super::sdk::LazyClient::new(sdk, |sdk| {
+                let mut conf = aws_sdk_efs::config::Builder::from(sdk);
+                conf.push_interceptor(instrument::interceptor());
+                aws_sdk_efs::Client::from_conf(conf.build())
+            }),
         }
     }
 }

@@ -34,15 +34,17 @@ pub trait Iam: Send + Sync {
 
 /// The SDK adapter.
 pub struct SdkIam {
-    client: aws_sdk_iam::Client,
+    client: super::sdk::LazyClient<aws_sdk_iam::Client>,
 }
 
 impl SdkIam {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        let mut conf = aws_sdk_iam::config::Builder::from(sdk);
-        conf.push_interceptor(instrument::interceptor());
         SdkIam {
-            client: aws_sdk_iam::Client::from_conf(conf.build()),
+            client: super::sdk::LazyClient::new(sdk, |sdk| {
+                let mut conf = aws_sdk_iam::config::Builder::from(sdk);
+                conf.push_interceptor(instrument::interceptor());
+                aws_sdk_iam::Client::from_conf(conf.build())
+            }),
         }
     }
 }

@@ -75,15 +75,17 @@ pub fn not_found(operation: &'static str) -> AwsError {
 
 /// The SDK adapter.
 pub struct SdkLogs {
-    client: aws_sdk_cloudwatchlogs::Client,
+    client: super::sdk::LazyClient<aws_sdk_cloudwatchlogs::Client>,
 }
 
 impl SdkLogs {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        let mut conf = aws_sdk_cloudwatchlogs::config::Builder::from(sdk);
-        conf.push_interceptor(crate::managers::instrument::interceptor());
         SdkLogs {
-            client: aws_sdk_cloudwatchlogs::Client::from_conf(conf.build()),
+            client: super::sdk::LazyClient::new(sdk, |sdk| {
+                let mut conf = aws_sdk_cloudwatchlogs::config::Builder::from(sdk);
+                conf.push_interceptor(crate::managers::instrument::interceptor());
+                aws_sdk_cloudwatchlogs::Client::from_conf(conf.build())
+            }),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod instrument;
 pub mod logs;
 pub mod route53;
 pub mod s3;
+pub mod sdk;
 pub mod secrets;
 
 use std::sync::Arc;
@@ -48,8 +49,11 @@ pub struct Managers {
 }
 
 impl Managers {
-    /// The SDK adapters, all built from one shared `SdkConfig`.
+    /// The SDK adapters, all from one shared `SdkConfig` and one HTTPS client. Each SDK client
+    /// is built on its first use, and the TLS connector once, at the first request ([`sdk`]):
+    /// a cold start pays only for what its invocation uses.
     pub fn from_sdk(sdk: &aws_config::SdkConfig) -> Self {
+        let sdk = &sdk::with_shared_http_client(sdk);
         Managers {
             ecs: Arc::new(ecs::SdkEcs::new(sdk)),
             efs: Arc::new(efs::SdkEfs::new(sdk)),

@@ -35,15 +35,17 @@ pub trait Route53: Send + Sync {
 
 /// The SDK adapter.
 pub struct SdkRoute53 {
-    client: aws_sdk_route53::Client,
+    client: super::sdk::LazyClient<aws_sdk_route53::Client>,
 }
 
 impl SdkRoute53 {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        let mut conf = aws_sdk_route53::config::Builder::from(sdk);
-        conf.push_interceptor(instrument::interceptor());
         SdkRoute53 {
-            client: aws_sdk_route53::Client::from_conf(conf.build()),
+            client: super::sdk::LazyClient::new(sdk, |sdk| {
+                let mut conf = aws_sdk_route53::config::Builder::from(sdk);
+                conf.push_interceptor(instrument::interceptor());
+                aws_sdk_route53::Client::from_conf(conf.build())
+            }),
         }
     }
 }

@@ -31,15 +31,17 @@ pub trait S3: Send + Sync {
 /// The SDK adapter. Uses path-style addressing when an endpoint URL is configured
 /// (moto), so that no `bucket.host` name has to resolve.
 pub struct SdkS3 {
-    client: aws_sdk_s3::Client,
+    client: super::sdk::LazyClient<aws_sdk_s3::Client>,
 }
 
 impl SdkS3 {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        let mut conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some());
-        conf.push_interceptor(instrument::interceptor());
         SdkS3 {
-            client: aws_sdk_s3::Client::from_conf(conf.build()),
+            client: super::sdk::LazyClient::new(sdk, |sdk| {
+                let mut conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some());
+                conf.push_interceptor(instrument::interceptor());
+                aws_sdk_s3::Client::from_conf(conf.build())
+            }),
         }
     }
 }

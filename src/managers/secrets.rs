@@ -33,15 +33,17 @@ pub trait Secrets: Send + Sync {
 
 /// The SDK adapter.
 pub struct SdkSecrets {
-    client: aws_sdk_secretsmanager::Client,
+    client: super::sdk::LazyClient<aws_sdk_secretsmanager::Client>,
 }
 
 impl SdkSecrets {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        let mut conf = aws_sdk_secretsmanager::config::Builder::from(sdk);
-        conf.push_interceptor(instrument::interceptor());
         SdkSecrets {
-            client: aws_sdk_secretsmanager::Client::from_conf(conf.build()),
+            client: super::sdk::LazyClient::new(sdk, |sdk| {
+                let mut conf = aws_sdk_secretsmanager::config::Builder::from(sdk);
+                conf.push_interceptor(instrument::interceptor());
+                aws_sdk_secretsmanager::Client::from_conf(conf.build())
+            }),
         }
     }
 }
