@@ -13,6 +13,7 @@ use serde_with::skip_serializing_none;
 use crate::context::{Ctx, Services};
 use crate::domain::model::{Credentials, Instance, InstanceStatus, SessionStatus};
 use crate::domain::names;
+use crate::domain::schedule::SESSION_GRACE_SECONDS;
 use crate::domain::taskdef::{self, FoundryTask, SecretKeys};
 use crate::error::{Error, Result};
 use crate::managers::credentials::{get_credentials, store_credentials, store_secret};
@@ -248,18 +249,22 @@ async fn resume(svc: &Services, inst: Instance) -> Result<Started> {
 
 /// The on-demand gate of a BYOL owner: refused while a session on the owner's license
 /// `byol-<userId>` is about to start (within 30 minutes), or while another user's
-/// session runs on it.
+/// session runs on it. A session is active until its server stops, which may be up to
+/// the grace period after its end time.
 async fn on_demand_gate(svc: &Services, inst: &Instance) -> Result<()> {
     let now = svc.now();
     let license = names::license_id(&inst.user_id);
-    let from = now - svc.config.max_session_seconds;
+    let from = now - svc.config.max_session_seconds - SESSION_GRACE_SECONDS;
     let sessions = svc
         .store
         .sessions
         .on_license(&license, from, now + SESSION_PROTECTION)
         .await?;
-    for s in sessions.iter().filter(|s| s.end_time > now) {
-        if s.status == SessionStatus::Scheduled && s.start_time <= now + SESSION_PROTECTION {
+    for s in &sessions {
+        if s.status == SessionStatus::Scheduled
+            && s.end_time > now
+            && s.start_time <= now + SESSION_PROTECTION
+        {
             return Err(Error::failed(
                 "A scheduled session is about to start using this license",
             ));
