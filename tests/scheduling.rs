@@ -393,7 +393,11 @@ async fn a_session_start_stops_the_owners_on_demand_server_then_and_not_at_booki
     assert_eq!(invoke(&app, ev("start", OWNER)).await.0, 500);
     assert_eq!(fake.ecs.running_tasks().len(), 1, "one server on the license");
     assert_eq!(invoke(&app, ev("stop", BORROWER)).await.0, 200);
-    assert_eq!(invoke(&app, ev("start", OWNER)).await.0, 200, "free once the borrower stopped");
+    assert_eq!(
+        invoke(&app, ev("start", OWNER)).await.0,
+        200,
+        "free once the borrower stopped"
+    );
 }
 
 #[tokio::test]

@@ -215,11 +215,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
                     }
                 }
             }
-            let cpu = if n <= 2 {
-                cpu_of(child_pid(shared))
-            } else {
-                None
-            };
+            let cpu = if n <= 2 { cpu_of(child_pid(shared)) } else { None };
             send(shared, Mark::Next(n, now, memory, cpu));
             if n > shared.invocations {
                 // Hold the request: the binary waits here until it is killed.

@@ -261,10 +261,7 @@ async fn on_demand_gate(svc: &Services, inst: &Instance) -> Result<()> {
         .on_license(&license, from, now + SESSION_PROTECTION)
         .await?;
     for s in &sessions {
-        if s.status == SessionStatus::Scheduled
-            && s.end_time > now
-            && s.start_time <= now + SESSION_PROTECTION
-        {
+        if s.status == SessionStatus::Scheduled && s.end_time > now && s.start_time <= now + SESSION_PROTECTION {
             return Err(Error::failed(
                 "A scheduled session is about to start using this license",
             ));
