@@ -23,7 +23,7 @@ FUNCTION    := foundry-vtt-instance-management
 EVENT       ?= events/status.json
 PIP_FLAGS   := -q --disable-pip-version-check --no-input
 
-.PHONY: help venv venv-run venv-lint build test lint run invoke package bench bench-build bench-lambda-cpu clean-aws
+.PHONY: help venv venv-run venv-lint build test lint run invoke package bench bench-build bench-lambda-cpu fuzz mutants clean-aws
 
 help:
 	@echo "make venv       create .venv with moto (tests/local-aws/requirements.txt)"
@@ -35,7 +35,9 @@ help:
 	echo "make run        local AWS + cargo lambda watch; Invoke API on 127.0.0.1:$(INVOKE_PORT) for $(FUNCTION)"
 	echo "make invoke EVENT=events/status.json   POST an event to the running function"
 	echo "make package    cargo lambda build --release --arm64 --output-format zip"
-	echo "make bench      the performance tables: cold start, memory, handler overhead, AWS calls (benches/tables)"
+	echo "make bench      the performance tables: cold start, memory, handler overhead, sweep scaling, AWS calls"
+	echo "make fuzz       $(FUZZ_INPUTS) mutated events through the parser and the checks before an action (FUZZ_INPUTS=…)"
+	echo "make mutants    cargo-mutants over src/actions, src/store and src/domain against the tests on the fakes (slow)"
 	echo "make clean-aws  stop the moto servers started by make test (5055) and make run (5000)"
 
 # --- Python environment ------------------------------------------------------------------------
@@ -93,7 +95,7 @@ bench-build:
 	# The bench target first: `cargo bench` also builds bootstrap (with the test-only fakes
 	# compiled in) into target/release/. Then the two measured binaries, copied aside: the
 	# shipped one (--release) and the floor (the bench profile, which is the release profile).
-	cargo bench --bench tables --no-run
+	cargo bench --bench tables --bench availability --no-run
 	cargo build --profile bench --example floor
 	cargo build --release --bin bootstrap
 	cp target/release/bootstrap $(BENCH_DIR)/bootstrap
@@ -106,6 +108,7 @@ bench: venv bench-build
 	stop_moto() { if [[ $$started == started* ]]; then $(PY) $(LOCALAWS) down --port $(BENCH_MOTO_PORT); fi; }
 	trap stop_moto EXIT
 	BENCH_ENV_FILE=$(BENCH_ENV_FILE) BENCH_BINARIES=$(BENCH_BINARIES) cargo bench --bench tables
+	cargo bench --bench availability
 	echo "make bench: ran in $$((SECONDS - t0)) s"
 
 # Optional, needs root (a cgroup v1 `cpu` controller): table 1 with TLS in front of the local AWS
@@ -200,6 +203,24 @@ package: venv-run
 	zip=target/lambda/bootstrap/bootstrap.zip
 	[ -f "$$zip" ] || { echo "make package: $$zip was not produced" >&2; exit 1; }
 	echo "make package: $$zip ($$(du -h "$$zip" | cut -f1))"
+
+# --- Fuzzing and mutation testing ---------------------------------------------------------------
+
+FUZZ_INPUTS ?= 10000000
+FUZZ_SEED   ?= 1
+
+fuzz:
+	cargo run --profile fuzz --features test-util --example fuzz -- $(FUZZ_INPUTS) $(FUZZ_SEED)
+
+# Every mutant is judged by the tests on the fakes (the moto tests add minutes per mutant and
+# nothing the fakes miss for these files). cargo-mutants is installed on first use.
+MUTANTS_TESTS := --lib --test lifecycle --test races --test hardening --test scheduling \
+  --test schedule_properties --test automation --test authorization --test kofi --test admin \
+  --test handler --test metrics --test redaction
+mutants:
+	@command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
+	cargo mutants --no-shuffle --timeout 120 --file 'src/actions/**' --file 'src/store/**' --file 'src/domain/**' \
+	  --features test-util -- $(MUTANTS_TESTS)
 
 clean-aws:
 	@py=$(PY); [ -x $$py ] || py=$(PYTHON)

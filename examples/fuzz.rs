@@ -2,7 +2,8 @@
 //! action runs, on every core. Prints how many ran, how many would run an action, and
 //! every failure (a panic, or an answer whose body is not JSON text).
 //!
-//! `cargo run --release --example fuzz --features test-util -- [inputs] [seed]`
+//! `cargo run --profile fuzz --example fuzz --features test-util -- [inputs] [seed]` (the
+//! `fuzz` profile is the release profile with panics that unwind, so that they are counted).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,12 +26,14 @@ fn main() {
     // Panics are counted, not printed one by one.
     std::panic::set_hook(Box::new(|_| {}));
     let failures = Arc::new(AtomicU64::new(0));
+    let panics = Arc::new(AtomicU64::new(0));
     let accepted = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
         .map(|t| {
             let seeds = seeds.clone();
             let failures = failures.clone();
+            let panics = panics.clone();
             let accepted = accepted.clone();
             let share = inputs / threads + u64::from(t < inputs % threads);
             std::thread::spawn(move || {
@@ -49,7 +52,7 @@ fn main() {
                             }
                         }
                         Err(_) => {
-                            if failures.fetch_add(1, Ordering::Relaxed) < 10 {
+                            if panics.fetch_add(1, Ordering::Relaxed) < 10 {
                                 eprintln!("PANIC on input: {}", &input[..input.len().min(500)]);
                             }
                         }
@@ -63,13 +66,14 @@ fn main() {
     }
     let took = started.elapsed();
     let failed = failures.load(Ordering::Relaxed);
+    let panicked = panics.load(Ordering::Relaxed);
     println!(
-        "fuzz: {inputs} inputs in {:.1} s ({:.0}/s), {} would run an action, {failed} failures, 0 panics unless counted in failures",
+        "fuzz: {inputs} inputs in {:.1} s ({:.0}/s), {} would run an action; {failed} failures, {panicked} panics",
         took.as_secs_f64(),
         inputs as f64 / took.as_secs_f64(),
         accepted.load(Ordering::Relaxed)
     );
-    if failed > 0 {
+    if failed + panicked > 0 {
         std::process::exit(1);
     }
 }

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use foundry_lambda::error::AwsErrorKind;
 use foundry_lambda::managers::dynamodb::AttributeValue;
@@ -124,8 +124,11 @@ async fn a_scheduled_sessions_run_is_stopped_after_its_grace_and_the_session_com
     assert_eq!(item["status"], AttributeValue::S("completed".into()));
 }
 
+/// A thousand due instances, every AWS call taking 20 ms: all stop, each through the full
+/// teardown, with up to 16 instances in work at once (never more, never one at a time).
+/// The wall time and the calls per instance are table 4 of `make bench`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_thousand_overdue_instances_with_20_ms_per_aws_call_all_stop_well_inside_five_minutes() {
+async fn a_thousand_overdue_instances_all_stop_sixteen_at_a_time() {
     let (app, fake, clock) = fake_app(T0);
     for i in 0..1_000 {
         let uid = user(i);
@@ -135,11 +138,8 @@ async fn a_thousand_overdue_instances_with_20_ms_per_aws_call_all_stop_well_insi
     }
     clock.advance(Duration::from_secs(7 * 3600));
     fake.set_latency(Duration::from_millis(20));
-    let calls_before = fake.faults.calls().len();
-    let started = Instant::now();
+    fake.reset_peak_in_flight();
     let (code, body) = invoke(&app, sweep()).await;
-    let took = started.elapsed();
-    let calls = fake.faults.calls().len() - calls_before;
     assert_eq!(code, 200);
     assert_eq!(body["shutdownCount"], 1_000);
     assert!(fake.ecs.running_tasks().is_empty());
@@ -147,10 +147,6 @@ async fn a_thousand_overdue_instances_with_20_ms_per_aws_call_all_stop_well_insi
         (0..1_000).all(|i| hours_booked(&fake, &user(i)) > 0.0),
         "every run is booked"
     );
-    println!(
-        "auto-shutdown of 1,000 instances, 20 ms per AWS call: {:.1} s, {:.1} AWS calls per instance",
-        took.as_secs_f64(),
-        calls as f64 / 1_000.0
-    );
-    assert!(took < Duration::from_secs(60), "the sweep took {took:?}");
+    // Each instance's teardown makes one call at a time; the sweep works on 16 of them.
+    assert_eq!(fake.peak_in_flight(), 16, "instances in work at once");
 }

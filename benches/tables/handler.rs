@@ -2,9 +2,8 @@
 //! raw event bytes (parsed as the runtime does) through `App::handle` (with the EMF metrics,
 //! to a sink that discards them) to the serialized envelope. Criterion measures each row.
 //!
-//! The fakes hold 1,000 instances, made by `create` itself. `admin-overview` (with 200
-//! scheduled sessions) is measured as soon as the action answers; until then its row says
-//! that it is not implemented yet.
+//! The fakes hold 1,000 instances, made by `create` itself, and (for `admin-overview`) 200
+//! scheduled sessions, booked by `schedule-session`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +19,6 @@ const INSTANCES: usize = 1_000;
 const SESSIONS: usize = 200;
 /// The fake clock: 2026-11-27 (any fixed time works).
 const NOW: i64 = 1_795_773_600;
-const ADMIN: &str = "000000000000000001";
 
 fn user(i: usize) -> String {
     format!("{}", 200_000_000_000_000_000u64 + i as u64)
@@ -48,13 +46,13 @@ fn rows() -> Vec<Row> {
         Row {
             id: "admin-overview",
             data: format!("{INSTANCES} instances, {SESSIONS} sessions"),
-            event: json!({"action": "admin-overview", "userId": ADMIN}),
+            event: json!({"action": "admin-overview", "userId": "system"}),
         },
     ]
 }
 
 /// The fakes, seeded through the actions themselves.
-fn seeded(rt: &tokio::runtime::Runtime) -> (App, usize) {
+fn seeded(rt: &tokio::runtime::Runtime) -> App {
     let (app, _fake, _clock) = fake_app(NOW);
     let ctx = Ctx::default();
     for i in 0..INSTANCES {
@@ -70,8 +68,7 @@ fn seeded(rt: &tokio::runtime::Runtime) -> (App, usize) {
             handled.envelope.body
         );
     }
-    // Sessions, once schedule-session exists: one per user, two hours each, in the next weeks.
-    let mut sessions = 0;
+    // Sessions: one per user, two hours each, in the next weeks.
     for i in 0..SESSIONS {
         let start = NOW + 86_400 + (i as i64) * 7_200;
         let event = json!({
@@ -79,16 +76,13 @@ fn seeded(rt: &tokio::runtime::Runtime) -> (App, usize) {
             "licenseType": "byol", "sessionTitle": "Bench session", "preferredLicenseId": format!("byol-{}", user(i))
         });
         let handled = rt.block_on(app.handle(&event, &ctx));
-        if handled.envelope.status_code != 200 {
-            break;
-        }
-        sessions += 1;
+        assert_eq!(
+            handled.envelope.status_code, 200,
+            "seeding: session {i} answered {}",
+            handled.envelope.body
+        );
     }
-    (app, sessions)
-}
-
-fn is_not_implemented(body: &str) -> bool {
-    body.contains("is not available yet")
+    app
 }
 
 fn estimate(dir: &std::path::Path, id: &str, what: &str) -> Option<f64> {
@@ -112,7 +106,7 @@ pub fn run() {
         .build()
         .expect("tokio runtime");
     let t0 = std::time::Instant::now();
-    let (plain, sessions) = seeded(&rt);
+    let plain = seeded(&rt);
     let seed_time = t0.elapsed();
     let app = plain.clone().with_metrics(Arc::new(NullSink));
     let ctx = Ctx {
@@ -134,30 +128,24 @@ pub fn run() {
         data: String,
         status: u16,
         calls: u64,
-        missing: bool,
     }
     let mut measured = Vec::new();
     let mut group = c.benchmark_group("handler");
     for row in rows() {
         let raw = serde_json::to_vec(&row.event).expect("event bytes");
-        // One invocation first: its status, its AWS calls, and whether the action exists.
+        // One invocation first: its status and its AWS calls.
         let (handled, calls, _) = rt.block_on(measure(|| plain.handle(&row.event, &ctx)));
-        let missing = is_not_implemented(&handled.envelope.body);
-        let data = if row.id == "admin-overview" {
-            format!("{INSTANCES} instances, {sessions} sessions")
-        } else {
-            row.data
-        };
+        assert_eq!(
+            handled.envelope.status_code, 200,
+            "{}: {}",
+            row.id, handled.envelope.body
+        );
         measured.push(Measured {
             id: row.id,
-            data,
+            data: row.data,
             status: handled.envelope.status_code,
             calls: calls.total,
-            missing,
         });
-        if missing {
-            continue;
-        }
         group.bench_function(row.id, |b| {
             b.iter(|| {
                 let event: Value = serde_json::from_slice(&raw).expect("event");
@@ -178,10 +166,6 @@ pub fn run() {
     println!("| action | fakes hold | answer | AWS calls (fakes) | median | mean |");
     println!("|---|---|---:|---:|---:|---:|");
     for m in &measured {
-        if m.missing {
-            println!("| {} | {} | — | — | not implemented yet | — |", m.id, m.data);
-            continue;
-        }
         let median = estimate(&dir, m.id, "median").map_or_else(|| "?".into(), human);
         let mean = estimate(&dir, m.id, "mean").map_or_else(|| "?".into(), human);
         println!(

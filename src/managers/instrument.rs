@@ -325,38 +325,4 @@ mod tests {
         assert_eq!(stats, CallStats { total: 3, failed: 1 });
         assert_eq!(lines.len(), 3);
     }
-
-    /// Rough cost of the interceptor: the same canned GetItem with and without it.
-    /// `cargo test --release --lib instrument -- --ignored --nocapture`
-    #[tokio::test]
-    #[ignore = "timing, not a check"]
-    async fn overhead() {
-        const N: u32 = 20_000;
-        let (plain, _) = client(vec![Some((200, "{}"))], false);
-        let (instrumented, _) = client(vec![Some((200, "{}"))], true);
-        for c in [&plain, &instrumented] {
-            for _ in 0..1000 {
-                get_item(c).await;
-            }
-        }
-        let mut best = [Duration::MAX; 2];
-        for _round in 0..5 {
-            for (i, c) in [&plain, &instrumented].into_iter().enumerate() {
-                let t = Instant::now();
-                let ((), _) = with_call_stats(async {
-                    for _ in 0..N {
-                        get_item(c).await;
-                    }
-                })
-                .await;
-                best[i] = best[i].min(t.elapsed() / N);
-            }
-        }
-        println!(
-            "per GetItem: plain {:?}, instrumented {:?}, overhead {:?}",
-            best[0],
-            best[1],
-            best[1].saturating_sub(best[0])
-        );
-    }
 }

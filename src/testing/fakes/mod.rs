@@ -124,6 +124,9 @@ pub(crate) struct Env {
     gates: Mutex<HashMap<String, Arc<Gate>>>,
     gates_after: Mutex<HashMap<String, Arc<Gate>>>,
     latency: Mutex<std::time::Duration>,
+    /// Calls inside their injected latency now, and the most there ever were at once.
+    in_flight: std::sync::atomic::AtomicUsize,
+    peak_in_flight: std::sync::atomic::AtomicUsize,
     clock: Mutex<Option<Arc<dyn Clock>>>,
 }
 
@@ -164,6 +167,8 @@ impl Env {
             gates: Mutex::new(HashMap::new()),
             gates_after: Mutex::new(HashMap::new()),
             latency: Mutex::new(std::time::Duration::ZERO),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            peak_in_flight: std::sync::atomic::AtomicUsize::new(0),
             clock: Mutex::new(None),
         })
     }
@@ -201,7 +206,11 @@ impl Env {
         }
         let latency = *lock(&self.latency);
         if !latency.is_zero() {
+            use std::sync::atomic::Ordering;
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(latency).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
         }
         Ok(())
     }
@@ -344,6 +353,16 @@ impl FakeAws {
     /// Makes every call take `latency` (real time), as AWS calls over a network do.
     pub fn set_latency(&self, latency: std::time::Duration) {
         *lock(&self.env.latency) = latency;
+    }
+
+    /// The most calls that were ever inside their injected latency at once, since the
+    /// last [`FakeAws::reset_peak_in_flight`] (0 without latency).
+    pub fn peak_in_flight(&self) -> usize {
+        self.env.peak_in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn reset_peak_in_flight(&self) {
+        self.env.peak_in_flight.store(0, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Makes `parties` racers meet at the DynamoDB `operation`: all have arrived at it
