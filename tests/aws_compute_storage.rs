@@ -11,7 +11,7 @@ use foundry_lambda::managers::ecs::{
     ContainerDef, ContainerOverride, Ecs, EfsVolume, LogConfig, MountPoint, RunTask, SdkEcs, TaskDefinition, TaskInfo,
 };
 use foundry_lambda::managers::efs::{AccessPointSpec, Efs, SdkEfs};
-use foundry_lambda::managers::iam::{Iam, SdkIam};
+use foundry_lambda::managers::iam::{Iam, KnownParts, SdkIam};
 use foundry_lambda::managers::s3::{SdkS3, S3};
 
 fn uid() -> String {
@@ -235,7 +235,16 @@ async fn iam_user_lifecycle_create_policy_key_and_delete_everything() {
     let keys = raw.list_access_keys().user_name(&user).send().await.unwrap();
     assert_eq!(keys.access_key_metadata().len(), 2);
 
-    iam.delete_user(&user).await.expect("delete_user");
+    // A policy someone else put: DeleteUser answers DeleteConflict until it is gone too.
+    iam.put_user_policy(&user, "AddedByAnOperator", &document)
+        .await
+        .expect("put_user_policy");
+
+    let known = KnownParts {
+        access_key_id: Some(&key.access_key_id),
+        policy: "FoundryS3BucketAccess",
+    };
+    iam.delete_user(&user, &known).await.expect("delete_user");
 
     let gone = raw.get_user().user_name(&user).send().await;
     assert!(
@@ -245,7 +254,7 @@ async fn iam_user_lifecycle_create_policy_key_and_delete_everything() {
             .is_some_and(|e| e.is_no_such_entity_exception()),
         "user still there: {gone:?}"
     );
-    let err = expect_kind(iam.delete_user(&user).await, AwsErrorKind::NotFound);
+    let err = expect_kind(iam.delete_user(&user, &known).await, AwsErrorKind::NotFound);
     assert_eq!(err.code.as_deref(), Some("NoSuchEntity"));
 }
 
@@ -264,7 +273,15 @@ async fn iam_delete_access_keys_removes_every_key_and_keeps_the_user() {
     assert!(keys.access_key_metadata().is_empty());
     raw.get_user().user_name(&user).send().await.expect("user kept");
 
-    iam.delete_user(&user).await.expect("delete_user");
+    iam.delete_user(
+        &user,
+        &KnownParts {
+            access_key_id: None,
+            policy: "FoundryS3BucketAccess",
+        },
+    )
+    .await
+    .expect("delete_user");
 }
 
 // ---------------------------------------------------------------------------------------------

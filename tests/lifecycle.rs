@@ -220,6 +220,19 @@ async fn full_round_trip_create_start_status_stop_start_destroy_leaves_nothing()
 }
 
 #[tokio::test]
+async fn destroy_empties_a_bucket_that_holds_the_users_assets_then_deletes_it() {
+    let (app, fake, _) = fake_app(T0);
+    let created = created(&app).await;
+    let bucket = created["s3BucketName"].as_str().unwrap().to_string();
+    for key in ["worlds/map.webp", "tokens/hero.png"] {
+        assert!(fake.s3.put_object(&bucket, key));
+    }
+    assert_eq!(invoke(&app, ev("destroy", UID)).await.0, 200);
+    assert!(!fake.s3.buckets().contains(&bucket));
+    assert!(leftovers(&fake).is_empty(), "{:?}", leftovers(&fake));
+}
+
+#[tokio::test]
 async fn list_all_never_returns_admin_keys() {
     let (app, _fake, _) = fake_app(T0);
     created(&app).await;
@@ -591,9 +604,10 @@ async fn usage_of_a_run_across_a_month_boundary_is_split() {
     let (app, fake, clock) = fake_app(jan_31_2330);
     fake.ecs.set_launch_script(vec!["RUNNING"]);
     created(&app).await;
-    clock.set(jan_31_2330); // creating took a few (simulated) seconds
+    // Creating took a few (simulated) seconds; start looks at its new task after 1 s.
+    clock.set(jan_31_2330 - 1);
     assert_eq!(invoke(&app, ev("start", UID)).await.0, 200);
-    assert_eq!(clock.now(), jan_31_2330);
+    assert_eq!(clock.now(), jan_31_2330, "the run starts at 23:30");
     clock.set(feb_01_0130);
     assert_eq!(invoke(&app, ev("stop", UID)).await.0, 200);
     let jan = fake.dynamo.item(USAGE, &format!("{UID}#2026-01")).unwrap();

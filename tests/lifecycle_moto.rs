@@ -10,7 +10,7 @@ use foundry_lambda::app::{App, Ctx};
 use foundry_lambda::clock::{Clock, SystemClock};
 use foundry_lambda::config::Config;
 use foundry_lambda::error::AwsError;
-use foundry_lambda::managers::iam::{AccessKey, Iam, SdkIam};
+use foundry_lambda::managers::iam::{AccessKey, Iam, KnownParts, SdkIam};
 use foundry_lambda::managers::Managers;
 use serde_json::{json, Value};
 
@@ -192,6 +192,20 @@ async fn create_start_status_stop_start_destroy_leaves_nothing_in_aws() {
     assert_eq!(code, 200, "second start: {body}");
     assert_eq!(body["status"], "running", "{body}");
 
+    // The user uploaded assets: the bucket answers BucketNotEmpty and is emptied first.
+    let sdk = common::sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let bucket = format!("foundry-{san}-{}", &uid[uid.len() - 8..]);
+    for key in ["worlds/map.webp", "worlds/map.webp", "tokens/hero.png"] {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"asset"))
+            .send()
+            .await
+            .expect("PutObject");
+    }
+
     let (code, body) = call(&app, ev("destroy", &uid), &no_deadline).await;
     assert_eq!(code, 200, "destroy: {body}");
     assert_eq!(body["message"], "Instance destroyed successfully");
@@ -244,8 +258,8 @@ impl Iam for DiesAfterCreateUser {
     async fn delete_access_keys(&self, user_name: &str) -> Result<(), AwsError> {
         self.0.delete_access_keys(user_name).await
     }
-    async fn delete_user(&self, user_name: &str) -> Result<(), AwsError> {
-        self.0.delete_user(user_name).await
+    async fn delete_user(&self, user_name: &str, known: &KnownParts<'_>) -> Result<(), AwsError> {
+        self.0.delete_user(user_name, known).await
     }
 }
 

@@ -28,8 +28,18 @@ pub trait Iam: Send + Sync {
     async fn delete_access_keys(&self, user_name: &str) -> Result<(), AwsError>;
 
     /// Deletes the user with everything that blocks DeleteUser: access keys and inline
-    /// policies. A missing user is a `NotFound` error.
-    async fn delete_user(&self, user_name: &str) -> Result<(), AwsError>;
+    /// policies. `known` names the access key and the inline policy we made: they are
+    /// deleted by name, and the user's keys and policies are listed only when DeleteUser
+    /// still finds something (or when the key is not known). A missing user is a `NotFound`
+    /// error.
+    async fn delete_user(&self, user_name: &str, known: &KnownParts<'_>) -> Result<(), AwsError>;
+}
+
+/// What we made on an IAM user, as far as our record knows.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownParts<'a> {
+    pub access_key_id: Option<&'a str>,
+    pub policy: &'a str,
 }
 
 /// The SDK adapter.
@@ -66,6 +76,63 @@ impl SdkIam {
             names.extend(page.policy_names().iter().cloned());
         }
         Ok(names)
+    }
+}
+
+impl SdkIam {
+    /// DeleteUserPolicy; a policy that is not there (any more) is what we wanted.
+    async fn delete_inline_policy(&self, user_name: &str, policy: &str) -> Result<(), AwsError> {
+        match self
+            .client
+            .delete_user_policy()
+            .user_name(user_name)
+            .policy_name(policy)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = sdk_error(SERVICE, "DeleteUserPolicy", e);
+                // NoSuchEntity names the policy or the user: DeleteUser tells which.
+                if err.is_not_found() {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// DeleteAccessKey; a key that is not there (any more) is what we wanted.
+    async fn delete_access_key(&self, user_name: &str, id: &str) -> Result<(), AwsError> {
+        match self
+            .client
+            .delete_access_key()
+            .user_name(user_name)
+            .access_key_id(id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = sdk_error(SERVICE, "DeleteAccessKey", e);
+                if err.is_not_found() {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    async fn try_delete_user(&self, user_name: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_user()
+            .user_name(user_name)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "DeleteUser", e))?;
+        Ok(())
     }
 }
 
@@ -154,33 +221,23 @@ impl Iam for SdkIam {
         Ok(())
     }
 
-    async fn delete_user(&self, user_name: &str) -> Result<(), AwsError> {
-        self.delete_access_keys(user_name).await?;
-        for policy in self.inline_policy_names(user_name).await? {
-            match self
-                .client
-                .delete_user_policy()
-                .user_name(user_name)
-                .policy_name(policy)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) => {
-                    let err = sdk_error(SERVICE, "DeleteUserPolicy", e);
-                    // Deleted concurrently: what we wanted.
-                    if !err.is_not_found() {
-                        return Err(err);
-                    }
-                }
-            }
+    async fn delete_user(&self, user_name: &str, known: &KnownParts<'_>) -> Result<(), AwsError> {
+        match known.access_key_id {
+            Some(id) => self.delete_access_key(user_name, id).await?,
+            None => self.delete_access_keys(user_name).await?,
         }
-        self.client
-            .delete_user()
-            .user_name(user_name)
-            .send()
-            .await
-            .map_err(|e| sdk_error(SERVICE, "DeleteUser", e))?;
-        Ok(())
+        self.delete_inline_policy(user_name, known.policy).await?;
+        match self.try_delete_user(user_name).await {
+            // A key or a policy we did not know of (made by someone else, or by a create
+            // that died): list and delete them all, and try again.
+            Err(e) if e.kind == AwsErrorKind::Conflict => {
+                self.delete_access_keys(user_name).await?;
+                for policy in self.inline_policy_names(user_name).await? {
+                    self.delete_inline_policy(user_name, &policy).await?;
+                }
+                self.try_delete_user(user_name).await
+            }
+            other => other,
+        }
     }
 }

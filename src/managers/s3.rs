@@ -9,8 +9,9 @@ use crate::managers::{instrument, sdk_error};
 
 #[async_trait]
 pub trait S3: Send + Sync {
-    /// Creates the bucket if it does not exist (HeadBucket; CreateBucket with a
-    /// LocationConstraint unless `region` is us-east-1; "already owned by you" is fine),
+    /// Creates the bucket if it does not exist (CreateBucket with a LocationConstraint
+    /// unless `region` is us-east-1; "already owned by you" is fine, and "already exists"
+    /// is settled by a HeadBucket: ours answers it, another account's is an error),
     /// then (re)applies, in order: ownership controls `BucketOwnerPreferred`, the public
     /// access block (all four flags false), the public-read bucket policy
     /// (`PublicReadGetObject` on `arn:aws:s3:::<bucket>/*`), the CORS rule
@@ -150,11 +151,13 @@ impl SdkS3 {
             Ok(_) => Ok(true),
             Err(e) => {
                 // A HEAD has no body: the SDK names a 404 `NotFound`; treat any 404 as absent.
-                let is_404 = e.as_service_error().is_some_and(|se| se.is_not_found())
-                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404);
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                let is_404 = e.as_service_error().is_some_and(|se| se.is_not_found()) || status == Some(404);
                 let mut err = sdk_error(SERVICE, OP, e);
                 if is_404 {
                     err.kind = AwsErrorKind::NotFound;
+                } else if status == Some(403) {
+                    err.kind = AwsErrorKind::AccessDenied;
                 }
                 if err.is_not_found() {
                     Ok(false)
@@ -179,7 +182,21 @@ impl SdkS3 {
             Err(e) => {
                 let err = sdk_error(SERVICE, OP, e);
                 match err.code.as_deref() {
-                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists") => Ok(()),
+                    Some("BucketAlreadyOwnedByYou") => Ok(()),
+                    // Bucket names are global: "exists" may be ours (us-east-1 answers so
+                    // for our own bucket on some endpoints) or another account's. Only our
+                    // own answers HeadBucket; another account's answers 403.
+                    Some("BucketAlreadyExists") => match self.bucket_exists(bucket).await {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(err),
+                        Err(head) if head.kind == AwsErrorKind::AccessDenied => Err(AwsError::new(
+                            SERVICE,
+                            OP,
+                            AwsErrorKind::AlreadyExists,
+                            format!("bucket {bucket} belongs to another AWS account"),
+                        )),
+                        Err(head) => Err(head),
+                    },
                     _ => Err(err),
                 }
             }
@@ -246,9 +263,7 @@ impl SdkS3 {
 #[async_trait]
 impl S3 for SdkS3 {
     async fn ensure_bucket(&self, bucket: &str, region: &str) -> Result<(), AwsError> {
-        if !self.bucket_exists(bucket).await? {
-            self.create_bucket(bucket, region).await?;
-        }
+        self.create_bucket(bucket, region).await?;
         let controls = ownership_controls().map_err(|e| build_error("PutBucketOwnershipControls", e))?;
         self.client
             .put_bucket_ownership_controls()

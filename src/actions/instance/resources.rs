@@ -15,7 +15,7 @@ use crate::error::{AwsError, AwsErrorKind, Error, Result};
 use crate::managers::alb::TargetGroupSpec;
 use crate::managers::credentials::store_credentials;
 use crate::managers::efs::AccessPointSpec;
-use crate::managers::iam::AccessKey;
+use crate::managers::iam::{AccessKey, KnownParts};
 use crate::managers::route53::AliasRecord;
 use crate::store::{Lease, Progress};
 
@@ -471,7 +471,19 @@ pub async fn remove_all(
         if !in_time(svc, until, "the IAM user", &mut left) {
             return left;
         }
-        if let Err(e) = removed(ResourceKind::IamUser, svc.aws.iam.delete_user(&iam_user).await) {
+        if let Err(e) = removed(
+            ResourceKind::IamUser,
+            svc.aws
+                .iam
+                .delete_user(
+                    &iam_user,
+                    &KnownParts {
+                        access_key_id: inst.s3_access_key_id.as_deref(),
+                        policy: names::IAM_POLICY_NAME,
+                    },
+                )
+                .await,
+        ) {
             left.push(format!("IAM user deletion failed: {e}"));
         }
     }
@@ -547,6 +559,24 @@ async fn remove_target_group(svc: &Services, inst: &Instance, left: &mut Leftove
 async fn remove_dns_record(svc: &Services, inst: &Instance, left: &mut Leftovers) {
     let ours = our_alias(svc, &inst.sanitized_username);
     let comment = format!("Delete DNS record for Foundry user {}", inst.sanitized_username);
+    if inst.status != InstanceStatus::Creating {
+        // Usually the record is the one we made: delete it as made, and read it only when
+        // Route 53 answers that the values differ.
+        match svc.aws.route53.delete_alias(&ours, &comment).await {
+            Ok(()) => {
+                ResourceKind::DnsRecord.deleted();
+                return;
+            }
+            Err(e) if e.is_not_found() => return,
+            Err(e) if e.kind == AwsErrorKind::Invalid => {
+                tracing::info!(error = %e, "the DNS record differs from the one we made; deleting it as it is");
+            }
+            Err(e) => {
+                left.push(format!("{}: {e}", ResourceKind::DnsRecord.label()));
+                return;
+            }
+        }
+    }
     let found = match svc.aws.route53.get_alias(&ours.hosted_zone_id, &ours.name).await {
         Ok(found) => found,
         Err(e) => {
@@ -652,10 +682,15 @@ async fn erase_files(svc: &Services, ctx: &Ctx, inst: &Instance, lease: &Lease) 
 /// then the bucket. A bucket that still holds objects right after being emptied (S3's
 /// listing lags, or a writer raced us) is emptied and retried once.
 async fn remove_bucket(svc: &Services, until_ms: i64, bucket: &str, left: &mut Leftovers) {
-    for attempt in 0..2 {
-        loop {
+    // DeleteBucket first: an empty bucket (a user who never uploaded an asset) goes in one
+    // call, and one with objects answers BucketNotEmpty and is emptied, then deleted; once
+    // more if a writer raced the emptying.
+    const LAST: usize = 2;
+    for attempt in 0..=LAST {
+        let mut emptied = attempt == 0;
+        while !emptied {
             match svc.aws.s3.empty_bucket_page(bucket).await {
-                Ok(true) => break,
+                Ok(true) => emptied = true,
                 Ok(false) => {}
                 Err(e) if e.is_not_found() => return,
                 Err(e) => {
@@ -663,13 +698,13 @@ async fn remove_bucket(svc: &Services, until_ms: i64, bucket: &str, left: &mut L
                     return;
                 }
             }
-            if !in_time(svc, until_ms, "every object of the S3 bucket", left) {
+            if !emptied && !in_time(svc, until_ms, "every object of the S3 bucket", left) {
                 return;
             }
         }
         match removed(ResourceKind::S3Bucket, svc.aws.s3.delete_bucket(bucket).await) {
             Ok(_) => return,
-            Err(e) if e.kind == AwsErrorKind::NotEmpty && attempt == 0 => {}
+            Err(e) if e.kind == AwsErrorKind::NotEmpty && attempt < LAST => {}
             Err(e) if e.kind == AwsErrorKind::NotEmpty => {
                 left.push(
                     "S3 bucket deletion failed: Bucket still contains objects after emptying. This may be due to eventual consistency - please try again in a few minutes.",

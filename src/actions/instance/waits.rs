@@ -41,9 +41,11 @@ impl Backoff {
     }
 }
 
-/// Describes an ECS task until `settle` decides (`Some`) or the invocation's wait is over
-/// → `Ok(Some(decision))`, or `Ok(None)` when time ran out. `settle` gets `None` for a
-/// task ECS does not know (any more).
+/// Describes a task that was just launched until `settle` decides (`Some`) or the
+/// invocation's wait is over → `Ok(Some(decision))`, or `Ok(None)` when time ran out.
+/// `settle` gets `None` for a task ECS does not know (any more). The first look comes after
+/// the first pause: a task is never settled at the moment RunTask answers, so a look then
+/// would only cost a call.
 pub async fn watch_task<R>(
     svc: &Services,
     ctx: &Ctx,
@@ -53,12 +55,12 @@ pub async fn watch_task<R>(
     let until = ctx.wait_until_ms(svc.clock.as_ref());
     let mut backoff = Backoff::standard();
     loop {
+        if !backoff.pause(svc.clock.as_ref(), until).await {
+            return Ok(None);
+        }
         let task = svc.aws.ecs.describe_task(&svc.config.cluster_name, task_arn).await?;
         if let Some(decision) = settle(task) {
             return Ok(Some(decision));
-        }
-        if !backoff.pause(svc.clock.as_ref(), until).await {
-            return Ok(None);
         }
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{aws_err, lock, ops, Env, ALNUM};
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::iam::{AccessKey, Iam};
+use crate::managers::iam::{AccessKey, Iam, KnownParts};
 use crate::secret::Sensitive;
 
 const SERVICE: &str = "iam";
@@ -184,7 +184,7 @@ impl Iam for FakeIam {
         Ok(())
     }
 
-    async fn delete_user(&self, user_name: &str) -> Result<(), AwsError> {
+    async fn delete_user(&self, user_name: &str, _known: &KnownParts<'_>) -> Result<(), AwsError> {
         const OP: &str = ops::DELETE_USER;
         self.env.enter(SERVICE, OP).await?;
         match lock(&self.state).remove(user_name) {
@@ -237,10 +237,27 @@ mod tests {
         iam.delete_access_keys("foundry-s3-alice").await.unwrap();
         assert!(iam.access_keys("foundry-s3-alice").is_empty());
         iam.create_access_key("foundry-s3-alice").await.unwrap();
-        iam.delete_user("foundry-s3-alice").await.unwrap();
+        iam.delete_user(
+            "foundry-s3-alice",
+            &KnownParts {
+                access_key_id: None,
+                policy: "p",
+            },
+        )
+        .await
+        .unwrap();
         assert!(iam.users().is_empty());
         assert_eq!(
-            iam.delete_user("foundry-s3-alice").await.unwrap_err().kind,
+            iam.delete_user(
+                "foundry-s3-alice",
+                &KnownParts {
+                    access_key_id: None,
+                    policy: "p"
+                }
+            )
+            .await
+            .unwrap_err()
+            .kind,
             AwsErrorKind::NotFound
         );
         assert_eq!(
