@@ -214,12 +214,13 @@ fuzz:
 
 # Every mutant is judged by the tests on the fakes (the moto tests add minutes per mutant and
 # nothing the fakes miss for these files). cargo-mutants is installed on first use.
+MUTANTS_FILES ?= src/actions/** src/store/** src/domain/**
 MUTANTS_TESTS := --lib --test lifecycle --test races --test hardening --test scheduling \
   --test schedule_properties --test automation --test authorization --test kofi --test admin \
   --test handler --test metrics --test redaction
 mutants:
 	@command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
-	cargo mutants --no-shuffle --timeout 120 --file 'src/actions/**' --file 'src/store/**' --file 'src/domain/**' \
+	cargo mutants --no-shuffle --timeout 120 $(foreach f,$(MUTANTS_FILES),--file '$(f)') \
 	  --features test-util -- $(MUTANTS_TESTS)
 
 clean-aws:
