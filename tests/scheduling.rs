@@ -663,3 +663,55 @@ async fn the_original_sessions_without_a_ledger_still_block_their_windows() {
     assert_eq!(body["success"], false, "{body}");
     booked(&app, OWNER, "byol", T0 + 2 * HOUR, T0 + 3 * HOUR).await;
 }
+
+#[tokio::test]
+async fn sharing_without_an_instance_refreshes_an_existing_pool_entry_and_never_makes_one() {
+    let (app, fake, _) = world().await;
+    let ghost = "100000000000000033";
+    let license = format!("byol-{ghost}");
+    fake.dynamo.put_raw(
+        POOLS,
+        "licenseId",
+        [
+            ("licenseId", AttributeValue::S(license.clone())),
+            ("ownerId", AttributeValue::S(ghost.into())),
+            ("ownerUsername", AttributeValue::S("ghost".into())),
+            ("isActive", AttributeValue::Bool(false)),
+            ("maxConcurrentUsers", AttributeValue::N("1".into())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    );
+    let share = |uid: &str| json!({"action":"set-license-sharing","userId":uid,"allowLicenseSharing":true,"maxConcurrentUsers":3});
+    assert_eq!(invoke(&app, share(ghost)).await.0, 200);
+    let pool = fake.dynamo.item(POOLS, &license).unwrap();
+    assert_eq!(
+        pool["isActive"],
+        AttributeValue::Bool(true),
+        "the entry is offered again"
+    );
+    assert_eq!(pool["maxConcurrentUsers"], AttributeValue::N("3".into()));
+    assert_eq!(text(&pool, "ownerUsername").as_deref(), Some("ghost"));
+
+    let nobody = "100000000000000044";
+    assert_eq!(invoke(&app, share(nobody)).await.0, 200);
+    assert!(
+        fake.dynamo.item(POOLS, &format!("byol-{nobody}")).is_none(),
+        "no entry is made up"
+    );
+}
+
+#[tokio::test]
+async fn reactivating_sharing_brings_back_a_pool_entry_that_was_removed() {
+    let (app, fake, _) = world().await;
+    let op = |o: &str| json!({"action":"manage-license-state","userId":OWNER,"licenseStateOperation":o});
+    assert_eq!(invoke(&app, op("immediate_stop")).await.0, 200);
+    let license = format!("byol-{OWNER}");
+    assert!(fake.dynamo.delete_raw(POOLS, &license));
+    let (code, body) = invoke(&app, op("reactivate_sharing")).await;
+    assert_eq!(code, 200, "{body}");
+    let pool = fake.dynamo.item(POOLS, &license).expect("the entry is made again");
+    assert_eq!(pool["isActive"], AttributeValue::Bool(true));
+    assert_eq!(text(&pool, "ownerId").as_deref(), Some(OWNER));
+}

@@ -43,7 +43,8 @@ pub fn amount(text: &str) -> Result<Decimal, String> {
     if d <= Decimal::ZERO {
         return Err(format!("amount '{text}' is not positive"));
     }
-    if d.scale() > 2 && d.normalize().scale() > 2 {
+    // Trailing zeros do not count ("3.000" is 3).
+    if d.normalize().scale() > 2 {
         return Err(format!("amount '{text}' has more than two decimals"));
     }
     if d > Decimal::from(1_000_000) {
@@ -124,5 +125,11 @@ mod tests {
         assert!(amount("1.234").is_err());
         assert!(amount("NaN").is_err());
         assert!(amount("2000000").is_err());
+        // The bounds: two decimals and a million are fine, trailing zeros do not count.
+        assert_eq!(amount("1.25").unwrap(), d("1.25"));
+        assert_eq!(amount("3.000").unwrap(), d("3"));
+        assert_eq!(amount("1000000").unwrap(), d("1000000"));
+        assert!(amount("1000000.01").is_err());
+        assert!(amount("0.001").is_err());
     }
 }
