@@ -226,3 +226,43 @@ async fn the_bulk_actions_cancel_every_session_stop_every_server_and_leave_the_p
         .iter()
         .all(|s| s["status"] == AttributeValue::S("cancelled".into())));
 }
+
+#[tokio::test]
+async fn maintenance_reset_cancels_active_reservations_left_without_a_session_and_counts_them() {
+    const RESERVATIONS: &str = "foundry-vtt-instances-license-reservations";
+    let (app, fake, _) = fake_app(T0);
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    let reservation = |id: &str, status: &str| {
+        std::collections::HashMap::from([
+            ("reservationId".to_string(), s(id)),
+            ("licenseId".to_string(), s("pool-1")),
+            ("sessionId".to_string(), s(&format!("gone-{id}"))),
+            ("userId".to_string(), s(UID)),
+            ("startTime".to_string(), AttributeValue::N((T0 + 3_600).to_string())),
+            ("endTime".to_string(), AttributeValue::N((T0 + 7_200).to_string())),
+            ("status".to_string(), s(status)),
+        ])
+    };
+    fake.dynamo
+        .put_raw(RESERVATIONS, "reservationId", reservation("r-orphan-1", "active"));
+    fake.dynamo
+        .put_raw(RESERVATIONS, "reservationId", reservation("r-orphan-2", "active"));
+    fake.dynamo
+        .put_raw(RESERVATIONS, "reservationId", reservation("r-done", "completed"));
+    // The per-license index item that schedule-session keeps in the same table is no booking.
+    fake.dynamo
+        .put_raw(RESERVATIONS, "reservationId", reservation("license#pool-1", "active"));
+
+    let (code, body) = invoke(&app, admin("admin-maintenance-reset", json!({}))).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["reservationsCancelled"], 2, "{body}");
+    let status = |id: &str| fake.dynamo.item(RESERVATIONS, id).map(|i| i["status"].clone());
+    assert_eq!(status("r-orphan-1"), Some(s("cancelled")));
+    assert_eq!(status("r-orphan-2"), Some(s("cancelled")));
+    assert_eq!(status("r-done"), Some(s("completed")), "only active ones change");
+    assert_eq!(
+        status("license#pool-1"),
+        Some(s("active")),
+        "the index item is left alone"
+    );
+}

@@ -564,6 +564,10 @@ async fn a_task_that_dies_is_torn_down_by_status_and_its_hours_booked() {
     let usage = fake.dynamo.item(USAGE, &format!("{UID}#2026-01")).unwrap();
     assert_eq!(usage["hoursThisMonth"], AttributeValue::N("0.5".into()));
     assert_eq!(usage["sessionsStarted"], AttributeValue::N("1".into()));
+    assert!(
+        !usage.contains_key("lastStart"),
+        "the end of the run clears its start mark"
+    );
 
     // A task that vanished from ECS is treated the same way.
     invoke(&app, ev("start", UID)).await;

@@ -73,6 +73,11 @@ async fn eight_concurrent_bookings_of_overlapping_windows_give_one_success_and_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_concurrent_sweeps_start_a_due_session_once_and_its_url_routes() {
+    // The function's logs, shown by the test harness if this test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("foundry_lambda=info"))
+        .try_init();
     let app = Arc::new(app().await);
     let aws = common::local_aws();
     let uid = common::unique_user_id();
@@ -97,12 +102,14 @@ async fn two_concurrent_sweeps_start_a_due_session_once_and_its_url_routes() {
         })
         .collect();
     let mut started = 0;
+    let mut answers = Vec::new();
     for s in sweeps {
         let (code, body) = s.await.expect("no panic");
         assert_eq!(code, 200, "{body}");
         started += body["sessionsStarted"].as_i64().unwrap_or(0);
+        answers.push(body);
     }
-    assert_eq!(started, 1, "the session started once");
+    assert_eq!(started, 1, "the session started once: {answers:?}");
 
     let (_, list) = call(&app, json!({"action":"list-sessions","userId":uid})).await;
     assert_eq!(list["sessions"][0]["sessionId"], session.as_str());

@@ -35,6 +35,8 @@ const LICENSES_TRIED: usize = 5;
 const BOOKING_ATTEMPTS: usize = 5;
 /// A session claimed for starting whose server never began is given up after this long.
 const STALE_CLAIM_SECONDS: i64 = 600;
+/// The answer when a session has already left `scheduled` (e.g. another sweep claimed it).
+const NOT_SCHEDULED: &str = "Session is not in scheduled state";
 
 // ---------------------------------------------------------------------- answers
 
@@ -493,14 +495,14 @@ async fn start_session(svc: &Services, ctx: &Ctx, session_id: &str) -> (Outcome,
         Err(e) => return (Outcome::failed(format!("Failed to start session: {e}")), 0),
     };
     if session.status != SessionStatus::Scheduled {
-        return (Outcome::failed("Session is not in scheduled state"), 0);
+        return (Outcome::failed(NOT_SCHEDULED), 0);
     }
     if now < session.start_time - svc.config.session_lead_seconds {
         return (Outcome::failed("Session start time has not arrived"), 0);
     }
     let claimed = match svc.store.sessions.claim_start(session_id, now).await {
         Ok(Some(s)) => s,
-        Ok(None) => return (Outcome::failed("Session is not in scheduled state"), 0),
+        Ok(None) => return (Outcome::failed(NOT_SCHEDULED), 0),
         Err(e) => return (Outcome::failed(format!("Failed to start session: {e}")), 0),
     };
     let license = claimed
@@ -684,7 +686,20 @@ pub async fn prepare_sessions(svc: &Services, ctx: &Ctx) -> Result<Value> {
         .filter(|s| s.end_time > now)
         .collect();
     let results: Vec<(Outcome, usize)> = stream::iter(due)
-        .map(|s| async move { start_session(svc, ctx, &s.session_id).await })
+        .map(|s| async move {
+            let (outcome, resolved) = start_session(svc, ctx, &s.session_id).await;
+            if !outcome.success {
+                // Another sweep that claimed it first is the expected loser; anything else
+                // is a session that did not start, and the operator needs to know why.
+                let claimed_elsewhere = outcome.message == NOT_SCHEDULED;
+                if claimed_elsewhere {
+                    tracing::debug!(session = %s.session_id, "session claimed by another sweep");
+                } else {
+                    tracing::warn!(session = %s.session_id, reason = %outcome.message, "scheduled session did not start");
+                }
+            }
+            (outcome, resolved)
+        })
         .buffer_unordered(SWEEP_CONCURRENCY)
         .collect()
         .await;

@@ -50,15 +50,6 @@ impl Pools {
         Ok(all.into_iter().filter(LicensePool::active).collect())
     }
 
-    /// Every entry, every page.
-    pub async fn all(&self) -> Result<Vec<LicensePool>> {
-        Ok(decode_all(
-            "license pool",
-            KEY,
-            self.db.dynamo.scan(&self.db.tables.pools).await?,
-        ))
-    }
-
     /// Sets an existing, active entry inactive → whether there was one. Never creates an
     /// item (an unconditional update would leave a stub entry behind).
     pub async fn deactivate(&self, license_id: &str, now: i64) -> Result<bool> {

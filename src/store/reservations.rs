@@ -3,9 +3,9 @@
 
 use crate::domain::model::{Reservation, ReservationStatus};
 use crate::error::Result;
-use crate::managers::dynamodb::{Cond, Query, RangeCond, Update};
+use crate::managers::dynamodb::{Cond, Update};
 
-use super::{decode_all, num, text, Db};
+use super::{decode_all, Db};
 
 pub(super) const KEY: &str = "reservationId";
 
@@ -14,8 +14,6 @@ pub const BY_LICENSE: &str = "licenseId-startTime-index";
 
 mod attr {
     pub const RESERVATION_ID: &str = "reservationId";
-    pub const LICENSE_ID: &str = "licenseId";
-    pub const START_TIME: &str = "startTime";
     pub const STATUS: &str = "status";
 }
 
@@ -28,18 +26,6 @@ pub struct Reservations {
 impl Reservations {
     pub(super) fn new(db: Db) -> Self {
         Reservations { db }
-    }
-
-    /// The reservations of `license_id` whose start lies in `[from, to]`.
-    pub async fn of_license(&self, license_id: &str, from: i64, to: i64) -> Result<Vec<Reservation>> {
-        let q = Query {
-            index: Some(BY_LICENSE.to_string()),
-            hash_attr: attr::LICENSE_ID.to_string(),
-            hash_value: text(license_id),
-            range: Some((attr::START_TIME.to_string(), RangeCond::Between(num(from), num(to)))),
-        };
-        let items = self.db.dynamo.query(&self.db.tables.reservations, &q).await?;
-        Ok(decode_all("license reservation", KEY, items))
     }
 
     /// Every reservation still `active`, every page.
