@@ -249,7 +249,7 @@ async fn maintenance_reset_cancels_active_reservations_left_without_a_session_an
         .put_raw(RESERVATIONS, "reservationId", reservation("r-orphan-2", "active"));
     fake.dynamo
         .put_raw(RESERVATIONS, "reservationId", reservation("r-done", "completed"));
-    // The per-license index item that schedule-session keeps in the same table is no booking.
+    // The per-license ledger item that booking keeps in the same table is no reservation.
     fake.dynamo
         .put_raw(RESERVATIONS, "reservationId", reservation("license#pool-1", "active"));
 
@@ -263,6 +263,6 @@ async fn maintenance_reset_cancels_active_reservations_left_without_a_session_an
     assert_eq!(
         status("license#pool-1"),
         Some(s("active")),
-        "the index item is left alone"
+        "the ledger item is left alone"
     );
 }
