@@ -137,6 +137,30 @@ fn seconds_in(
     }
 }
 
+/// A CloudWatch Logs retention in days, or `default` when unset. Another value is reported
+/// in `invalid`.
+fn retention_days(value: Option<String>, default: i32, invalid: &mut Vec<String>) -> i32 {
+    let Some(v) = value else { return default };
+    match v.trim().parse::<i32>() {
+        Ok(d) if crate::managers::logs::is_valid_retention(d) => d,
+        _ => {
+            invalid.push(format!(
+                "LOG_RETENTION_DAYS must be a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, …, 3653), got '{v}'"
+            ));
+            default
+        }
+    }
+}
+
+/// The items of a comma-separated list, trimmed, without empty ones.
+fn comma_list(value: &str) -> impl Iterator<Item = String> + '_ {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
 /// Why the configuration cannot be used. Lists every problem at once.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Invalid configuration: {}", describe(.missing, .invalid))]
@@ -193,12 +217,7 @@ impl Config {
         let route53_hosted_zone_id = req("ROUTE53_HOSTED_ZONE_ID");
         let domain_name = req("DOMAIN_NAME");
 
-        let private_subnet_ids: Vec<String> = subnets_raw
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
+        let private_subnet_ids: Vec<String> = comma_list(&subnets_raw).collect();
         if !subnets_raw.is_empty() && private_subnet_ids.is_empty() {
             invalid.push("PRIVATE_SUBNET_IDS lists no subnet".to_string());
         }
@@ -212,18 +231,7 @@ impl Config {
         let session_lead_seconds = seconds("SESSION_LEAD_SECONDS", DEFAULT_SESSION_LEAD_SECONDS, 0..=86_400);
         let max_session_seconds = seconds("MAX_SESSION_SECONDS", DEFAULT_MAX_SESSION_SECONDS, 900..=604_800);
 
-        let log_retention_days = match get("LOG_RETENTION_DAYS") {
-            None => DEFAULT_LOG_RETENTION_DAYS,
-            Some(v) => match v.trim().parse::<i32>() {
-                Ok(d) if crate::managers::logs::is_valid_retention(d) => d,
-                _ => {
-                    invalid.push(format!(
-                        "LOG_RETENTION_DAYS must be a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, …, 3653), got '{v}'"
-                    ));
-                    DEFAULT_LOG_RETENTION_DAYS
-                }
-            },
-        };
+        let log_retention_days = retention_days(get("LOG_RETENTION_DAYS"), DEFAULT_LOG_RETENTION_DAYS, &mut invalid);
 
         let kofi_currency = get("KOFI_CURRENCY")
             .map(|c| c.trim().to_ascii_uppercase())
@@ -235,22 +243,12 @@ impl Config {
         }
 
         let reserved_subdomains: BTreeSet<String> = match get("RESERVED_SUBDOMAINS") {
-            Some(v) => v
-                .split(',')
-                .map(|l| l.trim().to_ascii_lowercase())
-                .filter(|l| !l.is_empty())
-                .collect(),
+            Some(v) => comma_list(&v).map(|l| l.to_ascii_lowercase()).collect(),
             None => DEFAULT_RESERVED_SUBDOMAINS.iter().map(|l| l.to_string()).collect(),
         };
 
         let admin_user_ids = get("ADMIN_USER_IDS")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
+            .map(|v| comma_list(&v).collect())
             .unwrap_or_default();
 
         if !missing.is_empty() || !invalid.is_empty() {

@@ -10,7 +10,7 @@ use serde_with::skip_serializing_none;
 use crate::actions::automation::ShutdownStats;
 use crate::actions::{instance, sessions};
 use crate::context::Services;
-use crate::domain::model::{Instance, InstanceStatus, ReservationStatus, ScheduledSession, SessionStatus};
+use crate::domain::model::{Instance, InstanceStatus, LicensePool, ReservationStatus, ScheduledSession, SessionStatus};
 use crate::domain::money::{self, exact, number, Decimal};
 use crate::domain::usage::month_key;
 use crate::error::{Error, Result};
@@ -67,6 +67,32 @@ struct StoppedView<'a> {
     updated_at: Option<i64>,
 }
 
+impl<'a> RunningView<'a> {
+    fn of(i: &'a Instance) -> Self {
+        RunningView {
+            user_id: &i.user_id,
+            username: &i.sanitized_username,
+            status: i.status.as_str(),
+            license_type: i.license_type.as_deref(),
+            started_at: i.started_at,
+            auto_shutdown_at: i.auto_shutdown_at,
+            linked_session_id: i.linked_session_id.as_deref(),
+            foundry_version: i.foundry_version.as_deref(),
+        }
+    }
+}
+
+impl<'a> StoppedView<'a> {
+    fn of(i: &'a Instance) -> Self {
+        StoppedView {
+            user_id: &i.user_id,
+            username: &i.sanitized_username,
+            license_type: i.license_type.as_deref(),
+            updated_at: i.updated_at,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Instances<'a> {
     running: Vec<RunningView<'a>>,
@@ -119,6 +145,18 @@ struct PoolView<'a> {
     is_active: Option<bool>,
 }
 
+impl<'a> PoolView<'a> {
+    fn of(p: &'a LicensePool) -> Self {
+        PoolView {
+            license_id: &p.license_id,
+            owner_id: p.owner_id.as_deref(),
+            owner_username: p.owner_username.as_deref(),
+            max_concurrent_users: p.max_concurrent_users,
+            is_active: p.is_active,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Licenses<'a> {
     pools: Vec<PoolView<'a>>,
@@ -167,38 +205,23 @@ struct Overview<'a> {
 /// activity, auto-shutdown and this month's hours and cost (exact, rounded to cents).
 pub async fn admin_overview(svc: &Services) -> Result<Value> {
     let now = svc.now();
-    let all = svc.store.instances.all().await?;
-    let active_sessions: Vec<ScheduledSession> = svc
-        .store
-        .sessions
-        .in_status(&SessionStatus::Active, now + OVERVIEW_WINDOW)
-        .await?
+    // Five independent reads, made at once.
+    let (all, active_sessions, upcoming, pools, (hours, cost)) = tokio::try_join!(
+        svc.store.instances.all(),
+        svc.store
+            .sessions
+            .in_status(&SessionStatus::Active, now + OVERVIEW_WINDOW),
+        svc.store
+            .sessions
+            .in_status(&SessionStatus::Scheduled, now + OVERVIEW_WINDOW),
+        svc.store.pools.active(),
+        month_hours_and_cost(svc, now),
+    )?;
+    let active_sessions: Vec<ScheduledSession> = active_sessions
         .into_iter()
         .filter(|s| s.end_time >= now - OVERVIEW_WINDOW)
         .collect();
-    let upcoming: Vec<ScheduledSession> = svc
-        .store
-        .sessions
-        .in_status(&SessionStatus::Scheduled, now + OVERVIEW_WINDOW)
-        .await?
-        .into_iter()
-        .filter(|s| s.start_time > now)
-        .collect();
-    let pools = svc.store.pools.active().await?;
-    let suffix = format!("#{}", month_key(now));
-    let hours = svc
-        .store
-        .usage
-        .all()
-        .await?
-        .iter()
-        .filter(|u| u.usage_key.ends_with(&suffix))
-        .filter_map(|u| u.hours_this_month.filter(|h| *h != 0.0))
-        .try_fold(Decimal::ZERO, |sum, h| sum.checked_add(exact(h)?));
-    let cost = match (hours, exact(svc.config.instance_cost_per_hour)) {
-        (Some(h), Some(r)) => money::cents(h.checked_mul(r)),
-        _ => None,
-    };
+    let upcoming: Vec<ScheduledSession> = upcoming.into_iter().filter(|s| s.start_time > now).collect();
 
     let running: Vec<&Instance> = all.iter().filter(|i| i.status == InstanceStatus::Running).collect();
     let count = |p: &dyn Fn(&Instance) -> bool| all.iter().filter(|i| p(i)).count();
@@ -220,28 +243,11 @@ pub async fn admin_overview(svc: &Services) -> Result<Value> {
             estimated_monthly_cost: number(cost),
         },
         instances: Instances {
-            running: running
-                .iter()
-                .map(|i| RunningView {
-                    user_id: &i.user_id,
-                    username: &i.sanitized_username,
-                    status: i.status.as_str(),
-                    license_type: i.license_type.as_deref(),
-                    started_at: i.started_at,
-                    auto_shutdown_at: i.auto_shutdown_at,
-                    linked_session_id: i.linked_session_id.as_deref(),
-                    foundry_version: i.foundry_version.as_deref(),
-                })
-                .collect(),
+            running: running.iter().map(|i| RunningView::of(i)).collect(),
             stopped: all
                 .iter()
                 .filter(|i| i.status == InstanceStatus::Stopped)
-                .map(|i| StoppedView {
-                    user_id: &i.user_id,
-                    username: &i.sanitized_username,
-                    license_type: i.license_type.as_deref(),
-                    updated_at: i.updated_at,
-                })
+                .map(StoppedView::of)
                 .collect(),
         },
         sessions: Sessions {
@@ -249,16 +255,7 @@ pub async fn admin_overview(svc: &Services) -> Result<Value> {
             upcoming: upcoming.iter().map(SessionView::of).collect(),
         },
         licenses: Licenses {
-            pools: pools
-                .iter()
-                .map(|p| PoolView {
-                    license_id: &p.license_id,
-                    owner_id: p.owner_id.as_deref(),
-                    owner_username: p.owner_username.as_deref(),
-                    max_concurrent_users: p.max_concurrent_users,
-                    is_active: p.is_active,
-                })
-                .collect(),
+            pools: pools.iter().map(PoolView::of).collect(),
         },
         activity: Activity {
             recently_started: all
@@ -284,6 +281,26 @@ pub async fn admin_overview(svc: &Services) -> Result<Value> {
         auto_shutdown: ShutdownStats::of(&all, now),
     };
     crate::response::to_body(&overview)
+}
+
+/// This month's hours over every user, and their cost at the configured rate rounded to cents
+/// (`None` when a figure is not a finite number).
+async fn month_hours_and_cost(svc: &Services, now: i64) -> Result<(Option<Decimal>, Option<Decimal>)> {
+    let suffix = format!("#{}", month_key(now));
+    let hours = svc
+        .store
+        .usage
+        .all()
+        .await?
+        .iter()
+        .filter(|u| u.usage_key.ends_with(&suffix))
+        .filter_map(|u| u.hours_this_month.filter(|h| *h != 0.0))
+        .try_fold(Decimal::ZERO, |sum, h| sum.checked_add(exact(h)?));
+    let cost = match (hours, exact(svc.config.instance_cost_per_hour)) {
+        (Some(h), Some(r)) => money::cents(h.checked_mul(r)),
+        _ => None,
+    };
+    Ok((hours, cost))
 }
 
 // ---------------------------------------------------------------------- emergency actions
