@@ -575,3 +575,106 @@ async fn ecs_describe_task_of_an_unknown_task_is_none() {
     let arn = format!("arn:aws:ecs:us-east-1:123456789012:task/{cluster}/{}", uid());
     assert_eq!(ecs.describe_task(cluster, &arn).await.expect("describe_task"), None);
 }
+
+#[tokio::test]
+async fn ecs_describe_task_definition_reads_the_latest_revision_with_its_tags_and_none_when_missing() {
+    let ecs = SdkEcs::new(&common::sdk_config().await);
+    let family = format!("foundry-{}", common::unique_user_id());
+    assert_eq!(
+        ecs.describe_task_definition(&family)
+            .await
+            .expect("describe a missing family"),
+        None
+    );
+
+    let mut def = foundry_task_definition(&family, "fsap-0123456789abcdef0");
+    def.tags
+        .push(("foundry:definition".to_string(), "0123456789abcdef".to_string()));
+    let r1 = ecs.register_task_definition(&def).await.expect("register 1");
+    let described = ecs
+        .describe_task_definition(&family)
+        .await
+        .expect("describe")
+        .expect("the family has a revision");
+    assert_eq!(described.arn, r1);
+    let mut tags = described.tags.clone();
+    tags.sort();
+    assert_eq!(
+        tags,
+        [
+            ("UserId".to_string(), "test".to_string()),
+            ("foundry:definition".to_string(), "0123456789abcdef".to_string()),
+        ]
+    );
+
+    // The family names its latest revision; an ARN names that revision.
+    def.tags.truncate(1);
+    let r2 = ecs.register_task_definition(&def).await.expect("register 2");
+    let latest = ecs.describe_task_definition(&family).await.expect("describe").unwrap();
+    assert_eq!(latest.arn, r2);
+    assert_eq!(latest.tags, [("UserId".to_string(), "test".to_string())]);
+    let first = ecs.describe_task_definition(&r1).await.expect("describe r1").unwrap();
+    assert_eq!(first.arn, r1);
+    assert_eq!(first.tags.len(), 2);
+    assert_eq!(
+        ecs.describe_task_definition(&format!("{family}:9"))
+            .await
+            .expect("describe :9"),
+        None
+    );
+
+    ecs.deregister_task_definition(&r1).await.expect("deregister r1");
+    ecs.deregister_task_definition(&r2).await.expect("deregister r2");
+}
+
+#[tokio::test]
+async fn ecs_list_tasks_by_started_by_finds_the_running_task_of_that_starter_only() {
+    let aws = common::local_aws();
+    let ecs = SdkEcs::new(&common::sdk_config().await);
+    let cluster = aws.var("CLUSTER_NAME").to_string();
+    let family = format!("foundry-{}", common::unique_user_id());
+    let arn = ecs
+        .register_task_definition(&foundry_task_definition(&family, "fsap-0123456789abcdef0"))
+        .await
+        .expect("register_task_definition");
+    let run = |started_by: &str| RunTask {
+        cluster: cluster.clone(),
+        task_definition: arn.clone(),
+        subnets: aws.var("PRIVATE_SUBNET_IDS").split(',').map(str::to_string).collect(),
+        security_groups: vec![aws.var("TASK_SECURITY_GROUP_ID").to_string()],
+        assign_public_ip: false,
+        overrides: vec![],
+        started_by: Some(started_by.to_string()),
+        client_token: None,
+    };
+    let mine = format!("efs-cleanup-{}", uid());
+    let theirs = format!("efs-cleanup-{}", uid());
+    let my_task = ecs.run_task(&run(&mine)).await.expect("run mine");
+    let their_task = ecs.run_task(&run(&theirs)).await.expect("run theirs");
+
+    assert_eq!(
+        ecs.list_tasks_started_by(&cluster, &mine).await.expect("list mine"),
+        std::slice::from_ref(&my_task)
+    );
+    assert_eq!(
+        ecs.list_tasks_started_by(&cluster, &theirs).await.expect("list theirs"),
+        std::slice::from_ref(&their_task)
+    );
+    let nobody = format!("efs-cleanup-{}", uid());
+    assert!(ecs
+        .list_tasks_started_by(&cluster, &nobody)
+        .await
+        .expect("list")
+        .is_empty());
+
+    // A stopped task (desired status STOPPED) is no longer listed.
+    ecs.stop_task(&cluster, &my_task, "test").await.expect("stop mine");
+    assert!(ecs
+        .list_tasks_started_by(&cluster, &mine)
+        .await
+        .expect("list")
+        .is_empty());
+
+    ecs.stop_task(&cluster, &their_task, "test").await.expect("stop theirs");
+    ecs.deregister_task_definition(&arn).await.expect("deregister");
+}

@@ -36,6 +36,14 @@ pub struct ContainerState {
     pub exit_code: Option<i32>,
 }
 
+/// What DescribeTaskDefinition says about one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedTaskDefinition {
+    pub arn: String,
+    /// Its tags, `(key, value)`, as ECS returns them.
+    pub tags: Vec<(String, String)>,
+}
+
 /// The error code of a RunTask that ECS answered with `failures` instead of a task.
 pub const RUN_TASK_FAILURE: &str = "RunTaskFailure";
 
@@ -46,6 +54,11 @@ pub trait Ecs: Send + Sync {
 
     /// DeregisterTaskDefinition (the revision becomes INACTIVE).
     async fn deregister_task_definition(&self, arn: &str) -> Result<(), AwsError>;
+
+    /// DescribeTaskDefinition with its tags. A bare family names its latest ACTIVE revision;
+    /// `family:revision` or an ARN names that revision. `Ok(None)` when ECS knows no such
+    /// definition.
+    async fn describe_task_definition(&self, family_or_arn: &str) -> Result<Option<DescribedTaskDefinition>, AwsError>;
 
     /// The ARNs of the ACTIVE revisions of `family` (paginated ListTaskDefinitions).
     async fn list_task_definitions(&self, family: &str) -> Result<Vec<String>, AwsError>;
@@ -59,6 +72,10 @@ pub trait Ecs: Send + Sync {
 
     /// StopTask. Stopping an already stopped task is not an error in ECS.
     async fn stop_task(&self, cluster: &str, task_arn: &str, reason: &str) -> Result<(), AwsError>;
+
+    /// The ARNs of the tasks of `cluster` launched with `started_by` whose desired status is
+    /// RUNNING (paginated ListTasks; ECS allows no other filter next to `startedBy`).
+    async fn list_tasks_started_by(&self, cluster: &str, started_by: &str) -> Result<Vec<String>, AwsError>;
 }
 
 /// The SDK adapter.
@@ -359,6 +376,38 @@ impl Ecs for SdkEcs {
         Ok(())
     }
 
+    async fn describe_task_definition(&self, family_or_arn: &str) -> Result<Option<DescribedTaskDefinition>, AwsError> {
+        const OP: &str = "DescribeTaskDefinition";
+        let sent = self
+            .client
+            .describe_task_definition()
+            .task_definition(family_or_arn)
+            .include(ecs::TaskDefinitionField::Tags)
+            .send()
+            .await;
+        let out = match sent {
+            Ok(out) => out,
+            Err(e) => {
+                // ECS (and moto) answer ClientException "Unable to describe task definition."
+                let e = sdk_error(SERVICE, OP, e);
+                return if e.is_not_found() { Ok(None) } else { Err(e) };
+            }
+        };
+        let arn = out
+            .task_definition()
+            .and_then(|td| td.task_definition_arn())
+            .ok_or_else(|| malformed(OP, "has no taskDefinitionArn"))?;
+        let tags = out
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .collect();
+        Ok(Some(DescribedTaskDefinition {
+            arn: arn.to_string(),
+            tags,
+        }))
+    }
+
     async fn list_task_definitions(&self, family: &str) -> Result<Vec<String>, AwsError> {
         const OP: &str = "ListTaskDefinitions";
         let mut pages = self
@@ -441,6 +490,23 @@ impl Ecs for SdkEcs {
             .await
             .map_err(|e| sdk_error(SERVICE, OP, e))?;
         Ok(())
+    }
+
+    async fn list_tasks_started_by(&self, cluster: &str, started_by: &str) -> Result<Vec<String>, AwsError> {
+        const OP: &str = "ListTasks";
+        let mut pages = self
+            .client
+            .list_tasks()
+            .cluster(cluster)
+            .started_by(started_by)
+            .into_paginator()
+            .send();
+        let mut arns = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(SERVICE, OP, e))?;
+            arns.extend(page.task_arns().iter().cloned());
+        }
+        Ok(arns)
     }
 }
 

@@ -29,7 +29,7 @@ use async_trait::async_trait;
 
 use super::{aws_err, lock, ops, Env, ACCOUNT_ID, HEX, REGION};
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::ecs::{ContainerState, Ecs, RunTask, TaskDefinition, TaskInfo};
+use crate::managers::ecs::{ContainerState, DescribedTaskDefinition, Ecs, RunTask, TaskDefinition, TaskInfo};
 
 const SERVICE: &str = "ecs";
 const STOPPED: &str = "STOPPED";
@@ -134,9 +134,11 @@ impl FakeEcs {
     pub const REGISTER_TASK_DEFINITION: &'static str = ops::REGISTER_TASK_DEFINITION;
     pub const DEREGISTER_TASK_DEFINITION: &'static str = ops::DEREGISTER_TASK_DEFINITION;
     pub const LIST_TASK_DEFINITIONS: &'static str = ops::LIST_TASK_DEFINITIONS;
+    pub const DESCRIBE_TASK_DEFINITION: &'static str = ops::DESCRIBE_TASK_DEFINITION;
     pub const RUN_TASK: &'static str = ops::RUN_TASK;
     pub const DESCRIBE_TASKS: &'static str = ops::DESCRIBE_TASKS;
     pub const STOP_TASK: &'static str = ops::STOP_TASK;
+    pub const LIST_TASKS: &'static str = ops::LIST_TASKS;
 
     /// A standalone fake reporting to `faults`.
     pub fn new(faults: Arc<super::Faults>) -> Self {
@@ -400,6 +402,19 @@ impl Ecs for FakeEcs {
         }
     }
 
+    async fn describe_task_definition(&self, family_or_arn: &str) -> Result<Option<DescribedTaskDefinition>, AwsError> {
+        self.env.enter(SERVICE, ops::DESCRIBE_TASK_DEFINITION).await?;
+        let st = lock(&self.state);
+        // A bare family names its latest ACTIVE revision; a revision or ARN, that revision
+        // even when INACTIVE (as in ECS).
+        Ok(
+            resolve(&st.defs, family_or_arn, false).map(|d| DescribedTaskDefinition {
+                arn: d.arn.clone(),
+                tags: d.definition.tags.clone(),
+            }),
+        )
+    }
+
     async fn list_task_definitions(&self, family: &str) -> Result<Vec<String>, AwsError> {
         self.env.enter(SERVICE, ops::LIST_TASK_DEFINITIONS).await?;
         let st = lock(&self.state);
@@ -421,8 +436,16 @@ impl Ecs for FakeEcs {
         if req.subnets.is_empty() {
             return Err(invalid(OP, "subnets can not be empty."));
         }
-        if req.started_by.as_ref().is_some_and(|s| s.len() > 36) {
-            return Err(invalid(OP, "startedBy must be at most 36 characters."));
+        if req.started_by.as_ref().is_some_and(|s| {
+            s.len() > 128
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'/' | b'_'))
+        }) {
+            return Err(invalid(
+                OP,
+                "startedBy must be up to 128 letters, digits, hyphens, slashes or underscores.",
+            ));
         }
         if req.client_token.as_ref().is_some_and(|t| t.is_empty() || t.len() > 64) {
             return Err(invalid(OP, "clientToken must be 1 to 64 characters."));
@@ -558,6 +581,21 @@ impl Ecs for FakeEcs {
             set_status(task, STOPPED, next_ip, now);
         }
         Ok(())
+    }
+
+    async fn list_tasks_started_by(&self, cluster: &str, started_by: &str) -> Result<Vec<String>, AwsError> {
+        self.env.enter(SERVICE, ops::LIST_TASKS).await?;
+        let st = lock(&self.state);
+        Ok(st
+            .tasks
+            .iter()
+            .filter(|t| {
+                cluster_matches(&t.cluster, cluster)
+                    && t.desired_status == RUNNING
+                    && t.request.started_by.as_deref() == Some(started_by)
+            })
+            .map(|t| t.arn.clone())
+            .collect())
     }
 }
 
@@ -733,6 +771,60 @@ mod tests {
         assert!(ecs.set_task_status(&arn, "STOPPED"));
         let i = ecs.describe_task("c", &arn).await.unwrap().unwrap();
         assert_eq!(i.containers[0].exit_code, Some(0));
+    }
+
+    #[tokio::test]
+    async fn describe_task_definition_reads_the_latest_active_revision_and_its_tags() {
+        let faults = Arc::new(Faults::new());
+        let ecs = FakeEcs::new(faults.clone());
+        assert_eq!(ecs.describe_task_definition("fam").await.unwrap(), None);
+        let mut tagged = def("fam");
+        tagged.tags = vec![("k".into(), "v".into())];
+        let a1 = ecs.register_task_definition(&tagged).await.unwrap();
+        let a2 = ecs.register_task_definition(&def("fam")).await.unwrap();
+        let latest = ecs.describe_task_definition("fam").await.unwrap().unwrap();
+        assert_eq!((latest.arn.as_str(), latest.tags.len()), (a2.as_str(), 0));
+        ecs.deregister_task_definition(&a2).await.unwrap();
+        let latest = ecs.describe_task_definition("fam").await.unwrap().unwrap();
+        assert_eq!(latest.arn, a1);
+        assert_eq!(latest.tags, vec![("k".to_string(), "v".to_string())]);
+        // A revision by ARN, even INACTIVE.
+        assert_eq!(ecs.describe_task_definition(&a2).await.unwrap().unwrap().arn, a2);
+        assert_eq!(faults.count(FakeEcs::DESCRIBE_TASK_DEFINITION), 4);
+    }
+
+    #[tokio::test]
+    async fn list_tasks_by_started_by_sees_only_running_tasks_of_that_starter() {
+        let faults = Arc::new(Faults::new());
+        let ecs = FakeEcs::new(faults.clone());
+        ecs.register_task_definition(&def("fam")).await.unwrap();
+        let by = |who: &str| RunTask {
+            started_by: Some(who.into()),
+            ..run("fam", None)
+        };
+        let mine = ecs.run_task(&by("efs-cleanup-1")).await.unwrap();
+        ecs.run_task(&by("efs-cleanup-2")).await.unwrap();
+        ecs.run_task(&run("fam", None)).await.unwrap();
+        assert_eq!(
+            ecs.list_tasks_started_by("c", "efs-cleanup-1").await.unwrap(),
+            vec![mine.clone()]
+        );
+        assert!(ecs
+            .list_tasks_started_by("other", "efs-cleanup-1")
+            .await
+            .unwrap()
+            .is_empty());
+        ecs.stop_task("c", &mine, "done").await.unwrap();
+        assert!(ecs
+            .list_tasks_started_by("c", "efs-cleanup-1")
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(faults.count(FakeEcs::LIST_TASKS), 3);
+        let long = "x".repeat(129);
+        assert_eq!(ecs.run_task(&by(&long)).await.unwrap_err().kind, AwsErrorKind::Invalid);
+        assert_eq!(ecs.run_task(&by("a b")).await.unwrap_err().kind, AwsErrorKind::Invalid);
+        ecs.run_task(&by(&"x".repeat(128))).await.unwrap();
     }
 
     #[tokio::test]

@@ -57,9 +57,11 @@ pub mod ops {
     pub const REGISTER_TASK_DEFINITION: &str = "RegisterTaskDefinition";
     pub const DEREGISTER_TASK_DEFINITION: &str = "DeregisterTaskDefinition";
     pub const LIST_TASK_DEFINITIONS: &str = "ListTaskDefinitions";
+    pub const DESCRIBE_TASK_DEFINITION: &str = "DescribeTaskDefinition";
     pub const RUN_TASK: &str = "RunTask";
     pub const DESCRIBE_TASKS: &str = "DescribeTasks";
     pub const STOP_TASK: &str = "StopTask";
+    pub const LIST_TASKS: &str = "ListTasks";
     // EFS
     pub const CREATE_ACCESS_POINT: &str = "CreateAccessPoint";
     pub const DESCRIBE_ACCESS_POINTS: &str = "DescribeAccessPoints";
