@@ -6,8 +6,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use foundry_lambda::app::Ctx;
-use foundry_lambda::domain::taskdef::TaskDefinition;
+use foundry_lambda::app::{App, Ctx};
+use foundry_lambda::config::Config;
+use foundry_lambda::domain::taskdef::{self, RunTask, TaskDefinition, CLEANUP_FAMILY};
 use foundry_lambda::error::AwsErrorKind;
 use foundry_lambda::managers::dynamodb::AttributeValue;
 use foundry_lambda::managers::route53::AliasRecord;
@@ -379,6 +380,120 @@ async fn destroy_removes_the_legacy_sidecar_log_group_and_helper_revisions_do_no
         .filter(|d| d.active && d.family == "foundry-efs-cleanup")
         .collect();
     assert_eq!(cleanup.len(), 1, "one cleanup revision, registered once per process");
+}
+
+// ------------------------------------------------------------------ the cleanup task
+
+/// The cleanup task definition this build registers, with its fingerprint tag.
+fn cleanup_definition() -> TaskDefinition {
+    taskdef::fingerprinted(taskdef::cleanup_task_definition(&Config::for_tests().deployment()))
+}
+
+/// Another process on the same fakes: nothing cached in it yet.
+fn another_process(fake: &FakeAws, clock: std::sync::Arc<foundry_lambda::clock::ManualClock>) -> App {
+    App::new(Config::for_tests(), clock, fake.managers())
+}
+
+/// The RunTask requests of `uid`'s cleanup task.
+fn cleanup_runs(fake: &FakeAws, uid: &str) -> Vec<RunTask> {
+    let by = format!("efs-cleanup-{uid}");
+    fake.ecs
+        .run_requests()
+        .into_iter()
+        .filter(|r| r.started_by.as_deref() == Some(by.as_str()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_active_cleanup_definition_is_reused_when_its_fingerprint_matches() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    // Registered by another process of this build.
+    let active = fake.ecs.register_task_definition(&cleanup_definition()).await.unwrap();
+    let registered = fake.faults.count(ops::REGISTER_TASK_DEFINITION);
+    let deregistered = fake.faults.count(ops::DEREGISTER_TASK_DEFINITION);
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(fake.faults.count(ops::DESCRIBE_TASK_DEFINITION), 1);
+    assert_eq!(
+        fake.faults.count(ops::REGISTER_TASK_DEFINITION),
+        registered,
+        "nothing registered"
+    );
+    let runs = cleanup_runs(&fake, UID);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].task_definition, active);
+    assert!(fake.ecs.task_definition(&active).unwrap().active);
+    // Only the user's own revisions (none here) were deregistered.
+    assert_eq!(fake.faults.count(ops::DEREGISTER_TASK_DEFINITION), deregistered);
+
+    // The process keeps it: its next destroy does not even describe it.
+    created(&app).await;
+    let registered = fake.faults.count(ops::REGISTER_TASK_DEFINITION);
+    assert_eq!(invoke(&app, ev("destroy", UID)).await.0, 200);
+    assert_eq!(fake.faults.count(ops::DESCRIBE_TASK_DEFINITION), 1);
+    assert_eq!(fake.faults.count(ops::REGISTER_TASK_DEFINITION), registered);
+    assert_eq!(cleanup_runs(&fake, UID)[1].task_definition, active);
+}
+
+#[tokio::test]
+async fn a_cleanup_definition_that_differs_is_registered_again_and_the_older_one_deregistered() {
+    let (app, fake, _) = fake_app(T0);
+    // What an earlier build registered: another image.
+    let mut older = taskdef::cleanup_task_definition(&Config::for_tests().deployment());
+    older.containers[0].image = "alpine:3.19".into();
+    let older = fake
+        .ecs
+        .register_task_definition(&taskdef::fingerprinted(older))
+        .await
+        .unwrap();
+    created(&app).await;
+    let registered = fake.faults.count(ops::REGISTER_TASK_DEFINITION);
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(fake.faults.count(ops::DESCRIBE_TASK_DEFINITION), 1);
+    assert_eq!(fake.faults.count(ops::REGISTER_TASK_DEFINITION), registered + 1);
+    let revisions: Vec<_> = fake
+        .ecs
+        .task_definitions()
+        .into_iter()
+        .filter(|d| d.family == CLEANUP_FAMILY)
+        .collect();
+    assert_eq!(revisions.len(), 2);
+    assert_eq!(revisions[0].arn, older);
+    assert!(!revisions[0].active, "the older revision is deregistered");
+    assert!(revisions[1].active);
+    assert_eq!(
+        revisions[1].definition,
+        cleanup_definition(),
+        "registered with its fingerprint"
+    );
+    assert_eq!(cleanup_runs(&fake, UID)[0].task_definition, revisions[1].arn);
+}
+
+#[tokio::test]
+async fn a_missing_cleanup_definition_is_registered_once_and_other_processes_reuse_it() {
+    let (app, fake, clock) = fake_app(T0);
+    created(&app).await;
+    assert_eq!(invoke(&app, ev("destroy", UID)).await.0, 200);
+    assert_eq!(fake.faults.count(ops::DESCRIBE_TASK_DEFINITION), 1);
+    let revisions: Vec<_> = fake
+        .ecs
+        .task_definitions()
+        .into_iter()
+        .filter(|d| d.family == CLEANUP_FAMILY)
+        .collect();
+    assert_eq!(revisions.len(), 1);
+    assert_eq!(revisions[0].definition, cleanup_definition());
+
+    // A cold process describes the family and reuses the revision.
+    let cold = another_process(&fake, clock);
+    created(&cold).await;
+    let registered = fake.faults.count(ops::REGISTER_TASK_DEFINITION);
+    assert_eq!(invoke(&cold, ev("destroy", UID)).await.0, 200);
+    assert_eq!(fake.faults.count(ops::DESCRIBE_TASK_DEFINITION), 2);
+    assert_eq!(fake.faults.count(ops::REGISTER_TASK_DEFINITION), registered);
+    assert_eq!(cleanup_runs(&fake, UID)[1].task_definition, revisions[0].arn);
 }
 
 // ------------------------------------------------------------------ one log line per error

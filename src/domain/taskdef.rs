@@ -103,7 +103,8 @@ pub struct RunTask {
     pub security_groups: Vec<String>,
     pub assign_public_ip: bool,
     pub overrides: Vec<ContainerOverride>,
-    /// `startedBy` (up to 36 characters).
+    /// `startedBy`: up to 128 letters, digits, hyphens, forward slashes and underscores
+    /// (RunTask's limit; ListTasks can filter by it).
     pub started_by: Option<String>,
     /// Idempotency token (up to 64 characters): a retried RunTask with the same token
     /// does not start a second task.
@@ -114,6 +115,45 @@ pub const FOUNDRY_PORT: i32 = 30000;
 pub const DATA_VOLUME: &str = "foundry-data";
 pub const CLEANUP_FAMILY: &str = "foundry-efs-cleanup";
 pub const CLEANUP_CONTAINER: &str = "cleanup";
+
+/// The tag that carries a registered definition's [`fingerprint`], so that a process can tell
+/// whether the active revision is already the definition it would register.
+pub const FINGERPRINT_TAG: &str = "foundry:definition";
+
+/// A fingerprint of what `def` defines, its tags aside: FNV-1a 64 over its `Debug`
+/// rendering, 16 hex digits. It only has to be stable within one build: should a later
+/// version render or hash differently, its first use registers the definition once more
+/// (and deregisters the revision before), and reuses that revision from then on.
+pub fn fingerprint(def: &TaskDefinition) -> String {
+    let untagged = TaskDefinition {
+        tags: Vec::new(),
+        ..def.clone()
+    };
+    format!("{:016x}", fnv1a_64(format!("{untagged:?}").as_bytes()))
+}
+
+/// 64-bit FNV-1a.
+fn fnv1a_64(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes
+        .iter()
+        .fold(OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
+}
+
+/// `def` with its [`FINGERPRINT_TAG`] (replacing any it had).
+pub fn fingerprinted(mut def: TaskDefinition) -> TaskDefinition {
+    let print = fingerprint(&def);
+    def.tags.retain(|(k, _)| k != FINGERPRINT_TAG);
+    def.tags.push((FINGERPRINT_TAG.to_string(), print));
+    def
+}
+
+/// The `startedBy` of the cleanup task of `user_id`: a destroy that resumes finds the task an
+/// earlier one launched by it (ListTasks).
+pub fn cleanup_started_by(user_id: &str) -> String {
+    format!("efs-cleanup-{user_id}")
+}
 
 /// Which keys the user's secret holds, so that the task only references keys that exist
 /// (ECS refuses to start a task whose secret reference names a missing JSON key).
@@ -387,6 +427,47 @@ mod tests {
         assert_eq!(c.containers[0].name, CLEANUP_CONTAINER);
         assert!(c.containers[0].command[2].contains("\"$USER_ID\""));
         assert_eq!(c.volumes[0].root_directory.as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_content_and_ignores_the_tags() {
+        let cfg = deployment();
+        let def = cleanup_task_definition(&cfg);
+        let print = fingerprint(&def);
+        assert_eq!(print.len(), 16);
+        assert!(print.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(fingerprint(&cleanup_task_definition(&cfg)), print);
+
+        let tagged = fingerprinted(def.clone());
+        assert_eq!(fingerprint(&tagged), print, "tags are not part of the content");
+        let tags: Vec<_> = tagged.tags.iter().filter(|(k, _)| k == FINGERPRINT_TAG).collect();
+        assert_eq!(tags, [&(FINGERPRINT_TAG.to_string(), print.clone())]);
+        assert_eq!(fingerprinted(tagged.clone()), tagged, "one fingerprint tag, not two");
+
+        let mut other = def.clone();
+        other.containers[0].image = "alpine:3.20".into();
+        assert_ne!(fingerprint(&other), print);
+        let other_fs = cleanup_task_definition(&Deployment {
+            file_system_id: "fs-other",
+            ..cfg
+        });
+        assert_ne!(fingerprint(&other_fs), print);
+    }
+
+    #[test]
+    fn fnv1a_64_matches_the_reference_vectors() {
+        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn the_cleanup_task_started_by_fits_run_task() {
+        let id = "a".repeat(64);
+        let by = cleanup_started_by(&id);
+        assert!(by.len() <= 128);
+        assert!(by.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_eq!(cleanup_started_by("123"), "efs-cleanup-123");
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! The helper task that erases a user's files on EFS when the user's instance is
 //! destroyed.
 //!
-//! Its task definition is registered once per process and reused; when it is registered,
-//! the revision before it is deregistered, so that the family never gathers active
-//! revisions.
+//! Its task definition carries a fingerprint of its content in a tag. The first use in a
+//! process describes the family's active revision and reuses it when its fingerprint is the
+//! one of the definition this build would register; otherwise it registers the definition
+//! and deregisters the revision before it, so that the family never gathers active
+//! revisions. Either way the revision is then reused for the life of the process.
+//!
+//! The task is launched with a `startedBy` naming the user, so that a destroy that resumes
+//! one cut short can find the cleanup task still running and wait for it.
 
 use crate::context::{Ctx, Services};
 use crate::domain::taskdef::{self, ContainerOverride};
@@ -22,14 +27,22 @@ pub enum Outcome {
     Aws(Error),
 }
 
-/// The cleanup task definition: the one this process registered, or a new one.
+/// The cleanup task definition: the one this process uses already, the family's active
+/// revision when it is the same definition, or a new revision. `fresh`: the revision in use
+/// turned out to be unusable, register a new one.
 async fn definition(svc: &Services, fresh: bool) -> Result<String> {
     if !fresh {
         if let Some(arn) = svc.registered.get(taskdef::CLEANUP_FAMILY) {
             return Ok(arn);
         }
     }
-    let def = taskdef::cleanup_task_definition(&svc.config.deployment());
+    let def = taskdef::fingerprinted(taskdef::cleanup_task_definition(&svc.config.deployment()));
+    if !fresh {
+        if let Some(arn) = active_revision_like(svc, &def).await {
+            svc.registered.set(taskdef::CLEANUP_FAMILY, &arn);
+            return Ok(arn);
+        }
+    }
     let arn = svc.aws.ecs.register_task_definition(&def).await?;
     super::resources::ResourceKind::TaskDefinition.created();
     if let Some(previous) = previous_revision(&arn) {
@@ -42,6 +55,20 @@ async fn definition(svc: &Services, fresh: bool) -> Result<String> {
     }
     svc.registered.set(taskdef::CLEANUP_FAMILY, &arn);
     Ok(arn)
+}
+
+/// The ARN of the family's active revision when its fingerprint tag is the one of `def`.
+/// A failed look is only logged: registering the definition is always right.
+async fn active_revision_like(svc: &Services, def: &taskdef::TaskDefinition) -> Option<String> {
+    let wanted = def.tags.iter().find(|(k, _)| k == taskdef::FINGERPRINT_TAG)?;
+    match svc.aws.ecs.describe_task_definition(&def.family).await {
+        Ok(Some(active)) if active.tags.contains(wanted) => Some(active.arn),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not describe the helper task definition; registering it");
+            None
+        }
+    }
 }
 
 /// `…:family:N` → `…:family:N-1` (none for revision 1).
@@ -61,7 +88,8 @@ pub async fn launch(svc: &Services, user_id: &str) -> Result<String> {
     let mut fresh = false;
     loop {
         let arn = definition(svc, fresh).await?;
-        let req = taskdef::run_task(&deployment, &arn, overrides.clone());
+        let mut req = taskdef::run_task(&deployment, &arn, overrides.clone());
+        req.started_by = Some(taskdef::cleanup_started_by(user_id));
         match svc.aws.ecs.run_task(&req).await {
             Ok(task) => return Ok(task),
             // The cached revision was deregistered behind our back: register again, once.
