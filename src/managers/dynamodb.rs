@@ -189,6 +189,17 @@ pub trait Dynamo: Send + Sync {
     /// `ConditionFailed` error.
     async fn update(&self, table: &Table, key: &str, update: &Update, cond: Cond) -> Result<Item, AwsError>;
 
+    /// UpdateItem → the item before the update (ReturnValues ALL_OLD), `None` when the
+    /// update created it. As [`Dynamo::update`] otherwise, but an empty `update` is an
+    /// `Invalid` error.
+    async fn update_returning_old(
+        &self,
+        table: &Table,
+        key: &str,
+        update: &Update,
+        cond: Cond,
+    ) -> Result<Option<Item>, AwsError>;
+
     /// DeleteItem. Deleting a missing item is not an error (unless the condition says so).
     async fn delete(&self, table: &Table, key: &str, cond: Cond) -> Result<(), AwsError>;
 
@@ -224,6 +235,34 @@ impl SdkDynamo {
     pub fn with_page_limit(mut self, limit: i32) -> Self {
         self.page_limit = Some(limit);
         self
+    }
+
+    /// One UpdateItem of a rendered update expression → the attributes `returns` asks for.
+    async fn send_update(
+        &self,
+        table: &Table,
+        key: &str,
+        mut expr: Expr,
+        update_expr: String,
+        cond: &Cond,
+        returns: ReturnValue,
+    ) -> Result<Option<Item>, AwsError> {
+        const OP: &str = "UpdateItem";
+        let cond = render_condition(&mut expr, OP, cond)?;
+        let out = self
+            .client
+            .update_item()
+            .table_name(&table.name)
+            .set_key(Some(key_of(table, key)))
+            .update_expression(update_expr)
+            .set_condition_expression(cond)
+            .set_expression_attribute_names(expr.names_param())
+            .set_expression_attribute_values(expr.values_param())
+            .return_values(returns)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, OP, e))?;
+        Ok(out.attributes)
     }
 }
 
@@ -606,22 +645,29 @@ impl Dynamo for SdkDynamo {
                 )
             });
         };
-        let cond = render_condition(&mut expr, OP, &cond)?;
-        let out = self
-            .client
-            .update_item()
-            .table_name(&table.name)
-            .set_key(Some(key_of(table, key)))
-            .update_expression(update_expr)
-            .set_condition_expression(cond)
-            .set_expression_attribute_names(expr.names_param())
-            .set_expression_attribute_values(expr.values_param())
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(|e| sdk_error(SERVICE, OP, e))?;
+        let new = self
+            .send_update(table, key, expr, update_expr, &cond, ReturnValue::AllNew)
+            .await?;
         // ALL_NEW always returns at least the key; fall back to it rather than fail.
-        Ok(out.attributes.unwrap_or_else(|| key_of(table, key)))
+        Ok(new.unwrap_or_else(|| key_of(table, key)))
+    }
+
+    async fn update_returning_old(
+        &self,
+        table: &Table,
+        key: &str,
+        update: &Update,
+        cond: Cond,
+    ) -> Result<Option<Item>, AwsError> {
+        let mut expr = Expr::new();
+        let Some(update_expr) = expr.update(update) else {
+            return Err(invalid(
+                "UpdateItem",
+                format!("an update with no changes ({}={key} in {})", table.key, table.name),
+            ));
+        };
+        self.send_update(table, key, expr, update_expr, &cond, ReturnValue::AllOld)
+            .await
     }
 
     async fn delete(&self, table: &Table, key: &str, cond: Cond) -> Result<(), AwsError> {

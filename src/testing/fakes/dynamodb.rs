@@ -579,7 +579,14 @@ impl FakeDynamo {
         Ok(())
     }
 
-    async fn op_update(&self, table: &Table, key: &str, update: &Update, cond: Cond) -> Result<Item, AwsError> {
+    /// UpdateItem → the item before it (`None` if there was none) and after it.
+    async fn op_update(
+        &self,
+        table: &Table,
+        key: &str,
+        update: &Update,
+        cond: Cond,
+    ) -> Result<(Option<Item>, Item), AwsError> {
         const OP: &str = ops::UPDATE_ITEM;
         self.env.enter(SERVICE, OP).await?;
         validate_key(key).map_err(|e| invalid(OP, e))?;
@@ -591,9 +598,10 @@ impl FakeDynamo {
         if !eval(&cond, existing) {
             return Err(condition_failed(OP));
         }
+        let old = existing.cloned();
         let new = apply_update(table.key, key, existing, update).map_err(|e| invalid(OP, e))?;
         st.write(&table.name, key.to_string(), Some(new.clone()));
-        Ok(new)
+        Ok((old, new))
     }
 
     async fn op_delete(&self, table: &Table, key: &str, cond: Cond) -> Result<(), AwsError> {
@@ -791,7 +799,19 @@ impl Dynamo for FakeDynamo {
     async fn update(&self, table: &Table, key: &str, update: &Update, cond: Cond) -> Result<Item, AwsError> {
         let r = self.op_update(table, key, update, cond).await;
         self.env.leave(ops::UPDATE_ITEM).await;
-        r
+        r.map(|(_, new)| new)
+    }
+
+    async fn update_returning_old(
+        &self,
+        table: &Table,
+        key: &str,
+        update: &Update,
+        cond: Cond,
+    ) -> Result<Option<Item>, AwsError> {
+        let r = self.op_update(table, key, update, cond).await;
+        self.env.leave(ops::UPDATE_ITEM).await;
+        r.map(|(old, _)| old)
     }
 
     async fn delete(&self, table: &Table, key: &str, cond: Cond) -> Result<(), AwsError> {
