@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use foundry_lambda::app::{App, Ctx};
 use foundry_lambda::config::Config;
-use foundry_lambda::domain::taskdef::{self, RunTask, TaskDefinition, CLEANUP_FAMILY};
+use foundry_lambda::domain::taskdef::{
+    self, ContainerOverride, RunTask, TaskDefinition, CLEANUP_CONTAINER, CLEANUP_FAMILY,
+};
 use foundry_lambda::error::AwsErrorKind;
 use foundry_lambda::managers::dynamodb::AttributeValue;
 use foundry_lambda::managers::route53::AliasRecord;
@@ -404,6 +406,20 @@ fn cleanup_runs(fake: &FakeAws, uid: &str) -> Vec<RunTask> {
         .collect()
 }
 
+/// The cleanup tasks ECS has seen, in launch order.
+fn cleanup_tasks(fake: &FakeAws) -> Vec<String> {
+    fake.ecs
+        .tasks()
+        .into_iter()
+        .filter(|t| t.family == CLEANUP_FAMILY)
+        .map(|t| t.arn)
+        .collect()
+}
+
+fn stored(fake: &FakeAws, uid: &str, attr: &str) -> Option<AttributeValue> {
+    fake.dynamo.item(INSTANCES, uid).and_then(|i| i.get(attr).cloned())
+}
+
 #[tokio::test]
 async fn the_active_cleanup_definition_is_reused_when_its_fingerprint_matches() {
     let (app, fake, _) = fake_app(T0);
@@ -494,6 +510,157 @@ async fn a_missing_cleanup_definition_is_registered_once_and_other_processes_reu
     assert_eq!(fake.faults.count(ops::DESCRIBE_TASK_DEFINITION), 2);
     assert_eq!(fake.faults.count(ops::REGISTER_TASK_DEFINITION), registered);
     assert_eq!(cleanup_runs(&fake, UID)[1].task_definition, revisions[0].arn);
+}
+
+#[tokio::test]
+async fn a_resumed_destroy_waits_for_the_cleanup_task_still_running_and_launches_no_other() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    // The cleanup takes longer than a destroy may wait.
+    fake.ecs.set_family_script(CLEANUP_FAMILY, vec!["PENDING", "RUNNING"]);
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 500);
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("EFS cleanup is still running"), "{error}");
+    assert_eq!(
+        fake.faults.count(ops::LIST_TASKS),
+        0,
+        "a fresh destroy does not look for one"
+    );
+    let launched = cleanup_tasks(&fake);
+    assert_eq!(launched.len(), 1);
+    assert_eq!(stored(&fake, UID, "status"), Some(s("destroying")));
+    assert_eq!(
+        stored(&fake, UID, "cleanupTaskArn"),
+        None,
+        "found by its startedBy instead"
+    );
+    assert!(
+        fake.efs.access_points().iter().any(|ap| ap.spec.path.ends_with(UID)),
+        "kept while the files are there"
+    );
+
+    // The task ends while the next destroy waits for it.
+    let ecs = fake.ecs.clone();
+    let task = launched[0].clone();
+    let next_describe = fake.faults.count(ops::DESCRIBE_TASKS) + 1;
+    fake.before_call(ops::DESCRIBE_TASKS, next_describe, move || {
+        assert!(ecs.set_task_status(&task, "STOPPED"));
+    });
+    let runs = fake.faults.count(ops::RUN_TASK);
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(fake.faults.count(ops::LIST_TASKS), 1);
+    assert_eq!(fake.faults.count(ops::RUN_TASK), runs, "no second cleanup task");
+    assert_eq!(cleanup_tasks(&fake), launched);
+    assert!(leftovers(&fake).is_empty(), "{:?}", leftovers(&fake));
+}
+
+#[tokio::test]
+async fn a_resumed_destroy_launches_a_new_cleanup_task_when_the_earlier_one_failed() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    fake.ecs.set_exit_code(CLEANUP_FAMILY, CLEANUP_CONTAINER, 1);
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 500);
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("EFS cleanup failed (exit code 1)"), "{error}");
+    assert_eq!(fake.faults.count(ops::LIST_TASKS), 0);
+    assert_eq!(stored(&fake, UID, "cleanupTaskArn"), None);
+
+    fake.ecs.set_exit_code(CLEANUP_FAMILY, CLEANUP_CONTAINER, 0);
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(fake.faults.count(ops::LIST_TASKS), 1, "it looked for a running one");
+    assert_eq!(cleanup_runs(&fake, UID).len(), 2);
+    assert!(leftovers(&fake).is_empty(), "{:?}", leftovers(&fake));
+}
+
+/// A cleanup task launched as the previous version did: no startedBy, its ARN recorded.
+async fn legacy_cleanup(fake: &FakeAws) -> String {
+    let config = Config::for_tests();
+    let def = fake.ecs.register_task_definition(&cleanup_definition()).await.unwrap();
+    let overrides = vec![ContainerOverride {
+        name: CLEANUP_CONTAINER.into(),
+        environment: vec![("USER_ID".into(), UID.into())],
+    }];
+    let task = fake
+        .ecs
+        .run_task(&taskdef::run_task(&config.deployment(), &def, overrides))
+        .await
+        .unwrap();
+    patch_instance(
+        fake,
+        UID,
+        &[("status", Some(s("destroying"))), ("cleanupTaskArn", Some(s(&task)))],
+    );
+    task
+}
+
+#[tokio::test]
+async fn a_destroy_left_by_the_previous_version_waits_for_the_cleanup_task_it_recorded() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    let legacy = legacy_cleanup(&fake).await;
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(cleanup_tasks(&fake), vec![legacy.clone()], "no new cleanup task");
+    assert_eq!(fake.ecs.task(&legacy).unwrap().status, "STOPPED");
+    assert!(
+        fake.dynamo.item(INSTANCES, UID).is_none(),
+        "the record, and the ARN in it, are gone"
+    );
+}
+
+#[tokio::test]
+async fn a_recorded_cleanup_task_that_is_gone_is_replaced_by_a_new_one() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    let legacy = legacy_cleanup(&fake).await;
+    fake.ecs.forget_task(&legacy);
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(cleanup_runs(&fake, UID).len(), 1);
+    assert_eq!(fake.faults.count(ops::LIST_TASKS), 1);
+    assert!(leftovers(&fake).is_empty(), "{:?}", leftovers(&fake));
+}
+
+/// The AWS calls of `destroy` of a stopped instance whose user has no sessions, on the fakes.
+/// The fakes count IAM's user deletion as one call (`DeleteUser`), which is three against
+/// AWS here (DeleteAccessKey, DeleteUserPolicy, DeleteUser): 18 fake calls are 20 AWS calls,
+/// 17 are 19.
+#[tokio::test]
+async fn destroying_a_stopped_instance_without_sessions_makes_20_aws_calls_cold_and_19_warm() {
+    let (app, fake, clock) = fake_app(T0);
+    // An earlier process registered the cleanup definition (its own destroy).
+    assert_eq!(invoke(&app, create_event(UID2, "bob")).await.0, 200);
+    assert_eq!(invoke(&app, ev("destroy", UID2)).await.0, 200);
+    let process = another_process(&fake, clock);
+    let head = ["Query", "Query", "UpdateItem", "DeleteTargetGroup", "DeleteAlias"];
+    let tail = [
+        "RunTask",
+        "DescribeTasks",
+        "DescribeTasks",
+        "DescribeTasks",
+        "DeleteAccessPoint",
+        "DeleteBucket",
+        "DeleteUser",
+        "DeleteSecret",
+        "ListTaskDefinitions",
+        "DeregisterTaskDefinition",
+        "DeleteLogGroup",
+        "DeleteItem",
+    ];
+    for (round, definition) in [("cold", &["DescribeTaskDefinition"][..]), ("warm", &[][..])] {
+        running(&process).await;
+        assert_eq!(invoke(&process, ev("stop", UID)).await.0, 200);
+        let before = fake.faults.calls().len();
+        let (code, body) = invoke(&process, ev("destroy", UID)).await;
+        assert_eq!(code, 200, "{body}");
+        let calls = fake.faults.calls()[before..].to_vec();
+        let expected: Vec<&str> = head.iter().chain(definition).chain(&tail).copied().collect();
+        assert_eq!(calls, expected, "{round}");
+    }
 }
 
 // ------------------------------------------------------------------ one log line per error

@@ -129,3 +129,56 @@ async fn the_username_index_names_the_other_users_of_a_subdomain() {
         .expect("query")
         .is_empty());
 }
+
+#[tokio::test]
+async fn begin_destroy_says_whether_the_record_was_destroying_already() {
+    let (store, _, _) = store(100).await;
+    let uid = common::unique_user_id();
+    let inst = Instance {
+        user_id: uid.clone(),
+        sanitized_username: format!("gone{}", &uid[uid.len() - 6..]),
+        status: InstanceStatus::Stopped,
+        access_point_id: Some("fsap-1".to_string()),
+        ..Default::default()
+    };
+    assert!(store.instances.insert_new(&inst).await.expect("put"));
+
+    let now = 1_800_000_000;
+    let first = Lease::new(now + 60);
+    let taken = store
+        .instances
+        .begin_destroy(&uid, &first, now)
+        .await
+        .expect("begin_destroy")
+        .expect("a free record is taken");
+    assert!(!taken.resumed, "it was stopped");
+    // What is returned is what is stored.
+    let stored = store.instances.get_latest(&uid).await.expect("get").expect("present");
+    assert_eq!(taken.instance, stored);
+    assert_eq!(stored.status, InstanceStatus::Destroying);
+    assert_eq!(stored.lease_id.as_deref(), Some(first.id.as_str()));
+    assert_eq!((stored.lease_until, stored.updated_at), (Some(now + 60), Some(now)));
+    assert_eq!(stored.access_point_id.as_deref(), Some("fsap-1"));
+
+    // Held: another destroy cannot take it; released: the next one resumes.
+    let second = Lease::new(now + 120);
+    assert!(store
+        .instances
+        .begin_destroy(&uid, &second, now + 1)
+        .await
+        .expect("begin_destroy")
+        .is_none());
+    store.instances.release(&uid, &first).await;
+    let taken = store
+        .instances
+        .begin_destroy(&uid, &second, now + 2)
+        .await
+        .expect("begin_destroy")
+        .expect("a released record is taken");
+    assert!(taken.resumed, "it was destroying");
+    assert_eq!(
+        Some(taken.instance),
+        store.instances.get_latest(&uid).await.expect("get")
+    );
+    assert!(store.instances.remove(&uid, &second).await.expect("delete"));
+}

@@ -187,7 +187,9 @@ pub struct Instance {
     /// so that its rollback deletes the secret rather than restoring it.
     #[serde(deserialize_with = "lenient::opt_bool")]
     pub secret_created: Option<bool>,
-    /// The EFS cleanup task a `destroy` launched and may still be waiting for.
+    /// The EFS cleanup task a `destroy` of an earlier version launched and recorded; a
+    /// destroy that finds it waits for that task. No longer written (the cleanup task is
+    /// found by its `startedBy`); it goes with the record.
     #[serde(deserialize_with = "lenient::opt_string")]
     pub cleanup_task_arn: Option<String>,
     /// The license the running server uses for a scheduled session (new in the port;

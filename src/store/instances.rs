@@ -50,7 +50,6 @@ mod attr {
     pub const ATTEMPT_ID: &str = "attemptId";
     pub const LEASE_ID: &str = "leaseId";
     pub const LEASE_UNTIL: &str = "leaseUntil";
-    pub const CLEANUP_TASK_ARN: &str = "cleanupTaskArn";
     pub const DNS_RECORD: &str = "dnsRecord";
 }
 
@@ -116,10 +115,6 @@ pub enum Progress {
     },
     TaskDefinition(String),
     Task(String),
-    /// The EFS cleanup task a destroy launched and is waiting for.
-    CleanupTask(String),
-    /// The cleanup task failed: the next destroy launches a new one.
-    CleanupFailed,
 }
 
 /// The end of a create: the record becomes `created`, with every resource it made.
@@ -180,6 +175,15 @@ pub struct RunEnd {
     pub target_gone: bool,
     /// The listener rule was deleted (or there was none).
     pub rule_gone: bool,
+}
+
+/// A record a destroy has taken.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestroyTaken {
+    /// The record after it was taken (status `destroying`, the destroy's lease).
+    pub instance: Instance,
+    /// It was `destroying` already: this destroy goes on with one that was cut short.
+    pub resumed: bool,
 }
 
 /// The instances table.
@@ -274,8 +278,6 @@ impl Instances {
                 .remove(attr::S3_SECRET_ACCESS_KEY),
             Progress::TaskDefinition(arn) => Update::new().set_s(attr::TASK_DEFINITION_ARN, arn),
             Progress::Task(arn) => Update::new().set_s(attr::TASK_ARN, arn),
-            Progress::CleanupTask(arn) => Update::new().set_s(attr::CLEANUP_TASK_ARN, arn),
-            Progress::CleanupFailed => Update::new().remove(attr::CLEANUP_TASK_ARN),
         };
         self.under_lease(user_id, lease, update, now).await
     }
@@ -534,14 +536,34 @@ impl Instances {
     // ------------------------------------------------------------------ destroy
 
     /// Moves the record to `destroying` under `lease`, unless a live invocation holds it
-    /// → the record, or `None`.
-    pub async fn begin_destroy(&self, user_id: &str, lease: &Lease, now: i64) -> Result<Option<Instance>> {
+    /// → the record after it and whether the destroy resumes one cut short, or `None`.
+    pub async fn begin_destroy(&self, user_id: &str, lease: &Lease, now: i64) -> Result<Option<DestroyTaken>> {
         let update = lease
             .take(Update::new())
             .set_s(attr::STATUS, InstanceStatus::Destroying.as_str())
             .set(attr::UPDATED_AT, num(now));
         let cond = Cond::And(vec![Cond::exists(attr::USER_ID), Lease::free_at(now)]);
-        self.update(user_id, update, cond).await
+        // The record before the update tells whether it was `destroying` already; the one
+        // after it is that record with what the update set.
+        let old = self
+            .db
+            .dynamo
+            .update_returning_old(self.table(), user_id, &update, cond)
+            .await;
+        // (The condition requires an item, so there always is one before the update.)
+        let Some(Some(item)) = written(old)? else {
+            return Ok(None);
+        };
+        let before: Instance = decode("instance", item)?;
+        let resumed = before.status == InstanceStatus::Destroying;
+        let instance = Instance {
+            status: InstanceStatus::Destroying,
+            lease_id: Some(lease.id.clone()),
+            lease_until: Some(lease.until),
+            updated_at: Some(now),
+            ..before
+        };
+        Ok(Some(DestroyTaken { instance, resumed }))
     }
 
     // ------------------------------------------------------------------ license sharing

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use instances::{CreateDone, Instances, Lease, Progress, Run, RunEnd, SessionRun, SharingState};
+pub use instances::{CreateDone, DestroyTaken, Instances, Lease, Progress, Run, RunEnd, SessionRun, SharingState};
 pub use pools::{PoolEntry, Pools};
 pub use reservations::Reservations;
 pub use sessions::{LedgerRead, Sessions};

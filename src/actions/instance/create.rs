@@ -331,7 +331,7 @@ async fn rollback(
         (Some(true), _) | (_, None) => SecretFate::Delete,
         (_, Some(previous)) => SecretFate::Restore(previous.clone()),
     };
-    let left = resources::remove_all(svc, ctx, inst, lease, secret, Files::NeverWritten).await;
+    let left = resources::remove_all(svc, ctx, inst, secret, Files::NeverWritten).await;
     if !left.is_empty() {
         svc.store.instances.release(&inst.user_id, lease).await;
         return Err(Error::Failed(left.describe()));

@@ -42,7 +42,7 @@ pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: boo
 
     let lease = Lease::new(ctx.lease_until(svc.clock.as_ref()));
     let now = svc.now();
-    let Some(mut inst) = svc.store.instances.begin_destroy(user_id, &lease, now).await? else {
+    let Some(taken) = svc.store.instances.begin_destroy(user_id, &lease, now).await? else {
         return match svc.store.instances.get_latest(user_id).await? {
             None => no_instance(svc, user_id, keep_sharing, cancelled).await,
             Some(busy) => Err(Error::failed(match busy.status {
@@ -52,6 +52,7 @@ pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: boo
             })),
         };
     };
+    let mut inst = taken.instance;
 
     if inst.task_arn.is_some() || inst.alb_rule_arn.is_some() || inst.task_private_ip.is_some() {
         match teardown::end_run(svc, &inst).await {
@@ -64,7 +65,8 @@ pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: boo
     } else {
         SecretFate::Delete
     };
-    let removal = resources::remove_all(svc, ctx, &inst, &lease, secret, Files::Erase).await;
+    let files = Files::Erase { resumed: taken.resumed };
+    let removal = resources::remove_all(svc, ctx, &inst, secret, files).await;
     if !removal.is_empty() {
         left.push(removal.describe());
     }

@@ -102,6 +102,16 @@ pub async fn launch(svc: &Services, user_id: &str) -> Result<String> {
     }
 }
 
+/// The cleanup tasks of `user_id` that ECS still runs (or has yet to start): what a destroy
+/// cut short launched.
+pub async fn running(svc: &Services, user_id: &str) -> Result<Vec<String>> {
+    Ok(svc
+        .aws
+        .ecs
+        .list_tasks_started_by(&svc.config.cluster_name, &taskdef::cleanup_started_by(user_id))
+        .await?)
+}
+
 /// Waits for the cleanup task to stop and checks that its container exited with 0. A
 /// non-zero exit or a vanished task fails at once.
 pub async fn wait(svc: &Services, ctx: &Ctx, task_arn: &str) -> std::result::Result<(), Outcome> {

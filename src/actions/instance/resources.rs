@@ -403,24 +403,18 @@ pub enum SecretFate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Files {
     /// Erase them with the cleanup task first; the access point goes only when they are
-    /// gone, so that nothing is left on the file system unreferenced.
-    Erase,
+    /// gone, so that nothing is left on the file system unreferenced. `resumed`: the destroy
+    /// goes on with one cut short, whose cleanup task may still run.
+    Erase { resumed: bool },
     /// Never written (a create that failed before its first start): remove the access
     /// point at once.
     NeverWritten,
 }
 
-/// Removes every resource the user may have, by the record and by the names, under
-/// `lease` → what is left. "Not found" counts as done and a failing step does not stop
-/// the others, so a second call finishes what the first could not.
-pub async fn remove_all(
-    svc: &Services,
-    ctx: &Ctx,
-    inst: &Instance,
-    lease: &Lease,
-    secret: SecretFate,
-    files: Files,
-) -> Leftovers {
+/// Removes every resource the user may have, by the record and by the names (the caller
+/// holds the record's lease) → what is left. "Not found" counts as done and a failing step
+/// does not stop the others, so a second call finishes what the first could not.
+pub async fn remove_all(svc: &Services, ctx: &Ctx, inst: &Instance, secret: SecretFate, files: Files) -> Leftovers {
     let uid = inst.user_id.as_str();
     let username = inst.sanitized_username.as_str();
     let mut left = Leftovers::default();
@@ -451,7 +445,7 @@ pub async fn remove_all(
     if !in_time(svc, until, "the access point", &mut left) {
         return left;
     }
-    remove_access_points(svc, ctx, inst, lease, files, &mut left).await;
+    remove_access_points(svc, ctx, inst, files, &mut left).await;
     // The bucket and IAM user names end with the last 8 characters of the user id, which
     // another user of the same subdomain may share.
     let also_theirs =
@@ -596,14 +590,7 @@ async fn remove_dns_record(svc: &Services, inst: &Instance, left: &mut Leftovers
 
 /// The user's access points: the recorded one, and for a create that died, any at the
 /// user's directory. With [`Files::Erase`], the files go first.
-async fn remove_access_points(
-    svc: &Services,
-    ctx: &Ctx,
-    inst: &Instance,
-    lease: &Lease,
-    files: Files,
-    left: &mut Leftovers,
-) {
+async fn remove_access_points(svc: &Services, ctx: &Ctx, inst: &Instance, files: Files, left: &mut Leftovers) {
     let mut ids: Vec<String> = inst.access_point_id.iter().cloned().collect();
     if inst.status == InstanceStatus::Creating {
         match svc
@@ -628,8 +615,8 @@ async fn remove_access_points(
     if ids.is_empty() {
         return;
     }
-    if files == Files::Erase {
-        if let Err(e) = erase_files(svc, ctx, inst, lease).await {
+    if let Files::Erase { resumed } = files {
+        if let Err(e) = erase_files(svc, ctx, inst, resumed).await {
             left.push(e.to_string());
             return;
         }
@@ -639,41 +626,48 @@ async fn remove_access_points(
     }
 }
 
-/// Runs (or keeps waiting for) the EFS cleanup task of the user.
-async fn erase_files(svc: &Services, ctx: &Ctx, inst: &Instance, lease: &Lease) -> Result<()> {
+/// Erases the user's files with the EFS cleanup task and waits for it: the task an earlier
+/// destroy of this instance launched when ECS still runs it, else a new one. `resumed`: this
+/// destroy goes on with one cut short (the record was `destroying` already).
+async fn erase_files(svc: &Services, ctx: &Ctx, inst: &Instance, resumed: bool) -> Result<()> {
     let uid = inst.user_id.as_str();
-    let task_arn = match inst.cleanup_task_arn.clone() {
-        Some(arn) => arn,
-        None => {
-            let arn = helper_task::launch(svc, uid).await?;
-            // Only lets a later destroy wait for this task instead of starting another:
-            // losing this write is harmless.
-            let step = Progress::CleanupTask(arn.clone());
-            if let Err(e) = svc.store.instances.record(uid, lease, step, svc.now()).await {
-                tracing::warn!(error = %e, "could not record the cleanup task");
+    // A destroy of an earlier version recorded the task it launched, which has no startedBy.
+    if let Some(arn) = inst.cleanup_task_arn.as_deref() {
+        match helper_task::wait(svc, ctx, arn).await {
+            Err(helper_task::Outcome::Failed(why)) => {
+                tracing::info!(task = arn, why, "the recorded cleanup task failed; launching another");
             }
-            arn
+            outcome => return cleaned(outcome),
         }
+    }
+    // Only a destroy cut short can have left a cleanup task running: a fresh destroy does
+    // not look. A task that has stopped (failed, or done before the destroy was cut short)
+    // is not listed, and a new one erases whatever is left.
+    let mut tasks = if resumed || inst.cleanup_task_arn.is_some() {
+        helper_task::running(svc, uid).await?
+    } else {
+        Vec::new()
     };
-    match helper_task::wait(svc, ctx, &task_arn).await {
+    if tasks.is_empty() {
+        tasks.push(helper_task::launch(svc, uid).await?);
+    }
+    for arn in tasks {
+        cleaned(helper_task::wait(svc, ctx, &arn).await)?;
+    }
+    Ok(())
+}
+
+/// How the wait for a cleanup task ended, as the destroy reports it.
+fn cleaned(outcome: std::result::Result<(), helper_task::Outcome>) -> Result<()> {
+    match outcome {
         Ok(()) => Ok(()),
         Err(helper_task::Outcome::StillRunning) => Err(Error::failed(
             "EFS cleanup is still running; the access point is kept until it finishes",
         )),
-        Err(helper_task::Outcome::Failed(why)) => {
-            // A later destroy starts a new cleanup task instead of waiting for this one.
-            if let Err(e) = svc
-                .store
-                .instances
-                .record(uid, lease, Progress::CleanupFailed, svc.now())
-                .await
-            {
-                tracing::warn!(error = %e, "could not forget the failed cleanup task");
-            }
-            Err(Error::Failed(format!(
-                "EFS cleanup failed ({why}); the access point and the user's files are kept"
-            )))
-        }
+        // The next destroy does not find it running and launches a new one.
+        Err(helper_task::Outcome::Failed(why)) => Err(Error::Failed(format!(
+            "EFS cleanup failed ({why}); the access point and the user's files are kept"
+        ))),
         Err(helper_task::Outcome::Aws(e)) => Err(e),
     }
 }
