@@ -2,9 +2,14 @@
 //! local AWS (moto on the bench's own port), next to the original's counts.
 //!
 //! One user goes through create → start → status → schedule-session → admin-overview →
-//! stop → destroy with the function's own configuration, `SdkConfig` and managers (the
-//! same code as `bootstrap`). Calls are counted with `telemetry::measure`, as the
-//! `AwsCalls` metric counts them: one per SDK operation, retries included.
+//! cancel-session → stop → destroy with the function's own configuration, `SdkConfig` and
+//! managers (the same code as `bootstrap`), in a process of its own that has not handled an
+//! event before. Calls are counted with `telemetry::measure`, as the `AwsCalls` metric counts
+//! them: one per SDK operation, retries included.
+//!
+//! The local AWS is first brought to the state of an account in use: another user is created
+//! and destroyed by another `App` (another process), which leaves the EFS cleanup task's
+//! definition registered, as any earlier destroy in the account does.
 //!
 //! A new row is one line in [`ROWS`].
 
@@ -23,6 +28,8 @@ use serde_json::{json, Value};
 struct User {
     id: String,
     san: String,
+    /// The id of the session `schedule-session` booked.
+    session: std::cell::RefCell<String>,
 }
 
 /// `(action, the original's count, the event)`, in the order they run.
@@ -45,6 +52,11 @@ const ROWS: &[Row] = &[
         "admin-overview",
         "5 (scans)",
         |_, _| json!({"action": "admin-overview", "userId": "000000000000000001"}),
+    ),
+    (
+        "cancel-session",
+        "—",
+        |u, _| json!({"action": "cancel-session", "userId": u.id, "sessionId": *u.session.borrow()}),
     ),
     ("stop", "—", |u, _| json!({"action": "stop", "userId": u.id})),
     (
@@ -70,7 +82,11 @@ fn unique_user() -> User {
         .unwrap_or(0);
     let id = format!("8{:017}", micros % 100_000_000_000_000_000);
     let san = format!("bench{}", &id[id.len() - 8..]);
-    User { id, san }
+    User {
+        id,
+        san,
+        session: Default::default(),
+    }
 }
 
 pub fn run(env: &BTreeMap<String, String>) {
@@ -85,10 +101,30 @@ pub fn run(env: &BTreeMap<String, String>) {
         .expect("tokio runtime");
     let config = Config::from_env().expect("the local AWS env file is a complete configuration");
     let endpoint = env.get("AWS_ENDPOINT_URL").cloned().unwrap_or_default();
-    let app = rt.block_on(async {
-        let sdk = foundry_lambda::managers::sdk::load_config(&config.region).await;
-        App::new(config, Arc::new(SystemClock), Managers::from_sdk(&sdk))
-    });
+    let new_app = |config: Config| {
+        rt.block_on(async {
+            let sdk = foundry_lambda::managers::sdk::load_config(&config.region).await;
+            App::new(config, Arc::new(SystemClock), Managers::from_sdk(&sdk))
+        })
+    };
+    // An account in use: an earlier destroy (in another process) left the EFS cleanup task's
+    // definition registered. The first destroy in an account registers it (one call more).
+    let earlier = new_app(config.clone());
+    let other = unique_user();
+    for event in [ROWS[0].2(&other, 0), json!({"action": "destroy", "userId": other.id})] {
+        let ctx = Ctx {
+            request_id: "bench-earlier".into(),
+            deadline_ms: Some(SystemClock.now_ms() + 300_000),
+        };
+        let handled = rt.block_on(earlier.handle(&event, &ctx));
+        assert_eq!(
+            handled.envelope.status_code, 200,
+            "an earlier user's create and destroy: {}",
+            handled.envelope.body
+        );
+    }
+    drop(earlier);
+    let app = new_app(config);
     let user = unique_user();
 
     struct Line {
@@ -110,6 +146,10 @@ pub fn run(env: &BTreeMap<String, String>) {
         let wall = t0.elapsed().as_secs_f64();
         let cpu = (thread_cpu_ns().saturating_sub(cpu0)) as f64 / 1e6;
         let body = handled.envelope.body.clone();
+        let answer = serde_json::from_str::<Value>(&body).unwrap_or_default();
+        if let Some(id) = answer["sessionId"].as_str() {
+            *user.session.borrow_mut() = id.to_string();
+        }
         let note = if handled.envelope.status_code == 200 {
             String::new()
         } else {
@@ -129,7 +169,8 @@ pub fn run(env: &BTreeMap<String, String>) {
     println!();
     println!(
         "Table 5. AWS calls, wall time and CPU time per action, a typical case against the local AWS \
-         ({endpoint}, moto): one BYOL user, create → start → status → schedule-session → admin-overview → stop → destroy."
+         ({endpoint}, moto): one BYOL user, create → start → status → schedule-session → admin-overview → cancel-session → stop → destroy, \
+         in a fresh process of an account where an earlier destroy registered the cleanup task's definition."
     );
     println!();
     println!("| action | answer | AWS calls (failed) | original | wall time | CPU time |");
