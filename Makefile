@@ -23,7 +23,7 @@ FUNCTION    := foundry-vtt-instance-management
 EVENT       ?= events/status.json
 PIP_FLAGS   := -q --disable-pip-version-check --no-input
 
-.PHONY: help venv venv-run venv-lint build test lint run invoke package bench bench-build bench-lambda-cpu fuzz mutants clean-aws
+.PHONY: help venv venv-run venv-lint build test lint run invoke package bench bench-build bench-lambda-cpu layout fuzz mutants clean-aws
 
 help:
 	@echo "make venv       create .venv with moto (tests/local-aws/requirements.txt)"
@@ -36,6 +36,7 @@ help:
 	echo "make invoke EVENT=events/status.json   POST an event to the running function"
 	echo "make package    cargo lambda build --release --arm64 --output-format zip"
 	echo "make bench      the performance tables: cold start, memory, handler overhead, sweep scaling, AWS calls"
+	echo "make layout     profile the code a typical run executes (valgrind) into the linker's symbol order"
 	echo "make fuzz       $(FUZZ_INPUTS) mutated events through the parser and the checks before an action (FUZZ_INPUTS=…)"
 	echo "make mutants    cargo-mutants over src/actions, src/store and src/domain against the tests on the fakes (slow)"
 	echo "make clean-aws  stop the moto servers started by make test (5055) and make run (5000)"
@@ -138,6 +139,27 @@ bench-lambda-cpu: venv bench-build
 	echo "make bench-lambda-cpu: TLS on 127.0.0.1:$(BENCH_TLS_PORT), CPU quota $(LAMBDA_CPU_QUOTA_US) us per 100 ms after the first /next"
 	BENCH_TABLES=1 BENCH_MEMORY_RUNS=1 BENCH_INVOCATIONS=100 BENCH_CGROUP=$$cg BENCH_ENV_FILE=$(BENCH_DIR)/env-tls \
 	  BENCH_BINARIES=$${BENCH_LAMBDA_BINARIES:-$(BENCH_BINARIES)} cargo bench --bench tables
+
+# The linker's symbol order (build.rs): the code that a cold start and typical invocations run,
+# placed first and together, so that fewer 64 KiB blocks of the binary become resident
+# (docs/performance.md, "Memory"). Rerun after a compiler or dependency update: a symbol that
+# no longer exists is skipped, so a stale file costs memory, never correctness.
+LAYOUT_ORDER := layout/x86_64-unknown-linux-gnu.order
+LAYOUT_DIR   := target/layout
+
+layout: venv
+	@command -v valgrind >/dev/null || { echo "make layout: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+	mkdir -p $(LAYOUT_DIR)
+	started=$$($(PY) $(LOCALAWS) up --port $(BENCH_MOTO_PORT) --env-out $(BENCH_ENV_FILE))
+	stop_moto() { if [[ $$started == started* ]]; then $(PY) $(LOCALAWS) down --port $(BENCH_MOTO_PORT); fi; }
+	trap stop_moto EXIT
+	# The binary profiled is linked in its present order, with a map of where each function lies.
+	FOUNDRY_LINK_MAP=$(CURDIR)/$(LAYOUT_DIR)/bootstrap.map cargo build --release --bin bootstrap
+	cp target/release/bootstrap $(LAYOUT_DIR)/bootstrap
+	$(PY) layout/profile.py --binary $(LAYOUT_DIR)/bootstrap --map $(LAYOUT_DIR)/bootstrap.map \
+	  --env $(BENCH_ENV_FILE) --work $(LAYOUT_DIR) --out $(LAYOUT_ORDER)
+	cargo build --release --bin bootstrap
+	echo "make layout: $(LAYOUT_ORDER) written; target/release/bootstrap is linked in that order"
 
 # --- Local run -------------------------------------------------------------------------------------
 
