@@ -108,6 +108,8 @@ class RuntimeApi(http.server.BaseHTTPRequestHandler):
             ("Lambda-Runtime-Deadline-Ms", str(deadline)),
             ("Lambda-Runtime-Invoked-Function-Arn",
              "arn:aws:lambda:us-east-1:000000000000:function:foundry-vtt-instance-management"),
+            # Lambda sends one with every event (the runtime puts it in _X_AMZN_TRACE_ID).
+            ("Lambda-Runtime-Trace-Id", f"Root=1-5759e988-bd862e3fe1be46a99427{cls.served:04x};Sampled=0"),
             ("Content-Type", "application/json"),
         ])
 
@@ -136,8 +138,8 @@ def run_under_callgrind(binary, env_file, events, out):
     RuntimeApi.done = threading.Event()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = dict(os.environ)
-    env.update(read_env_file(env_file))
+    # As in Lambda: the function's configuration and the runtime's variables, nothing else.
+    env = read_env_file(env_file)
     env.update({
         "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{server.server_address[1]}",
         "AWS_LAMBDA_FUNCTION_NAME": "foundry-vtt-instance-management",
