@@ -18,6 +18,11 @@ patches moto's ECS Task model (moto 5.2.x) so that, as on AWS:
 * ListTasks without desiredStatus lists only desiredStatus=RUNNING tasks (the AWS default);
 * StopTask of an unknown task answers InvalidParameterException (stock moto: HTTP 500).
 
+It also makes each DynamoDB request atomic, as DynamoDB is: moto serves requests on several
+threads and its DynamoDB backend takes no lock, so two concurrent conditional writes or
+transactions on the same item could both pass their conditions, and a read could see half of a
+transaction. Every DynamoDB request is handled under one lock.
+
 How fast each step happens is moto's state-manager setting (see README.md):
 `POST /moto-api/state-manager/set-transition` with model_name `ecs::task` (all tasks) or
 `ecs::task/<family>` (only tasks of that task-definition family; takes precedence).
@@ -37,6 +42,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 from moto.core.responses import ActionResult
+from moto.dynamodb.responses import DynamoHandler
 from moto.ecs import models as ecs_models
 from moto.ecs import responses as ecs_responses
 from moto.ecs.exceptions import InvalidParameterException
@@ -309,6 +315,17 @@ def localaws_set_task_status(request, full_url, headers):  # type: ignore[no-unt
         task._time_progressed = datetime.now()
         return 200, {"Content-Type": "application/json"}, json.dumps(_describe(task))
 
+
+_DYNAMODB_LOCK = threading.Lock()
+_dynamodb_call_action = DynamoHandler.call_action
+
+
+def _atomic_dynamodb_call_action(self):  # type: ignore[no-untyped-def]
+    with _DYNAMODB_LOCK:
+        return _dynamodb_call_action(self)
+
+
+DynamoHandler.call_action = _atomic_dynamodb_call_action
 
 moto_api_urls.url_paths["{0}/moto-api/localaws/info"] = localaws_info
 moto_api_urls.url_paths["{0}/moto-api/localaws/ecs/set-task-status"] = localaws_set_task_status
