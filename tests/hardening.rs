@@ -416,6 +416,15 @@ fn cleanup_tasks(fake: &FakeAws) -> Vec<String> {
         .collect()
 }
 
+/// Every revision of the cleanup family the fake ECS knows, oldest first.
+fn cleanup_revisions(fake: &FakeAws) -> Vec<foundry_lambda::testing::FakeTaskDefinition> {
+    fake.ecs
+        .task_definitions()
+        .into_iter()
+        .filter(|d| d.family == CLEANUP_FAMILY)
+        .collect()
+}
+
 fn stored(fake: &FakeAws, uid: &str, attr: &str) -> Option<AttributeValue> {
     fake.dynamo.item(INSTANCES, uid).and_then(|i| i.get(attr).cloned())
 }
@@ -469,12 +478,7 @@ async fn a_cleanup_definition_that_differs_is_registered_again_and_the_older_one
     assert_eq!(code, 200, "{body}");
     assert_eq!(fake.faults.count(ops::DESCRIBE_TASK_DEFINITION), 1);
     assert_eq!(fake.faults.count(ops::REGISTER_TASK_DEFINITION), registered + 1);
-    let revisions: Vec<_> = fake
-        .ecs
-        .task_definitions()
-        .into_iter()
-        .filter(|d| d.family == CLEANUP_FAMILY)
-        .collect();
+    let revisions = cleanup_revisions(&fake);
     assert_eq!(revisions.len(), 2);
     assert_eq!(revisions[0].arn, older);
     assert!(!revisions[0].active, "the older revision is deregistered");
@@ -493,12 +497,7 @@ async fn a_missing_cleanup_definition_is_registered_once_and_other_processes_reu
     created(&app).await;
     assert_eq!(invoke(&app, ev("destroy", UID)).await.0, 200);
     assert_eq!(fake.faults.count(ops::DESCRIBE_TASK_DEFINITION), 1);
-    let revisions: Vec<_> = fake
-        .ecs
-        .task_definitions()
-        .into_iter()
-        .filter(|d| d.family == CLEANUP_FAMILY)
-        .collect();
+    let revisions = cleanup_revisions(&fake);
     assert_eq!(revisions.len(), 1);
     assert_eq!(revisions[0].definition, cleanup_definition());
 
