@@ -237,7 +237,7 @@ fuzz:
 # Every mutant is judged by the tests on the fakes (the moto tests add minutes per mutant and
 # nothing the fakes miss for these files). cargo-mutants is installed on first use.
 MUTANTS_FILES ?= src/actions/** src/store/** src/domain/**
-MUTANTS_TESTS := --lib --test lifecycle --test races --test hardening --test scheduling \
+MUTANTS_TESTS := --lib --test lifecycle --test races --test legacy_and_recovery --test scheduling \
   --test schedule_properties --test automation --test authorization --test kofi --test admin \
   --test handler --test metrics --test redaction
 mutants:

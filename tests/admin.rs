@@ -1,14 +1,14 @@
 //! The admin actions on the fakes: their answers field by field, and what they change.
 
-mod support;
+mod fake_env;
 
 use std::time::Duration;
 
+use fake_env::*;
 use foundry_lambda::clock::Clock;
 use foundry_lambda::managers::dynamodb::AttributeValue;
 use foundry_lambda::testing::{fake_app, invoke};
 use serde_json::{json, Value};
-use support::*;
 
 const ADMIN: &str = "000000000000000001";
 const SESSIONS: &str = "foundry-vtt-instances-scheduled-sessions";

@@ -1,16 +1,16 @@
 //! Who may call what: every action × {the owner, another user, an admin, the system},
 //! with admins configured and without. A refusal is a 403 that changes nothing.
 
-mod support;
+mod fake_env;
 
 use std::collections::BTreeMap;
 
+use fake_env::*;
 use foundry_lambda::app::App;
 use foundry_lambda::config::{test_vars, Config};
 use foundry_lambda::event::Action;
 use foundry_lambda::testing::{fake_app_with, invoke, FakeAws};
 use serde_json::{json, Value};
-use support::*;
 
 const OTHER: &str = "223456789012345670";
 const ADMIN: &str = "000000000000000001";

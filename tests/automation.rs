@@ -1,15 +1,15 @@
 //! Auto-shutdown on the fakes: it cannot miss an instance, stops each through the full
 //! teardown, never lets one failure stop the sweep, and scales.
 
-mod support;
+mod fake_env;
 
 use std::time::Duration;
 
+use fake_env::*;
 use foundry_lambda::error::AwsErrorKind;
 use foundry_lambda::managers::dynamodb::AttributeValue;
 use foundry_lambda::testing::{fake_app, invoke, ops, FakeAws};
 use serde_json::{json, Value};
-use support::*;
 
 fn user(i: usize) -> String {
     format!("5{i:017}")

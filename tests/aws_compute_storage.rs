@@ -2,7 +2,7 @@
 //!
 //! Every test uses fresh names (moto is shared by all tests and never reset).
 
-mod common;
+mod moto_env;
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ fn expect_kind<T: std::fmt::Debug>(result: Result<T, AwsError>, kind: AwsErrorKi
 
 /// A plain S3 client for checking what the adapter did (path-style: moto on an IP).
 async fn s3_client() -> aws_sdk_s3::Client {
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let conf = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build();
     aws_sdk_s3::Client::from_conf(conf)
 }
@@ -40,7 +40,7 @@ async fn s3_client() -> aws_sdk_s3::Client {
 
 #[tokio::test]
 async fn s3_ensure_bucket_is_idempotent_and_applies_the_public_read_configuration() {
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let s3 = SdkS3::new(&sdk);
     let raw = s3_client().await;
     let bucket = format!("foundry-test-{}", &uid()[..12]);
@@ -108,7 +108,7 @@ async fn empty_and_delete(s3: &SdkS3, bucket: &str) -> usize {
 
 #[tokio::test]
 async fn s3_delete_bucket_removes_every_version_and_delete_marker_then_the_bucket() {
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let s3 = SdkS3::new(&sdk);
     let raw = s3_client().await;
     let bucket = format!("foundry-test-{}", &uid()[..12]);
@@ -152,7 +152,7 @@ async fn s3_delete_bucket_removes_every_version_and_delete_marker_then_the_bucke
 async fn s3_delete_bucket_pages_through_more_than_one_listing_and_batch() {
     use futures::StreamExt;
 
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let s3 = SdkS3::new(&sdk);
     let raw = s3_client().await;
     let bucket = format!("foundry-test-{}", &uid()[..12]);
@@ -184,7 +184,7 @@ async fn s3_delete_bucket_pages_through_more_than_one_listing_and_batch() {
 
 #[tokio::test]
 async fn s3_delete_bucket_on_a_missing_bucket_is_not_found() {
-    let s3 = SdkS3::new(&common::sdk_config().await);
+    let s3 = SdkS3::new(&moto_env::sdk_config().await);
     let bucket = format!("foundry-missing-{}", &uid()[..12]);
     let err = expect_kind(s3.delete_bucket(&bucket).await, AwsErrorKind::NotFound);
     assert_eq!(err.service, "s3");
@@ -196,7 +196,7 @@ async fn s3_delete_bucket_on_a_missing_bucket_is_not_found() {
 
 #[tokio::test]
 async fn iam_user_lifecycle_create_policy_key_and_delete_everything() {
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let iam = SdkIam::new(&sdk);
     let raw = aws_sdk_iam::Client::new(&sdk);
     let user = format!("foundry-Test-{}", &uid()[..12]);
@@ -260,7 +260,7 @@ async fn iam_user_lifecycle_create_policy_key_and_delete_everything() {
 
 #[tokio::test]
 async fn iam_delete_access_keys_removes_every_key_and_keeps_the_user() {
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let iam = SdkIam::new(&sdk);
     let raw = aws_sdk_iam::Client::new(&sdk);
     let user = format!("foundry-keys-{}", &uid()[..12]);
@@ -289,10 +289,10 @@ async fn iam_delete_access_keys_removes_every_key_and_keeps_the_user() {
 
 #[tokio::test]
 async fn efs_access_point_is_created_available_then_deleted_and_gone() {
-    let aws = common::local_aws();
-    let sdk = common::sdk_config().await;
+    let aws = moto_env::local_aws();
+    let sdk = moto_env::sdk_config().await;
     let efs = SdkEfs::new(&sdk);
-    let user = common::unique_user_id();
+    let user = moto_env::unique_user_id();
     let spec = AccessPointSpec {
         file_system_id: aws.var("FILE_SYSTEM_ID").to_string(),
         uid: 1000,
@@ -336,7 +336,7 @@ async fn efs_access_point_is_created_available_then_deleted_and_gone() {
 /// A task definition shaped like the user's Foundry task: sidecar + main container, the EFS volume
 /// through an access point, secrets from Secrets Manager.
 fn foundry_task_definition(family: &str, access_point_id: &str) -> TaskDefinition {
-    let aws = common::local_aws();
+    let aws = moto_env::local_aws();
     let region = aws.var("AWS_REGION").to_string();
     let data = MountPoint {
         source_volume: "foundry-data".to_string(),
@@ -429,9 +429,9 @@ async fn wait_for_status(ecs: &SdkEcs, cluster: &str, task: &str, status: &str) 
 
 #[tokio::test]
 async fn ecs_registered_foundry_definition_round_trips_through_describe() {
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let ecs = SdkEcs::new(&sdk);
-    let family = format!("foundry-{}", common::unique_user_id());
+    let family = format!("foundry-{}", moto_env::unique_user_id());
     let arn = ecs
         .register_task_definition(&foundry_task_definition(&family, "fsap-0123456789abcdef0"))
         .await
@@ -469,8 +469,8 @@ async fn ecs_registered_foundry_definition_round_trips_through_describe() {
 
 #[tokio::test]
 async fn ecs_list_task_definitions_returns_only_active_revisions_of_the_exact_family() {
-    let ecs = SdkEcs::new(&common::sdk_config().await);
-    let family = format!("foundry-{}", common::unique_user_id());
+    let ecs = SdkEcs::new(&moto_env::sdk_config().await);
+    let family = format!("foundry-{}", moto_env::unique_user_id());
     let longer = format!("{family}0");
 
     let def = foundry_task_definition(&family, "fsap-0123456789abcdef0");
@@ -505,11 +505,11 @@ async fn ecs_list_task_definitions_returns_only_active_revisions_of_the_exact_fa
 
 #[tokio::test]
 async fn ecs_run_task_runs_with_a_private_ip_and_stops() {
-    let aws = common::local_aws();
-    let sdk = common::sdk_config().await;
+    let aws = moto_env::local_aws();
+    let sdk = moto_env::sdk_config().await;
     let ecs = SdkEcs::new(&sdk);
     let cluster = aws.var("CLUSTER_NAME").to_string();
-    let family = format!("foundry-{}", common::unique_user_id());
+    let family = format!("foundry-{}", moto_env::unique_user_id());
     let arn = ecs
         .register_task_definition(&foundry_task_definition(&family, "fsap-0123456789abcdef0"))
         .await
@@ -569,8 +569,8 @@ async fn ecs_run_task_runs_with_a_private_ip_and_stops() {
 
 #[tokio::test]
 async fn ecs_describe_task_of_an_unknown_task_is_none() {
-    let aws = common::local_aws();
-    let ecs = SdkEcs::new(&common::sdk_config().await);
+    let aws = moto_env::local_aws();
+    let ecs = SdkEcs::new(&moto_env::sdk_config().await);
     let cluster = aws.var("CLUSTER_NAME");
     let arn = format!("arn:aws:ecs:us-east-1:123456789012:task/{cluster}/{}", uid());
     assert_eq!(ecs.describe_task(cluster, &arn).await.expect("describe_task"), None);
@@ -578,8 +578,8 @@ async fn ecs_describe_task_of_an_unknown_task_is_none() {
 
 #[tokio::test]
 async fn ecs_describe_task_definition_reads_the_latest_revision_with_its_tags_and_none_when_missing() {
-    let ecs = SdkEcs::new(&common::sdk_config().await);
-    let family = format!("foundry-{}", common::unique_user_id());
+    let ecs = SdkEcs::new(&moto_env::sdk_config().await);
+    let family = format!("foundry-{}", moto_env::unique_user_id());
     assert_eq!(
         ecs.describe_task_definition(&family)
             .await
@@ -629,10 +629,10 @@ async fn ecs_describe_task_definition_reads_the_latest_revision_with_its_tags_an
 
 #[tokio::test]
 async fn ecs_list_tasks_by_started_by_finds_the_running_task_of_that_starter_only() {
-    let aws = common::local_aws();
-    let ecs = SdkEcs::new(&common::sdk_config().await);
+    let aws = moto_env::local_aws();
+    let ecs = SdkEcs::new(&moto_env::sdk_config().await);
     let cluster = aws.var("CLUSTER_NAME").to_string();
-    let family = format!("foundry-{}", common::unique_user_id());
+    let family = format!("foundry-{}", moto_env::unique_user_id());
     let arn = ecs
         .register_task_definition(&foundry_task_definition(&family, "fsap-0123456789abcdef0"))
         .await

@@ -2,7 +2,7 @@
 //!
 //! Every test uses fresh group names (moto is shared by all tests and never reset).
 
-mod common;
+mod moto_env;
 
 use foundry_lambda::error::{AwsError, AwsErrorKind};
 use foundry_lambda::managers::logs::{Logs, SdkLogs};
@@ -18,7 +18,7 @@ fn expect_kind<T: std::fmt::Debug>(result: Result<T, AwsError>, kind: AwsErrorKi
 }
 
 fn group_name() -> String {
-    format!("/aws/ecs/foundry-{}", common::unique_user_id())
+    format!("/aws/ecs/foundry-{}", moto_env::unique_user_id())
 }
 
 /// The tags of `name`, read with a plain client.
@@ -51,7 +51,7 @@ async fn tags_of(raw: &aws_sdk_cloudwatchlogs::Client, name: &str) -> Vec<(Strin
 
 #[tokio::test]
 async fn log_group_lifecycle_with_retention() {
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let logs = SdkLogs::new(&sdk);
     let raw = aws_sdk_cloudwatchlogs::Client::new(&sdk);
     let name = group_name();
@@ -90,7 +90,7 @@ async fn log_group_lifecycle_with_retention() {
 /// gives it one.
 #[tokio::test]
 async fn an_existing_group_without_retention_gets_one() {
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let logs = SdkLogs::new(&sdk);
     let raw = aws_sdk_cloudwatchlogs::Client::new(&sdk);
     let name = group_name();
@@ -109,7 +109,7 @@ async fn an_existing_group_without_retention_gets_one() {
 /// more than one page of DescribeLogGroups (50 a page).
 #[tokio::test]
 async fn retention_matches_the_exact_name_across_pages() {
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let logs = SdkLogs::new(&sdk);
     let name = group_name();
     let others: Vec<String> = (0..55).map(|i| format!("{name}/{i:02}")).collect();
@@ -130,7 +130,7 @@ async fn retention_matches_the_exact_name_across_pages() {
 
 #[tokio::test]
 async fn an_invalid_retention_creates_nothing() {
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let logs = SdkLogs::new(&sdk);
     let name = group_name();
     for days in [0, 2, 10, 3650] {

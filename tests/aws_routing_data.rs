@@ -2,7 +2,7 @@
 //!
 //! Every test uses fresh names and keys (moto is shared by all tests and never reset).
 
-mod common;
+mod moto_env;
 
 use std::collections::HashSet;
 
@@ -50,11 +50,11 @@ fn expect_kind<T: std::fmt::Debug>(result: Result<T, AwsError>, kind: AwsErrorKi
 }
 
 async fn dynamo() -> SdkDynamo {
-    SdkDynamo::new(&common::sdk_config().await)
+    SdkDynamo::new(&moto_env::sdk_config().await)
 }
 
 fn table(var: &str, key: &'static str) -> Table {
-    Table::new(common::local_aws().var(var), key)
+    Table::new(moto_env::local_aws().var(var), key)
 }
 
 fn instances() -> Table {
@@ -80,7 +80,7 @@ fn reservations() -> Table {
 async fn dynamodb_scan_follows_last_evaluated_key_past_the_first_page() {
     let db = dynamo().await;
     let t = usage();
-    let prefix = format!("{}#", common::unique_user_id());
+    let prefix = format!("{}#", moto_env::unique_user_id());
     let mut want = HashSet::new();
     for m in 1..=7 {
         let key = format!("{prefix}2026-{m:02}");
@@ -95,7 +95,7 @@ async fn dynamodb_scan_follows_last_evaluated_key_past_the_first_page() {
     }
     // The server does page at this limit, so getting all 7 back proves the adapter follows
     // LastEvaluatedKey.
-    let raw = aws_sdk_dynamodb::Client::new(&common::sdk_config().await);
+    let raw = aws_sdk_dynamodb::Client::new(&moto_env::sdk_config().await);
     let first = raw.scan().table_name(&t.name).limit(2).send().await.expect("raw scan");
     assert!(
         first.last_evaluated_key().is_some(),
@@ -116,7 +116,7 @@ async fn dynamodb_scan_follows_last_evaluated_key_past_the_first_page() {
 async fn dynamodb_query_on_gsi_follows_last_evaluated_key_past_the_first_page() {
     let db = dynamo().await.with_page_limit(2);
     let t = sessions();
-    let user = common::unique_user_id();
+    let user = moto_env::unique_user_id();
     let mut want = HashSet::new();
     for i in 0..7 {
         let id = uid();
@@ -140,7 +140,7 @@ async fn dynamodb_query_on_gsi_follows_last_evaluated_key_past_the_first_page() 
         hash_value: s(&user),
         range: None,
     };
-    let raw = aws_sdk_dynamodb::Client::new(&common::sdk_config().await);
+    let raw = aws_sdk_dynamodb::Client::new(&moto_env::sdk_config().await);
     let first = raw
         .query()
         .table_name(&t.name)
@@ -171,7 +171,7 @@ async fn dynamodb_query_on_gsi_follows_last_evaluated_key_past_the_first_page() 
 async fn dynamodb_gsi_query_with_between_returns_the_window_in_ascending_order_across_pages() {
     let db = dynamo().await.with_page_limit(2);
     let t = reservations();
-    let license = format!("byol-{}", common::unique_user_id());
+    let license = format!("byol-{}", moto_env::unique_user_id());
     // Written out of order, so ascending order comes from the query, not from insertion.
     let starts = [
         1_800_000_500,
@@ -242,7 +242,7 @@ async fn dynamodb_gsi_query_with_between_returns_the_window_in_ascending_order_a
 async fn dynamodb_conditional_put_on_an_existing_item_is_condition_failed() {
     let db = dynamo().await;
     let t = instances();
-    let user = common::unique_user_id();
+    let user = moto_env::unique_user_id();
     db.put(
         &t,
         item(&[("userId", s(&user)), ("status", s("created"))]),
@@ -273,7 +273,7 @@ async fn dynamodb_conditional_put_on_an_existing_item_is_condition_failed() {
 async fn dynamodb_update_whose_eq_condition_fails_is_condition_failed_and_changes_nothing() {
     let db = dynamo().await;
     let t = instances();
-    let user = common::unique_user_id();
+    let user = moto_env::unique_user_id();
     db.put(
         &t,
         item(&[("userId", s(&user)), ("status", s("stopped"))]),
@@ -311,7 +311,7 @@ async fn dynamodb_update_whose_eq_condition_fails_is_condition_failed_and_change
 async fn dynamodb_update_set_remove_add_round_trips_and_returns_all_new() {
     let db = dynamo().await;
     let t = instances();
-    let user = common::unique_user_id();
+    let user = moto_env::unique_user_id();
     db.put(
         &t,
         item(&[
@@ -353,7 +353,7 @@ async fn dynamodb_update_set_remove_add_round_trips_and_returns_all_new() {
 async fn dynamodb_update_of_a_missing_item_creates_it_unless_the_condition_forbids() {
     let db = dynamo().await;
     let t = usage();
-    let key = format!("{}#2026-01", common::unique_user_id());
+    let key = format!("{}#2026-01", moto_env::unique_user_id());
     expect_kind(
         db.update(
             &t,
@@ -377,7 +377,7 @@ async fn dynamodb_update_of_a_missing_item_creates_it_unless_the_condition_forbi
 async fn dynamodb_empty_update_returns_the_current_item_and_refuses_conditions() {
     let db = dynamo().await;
     let t = instances();
-    let user = common::unique_user_id();
+    let user = moto_env::unique_user_id();
     db.put(
         &t,
         item(&[("userId", s(&user)), ("status", s("created"))]),
@@ -395,7 +395,7 @@ async fn dynamodb_empty_update_returns_the_current_item_and_refuses_conditions()
             .await,
         AwsErrorKind::Invalid,
     );
-    let missing = common::unique_user_id();
+    let missing = moto_env::unique_user_id();
     expect_kind(
         db.update(&t, &missing, &Update::new(), Cond::Always).await,
         AwsErrorKind::NotFound,
@@ -411,7 +411,7 @@ async fn dynamodb_empty_update_returns_the_current_item_and_refuses_conditions()
 async fn dynamodb_ne_condition_holds_when_the_attribute_is_missing() {
     let db = dynamo().await;
     let t = instances();
-    let user = common::unique_user_id();
+    let user = moto_env::unique_user_id();
     db.put(&t, item(&[("userId", s(&user))]), Cond::Always)
         .await
         .expect("put");
@@ -441,7 +441,7 @@ async fn dynamodb_ne_condition_holds_when_the_attribute_is_missing() {
 async fn dynamodb_conditional_delete_that_fails_keeps_the_item_and_missing_items_delete_fine() {
     let db = dynamo().await;
     let t = instances();
-    let user = common::unique_user_id();
+    let user = moto_env::unique_user_id();
     db.put(
         &t,
         item(&[("userId", s(&user)), ("status", s("running"))]),
@@ -468,7 +468,7 @@ async fn dynamodb_transaction_whose_condition_fails_writes_nothing_and_lists_the
     let db = dynamo().await;
     let inst = instances();
     let sess = sessions();
-    let user = common::unique_user_id();
+    let user = moto_env::unique_user_id();
     let session_id = uid();
     db.put(
         &inst,
@@ -514,8 +514,8 @@ async fn dynamodb_transaction_with_true_conditions_applies_every_write() {
     let db = dynamo().await;
     let inst = instances();
     let sess = sessions();
-    let user = common::unique_user_id();
-    let gone = common::unique_user_id();
+    let user = moto_env::unique_user_id();
+    let gone = moto_env::unique_user_id();
     let session_id = uid();
     db.put(
         &inst,
@@ -590,7 +590,7 @@ async fn dynamodb_transaction_with_true_conditions_applies_every_write() {
 fn target_group_spec(name: &str) -> TargetGroupSpec {
     TargetGroupSpec {
         name: name.to_string(),
-        vpc_id: common::local_aws().var("VPC_ID").to_string(),
+        vpc_id: moto_env::local_aws().var("VPC_ID").to_string(),
         port: 30000,
         health_check_path: "/".into(),
         health_check_interval_seconds: 30,
@@ -617,8 +617,8 @@ fn random_priority() -> i32 {
 
 #[tokio::test]
 async fn alb_target_group_and_listener_rule_lifecycle() {
-    let aws = common::local_aws();
-    let alb = SdkAlb::new(&common::sdk_config().await).with_rules_page_size(1);
+    let aws = moto_env::local_aws();
+    let alb = SdkAlb::new(&moto_env::sdk_config().await).with_rules_page_size(1);
     let listener = aws.var("ALB_HTTPS_LISTENER_ARN");
     let domain = aws.var("DOMAIN_NAME");
     let san = format!("t{}", &uid()[..12]);
@@ -699,8 +699,8 @@ async fn alb_target_group_and_listener_rule_lifecycle() {
 
 #[tokio::test]
 async fn route53_alias_create_conflicts_then_get_and_delete_what_was_read() {
-    let aws = common::local_aws();
-    let r53 = SdkRoute53::new(&common::sdk_config().await);
+    let aws = moto_env::local_aws();
+    let r53 = SdkRoute53::new(&moto_env::sdk_config().await);
     let zone = aws.var("ROUTE53_HOSTED_ZONE_ID");
     let bare = zone.trim_start_matches("/hostedzone/").to_string();
     let prefixed = format!("/hostedzone/{bare}");
@@ -739,7 +739,7 @@ async fn route53_alias_create_conflicts_then_get_and_delete_what_was_read() {
 
     // Someone else moves the target; get_alias reads what is there now.
     let moved_target = format!("other-{}", record.target_dns_name);
-    common::move_alias_target(&name, &moved_target).await;
+    moto_env::move_alias_target(&name, &moved_target).await;
     let moved = r53.get_alias(&prefixed, &name).await.expect("get").expect("record");
     assert_eq!(moved.target_dns_name, moved_target.trim_end_matches('.'));
 
@@ -763,8 +763,8 @@ async fn route53_alias_create_conflicts_then_get_and_delete_what_was_read() {
 
 #[tokio::test]
 async fn secrets_create_conflicts_then_get_update_delete_and_get_is_none() {
-    let sm = SdkSecrets::new(&common::sdk_config().await);
-    let user = common::unique_user_id();
+    let sm = SdkSecrets::new(&moto_env::sdk_config().await);
+    let user = moto_env::unique_user_id();
     let name = format!("foundry-credentials-{user}");
     let tags = vec![
         ("UserId".to_string(), user.clone()),
@@ -796,8 +796,8 @@ async fn secrets_create_conflicts_then_get_update_delete_and_get_is_none() {
 
 #[tokio::test]
 async fn secrets_scheduled_for_deletion_read_as_none_conflict_on_update_and_restore() {
-    let sm = SdkSecrets::new(&common::sdk_config().await);
-    let name = format!("foundry-credentials-{}", common::unique_user_id());
+    let sm = SdkSecrets::new(&moto_env::sdk_config().await);
+    let name = format!("foundry-credentials-{}", moto_env::unique_user_id());
     let v = Sensitive::new(r#"{"username":"u","password":"p","admin_key":"k"}"#);
     sm.create_secret(&name, "test", &[], &v).await.expect("create");
 

@@ -2,7 +2,7 @@
 //! `AwsCalls` metric and the DEBUG "aws call" line), with service, operation, duration and
 //! outcome, and never with a request parameter. Against moto, through the real adapters.
 
-mod common;
+mod moto_env;
 
 use foundry_lambda::managers::dynamodb::Table;
 use foundry_lambda::managers::Managers;
@@ -42,11 +42,11 @@ fn call(service: &str, operation: &str, outcome: &str) -> (String, String, Strin
 
 #[tokio::test]
 async fn dynamo_get_and_a_failing_s3_delete_are_counted_and_logged_without_parameters() {
-    let aws = common::local_aws();
-    let managers = Managers::from_sdk(&common::sdk_config().await);
+    let aws = moto_env::local_aws();
+    let managers = Managers::from_sdk(&moto_env::sdk_config().await);
     let usage = Table::new(aws.var("USAGE_TABLE_NAME"), "usageKey");
-    let key = format!("telemetry-probe-key-{}", common::unique_user_id());
-    let bucket = format!("telemetry-missing-{}", common::unique_user_id());
+    let key = format!("telemetry-probe-key-{}", moto_env::unique_user_id());
+    let bucket = format!("telemetry-missing-{}", moto_env::unique_user_id());
 
     let ((got, deleted), stats, log, calls) = observed(async {
         let got = managers.dynamo.get(&usage, &key, true).await;
@@ -75,9 +75,9 @@ async fn dynamo_get_and_a_failing_s3_delete_are_counted_and_logged_without_param
 /// instrumented, and reports under the SDK's own service and operation names.
 #[tokio::test]
 async fn every_adapter_reports_its_calls() {
-    let aws = common::local_aws();
-    let managers = Managers::from_sdk(&common::sdk_config().await);
-    let id = common::unique_user_id();
+    let aws = moto_env::local_aws();
+    let managers = Managers::from_sdk(&moto_env::sdk_config().await);
+    let id = moto_env::unique_user_id();
     let missing = format!("telemetry-{id}");
     let access_point = format!("fsap-{id}");
     let target_group = format!("tg{}", &id[..10]);

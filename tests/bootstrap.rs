@@ -2,7 +2,7 @@
 //! invocation with the envelope, and a missing variable is reported once, clearly,
 //! through `/runtime/init/error`.
 
-mod common;
+mod moto_env;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -200,8 +200,8 @@ fn an_invocation_gets_the_envelope_and_its_log_lines_carry_the_request_id() {
 /// and every one is answered with an envelope.
 #[test]
 fn at_trace_no_event_leaves_a_secret_in_the_log() {
-    let aws = common::local_aws();
-    let uid = common::unique_user_id();
+    let aws = moto_env::local_aws();
+    let uid = moto_env::unique_user_id();
     let password = "Trace-Pa55word-that-must-stay-hidden";
     let token = aws.var("KOFI_VERIFICATION_TOKEN").to_string();
     // Every recorded event but those that start or tear down servers of the events'

@@ -18,7 +18,9 @@ fn action_sections(text: &str) -> Vec<(u32, String, String)> {
         if line.starts_with("### ") || line.starts_with("## ") || line.starts_with("# ") {
             current = None;
             let heading = line.trim_start_matches('#').trim();
-            let Some(rest) = heading.strip_prefix("2.") else { continue };
+            let Some(rest) = heading.strip_prefix("2.") else {
+                continue;
+            };
             let (number, title) = rest.split_once(' ').unwrap_or((rest, ""));
             let Ok(n) = number.parse::<u32>() else { continue };
             if n == 0 {
@@ -50,7 +52,11 @@ fn every_action_has_its_section_in_order() {
         missing.is_empty(),
         "docs/contract.md has no `### 2.N `name`` section for: {missing:?}"
     );
-    let unknown: Vec<&str> = named.iter().copied().filter(|n| Action::canonical(n) != Some(*n)).collect();
+    let unknown: Vec<&str> = named
+        .iter()
+        .copied()
+        .filter(|n| Action::canonical(n) != Some(*n))
+        .collect();
     assert!(
         unknown.is_empty(),
         "docs/contract.md has sections for names that are no action: {unknown:?}"
@@ -113,7 +119,11 @@ fn the_action_table_names_every_action_and_its_aliases() {
         rows.push((cells[1].to_string(), name, aliases));
     }
     let names: Vec<&str> = rows.iter().map(|(_, name, _)| name.as_str()).collect();
-    assert_eq!(names, Action::NAMES, "the table of section 2.0 lists the actions in order");
+    assert_eq!(
+        names,
+        Action::NAMES,
+        "the table of section 2.0 lists the actions in order"
+    );
     for (number, name, aliases) in &rows {
         for alias in aliases {
             assert_eq!(

@@ -1,7 +1,7 @@
 //! The instance lifecycle on the in-memory fakes: responses field by field, faults at
 //! every AWS step, races, deadlines and usage (issue: instance lifecycle).
 
-mod support;
+mod fake_env;
 
 use std::collections::BTreeMap;
 
@@ -12,7 +12,7 @@ use foundry_lambda::managers::dynamodb::AttributeValue;
 use foundry_lambda::testing::{fake_app, invoke, invoke_with, FakeAws};
 use serde_json::{json, Value};
 
-use support::*;
+use fake_env::*;
 
 #[tokio::test]
 async fn create_answers_every_spec_field_and_records_a_created_instance() {
@@ -645,9 +645,11 @@ async fn priorities_never_collide_between_users() {
 async fn a_late_start_failure_stops_the_task_and_undoes_target_and_rule() {
     let (app, fake, _) = fake_app(T0);
     created(&app).await;
+    // The start's second transaction: the one that marks the routed run `running` (the
+    // first moved the record to `starting` and claimed the license).
     fake.faults.fail_nth(
         "TransactWriteItems",
-        1 + fake.faults.count("TransactWriteItems"),
+        2 + fake.faults.count("TransactWriteItems"),
         AwsErrorKind::Transient,
     );
     let (code, body) = invoke(&app, ev("start", UID)).await;

@@ -2,7 +2,7 @@
 //! held PENDING past the deadline, then driven to RUNNING) → status → stop → start →
 //! destroy, then an enumeration of moto proving that no per-user resource is left.
 
-mod common;
+mod moto_env;
 
 use std::sync::Arc;
 
@@ -15,9 +15,9 @@ use foundry_lambda::managers::Managers;
 use serde_json::{json, Value};
 
 async fn app() -> App {
-    let aws = common::local_aws();
+    let aws = moto_env::local_aws();
     let config = Config::from_lookup(|k| aws.env.get(k).cloned()).expect("the env file is a complete configuration");
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     App::new(config, Arc::new(SystemClock), Managers::from_sdk(&sdk))
 }
 
@@ -35,8 +35,8 @@ fn ev(action: &str, uid: &str) -> Value {
 
 /// Every per-user resource of `uid`/`san` still in moto.
 async fn leftovers(uid: &str, san: &str) -> Vec<String> {
-    let aws = common::local_aws();
-    let sdk = common::sdk_config().await;
+    let aws = moto_env::local_aws();
+    let sdk = moto_env::sdk_config().await;
     let mut left = Vec::new();
     let bucket = format!("foundry-{san}-{}", &uid[uid.len() - 8..]);
 
@@ -142,7 +142,7 @@ async fn leftovers(uid: &str, san: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_start_status_stop_start_destroy_leaves_nothing_in_aws() {
     let app = app().await;
-    let uid = common::unique_user_id();
+    let uid = moto_env::unique_user_id();
     let san = format!("e2e{}", &uid[uid.len() - 10..]);
     let family = format!("foundry-{uid}");
     let no_deadline = Ctx::default();
@@ -160,7 +160,7 @@ async fn create_start_status_stop_start_destroy_leaves_nothing_in_aws() {
 
     // Start: the task is held before RUNNING, so the start runs out of time and answers
     // `starting`; then the task is driven to RUNNING and `status` finishes the routing.
-    common::hold_ecs_tasks(&family);
+    moto_env::hold_ecs_tasks(&family);
     let ctx = Ctx {
         request_id: "e2e-start-1".into(),
         deadline_ms: Some(SystemClock.now_ms() + 22_000),
@@ -175,25 +175,25 @@ async fn create_start_status_stop_start_destroy_leaves_nothing_in_aws() {
     let (_, s) = call(&app, ev("status", &uid), &no_deadline).await;
     assert_eq!(s["status"], "starting", "{s}");
 
-    common::set_task_status(&task, "RUNNING", None);
+    moto_env::set_task_status(&task, "RUNNING", None);
     let (code, s) = call(&app, ev("status", &uid), &no_deadline).await;
     assert_eq!(code, 200, "{s}");
     assert_eq!(s["status"], "running", "{s}");
     assert_eq!(
         s["url"],
-        format!("https://{san}.{}", common::local_aws().var("DOMAIN_NAME"))
+        format!("https://{san}.{}", moto_env::local_aws().var("DOMAIN_NAME"))
     );
 
     let (code, body) = call(&app, ev("stop", &uid), &no_deadline).await;
     assert_eq!((code, body["status"].as_str()), (200, Some("stopped")), "{body}");
 
-    common::set_ecs_transition(Some(&family), r#"{"progression":"immediate"}"#);
+    moto_env::set_ecs_transition(Some(&family), r#"{"progression":"immediate"}"#);
     let (code, body) = call(&app, ev("start", &uid), &no_deadline).await;
     assert_eq!(code, 200, "second start: {body}");
     assert_eq!(body["status"], "running", "{body}");
 
     // The user uploaded assets: the bucket answers BucketNotEmpty and is emptied first.
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
     let bucket = format!("foundry-{san}-{}", &uid[uid.len() - 8..]);
     for key in ["worlds/map.webp", "worlds/map.webp", "tokens/hero.png"] {
@@ -209,7 +209,7 @@ async fn create_start_status_stop_start_destroy_leaves_nothing_in_aws() {
     let (code, body) = call(&app, ev("destroy", &uid), &no_deadline).await;
     assert_eq!(code, 200, "destroy: {body}");
     assert_eq!(body["message"], "Instance destroyed successfully");
-    common::unset_ecs_transition(Some(&family));
+    moto_env::unset_ecs_transition(Some(&family));
 
     let left = leftovers(&uid, &san).await;
     assert!(left.is_empty(), "left in AWS after destroy: {left:?}");
@@ -232,7 +232,7 @@ async fn create_start_status_stop_start_destroy_leaves_nothing_in_aws() {
 async fn status_of_an_unknown_user_is_the_not_found_envelope() {
     let app = app().await;
     let handled = app
-        .handle(&ev("status", &common::unique_user_id()), &Ctx::default())
+        .handle(&ev("status", &moto_env::unique_user_id()), &Ctx::default())
         .await;
     assert_eq!(
         serde_json::to_string(&handled.envelope).unwrap(),
@@ -265,14 +265,14 @@ impl Iam for DiesAfterCreateUser {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_that_died_after_making_the_bucket_leaks_nothing_once_the_user_destroys() {
-    let aws = common::local_aws();
+    let aws = moto_env::local_aws();
     let config = Config::from_lookup(|k| aws.env.get(k).cloned()).expect("complete configuration");
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let mut managers = Managers::from_sdk(&sdk);
     managers.iam = Arc::new(DiesAfterCreateUser(SdkIam::new(&sdk)));
     let dying = App::new(config, Arc::new(SystemClock), managers);
     let app = app().await;
-    let uid = common::unique_user_id();
+    let uid = moto_env::unique_user_id();
     let san = format!("leak{}", &uid[uid.len() - 10..]);
 
     // A short deadline gives the dead create a short lease.
@@ -299,8 +299,8 @@ async fn a_create_that_died_after_making_the_bucket_leaks_nothing_once_the_user_
 
 /// The running (desired RUNNING) tasks of `family` in moto.
 async fn running_tasks(family: &str) -> Vec<String> {
-    let aws = common::local_aws();
-    let ecs = aws_sdk_ecs::Client::new(&common::sdk_config().await);
+    let aws = moto_env::local_aws();
+    let ecs = aws_sdk_ecs::Client::new(&moto_env::sdk_config().await);
     let out = ecs
         .list_tasks()
         .cluster(aws.var("CLUSTER_NAME"))
@@ -314,21 +314,21 @@ async fn running_tasks(family: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_from_stopping_with_a_live_task_leaves_one_task() {
     let app = app().await;
-    let uid = common::unique_user_id();
+    let uid = moto_env::unique_user_id();
     let san = format!("one{}", &uid[uid.len() - 10..]);
     let family = format!("foundry-{uid}");
     let ctx = Ctx::default();
     let create = json!({"action":"create","userId":uid,"sanitizedUsername":san,
                         "foundryUsername":"gm@example.com","foundryPassword":"moto-pw-123"});
     assert_eq!(call(&app, create, &ctx).await.0, 200);
-    common::set_ecs_transition(Some(&family), r#"{"progression":"immediate"}"#);
+    moto_env::set_ecs_transition(Some(&family), r#"{"progression":"immediate"}"#);
     let (code, body) = call(&app, ev("start", &uid), &ctx).await;
     assert_eq!((code, body["status"].as_str()), (200, Some("running")), "{body}");
 
     // The original wrote `stopping` while the task still ran.
-    let ddb = aws_sdk_dynamodb::Client::new(&common::sdk_config().await);
+    let ddb = aws_sdk_dynamodb::Client::new(&moto_env::sdk_config().await);
     ddb.update_item()
-        .table_name(common::local_aws().var("INSTANCE_TABLE_NAME"))
+        .table_name(moto_env::local_aws().var("INSTANCE_TABLE_NAME"))
         .key("userId", aws_sdk_dynamodb::types::AttributeValue::S(uid.clone()))
         .update_expression("SET #s = :s")
         .expression_attribute_names("#s", "status")
@@ -341,21 +341,21 @@ async fn a_start_from_stopping_with_a_live_task_leaves_one_task() {
     assert_eq!(running_tasks(&family).await.len(), 1, "one user, one task");
 
     assert_eq!(call(&app, ev("destroy", &uid), &ctx).await.0, 200);
-    common::unset_ecs_transition(Some(&family));
+    moto_env::unset_ecs_transition(Some(&family));
     assert!(leftovers(&uid, &san).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destroy_converges_after_the_alias_target_was_changed_behind_our_back() {
     let app = app().await;
-    let uid = common::unique_user_id();
+    let uid = moto_env::unique_user_id();
     let san = format!("dns{}", &uid[uid.len() - 10..]);
     let ctx = Ctx::default();
     let create = json!({"action":"create","userId":uid,"sanitizedUsername":san,
                         "foundryUsername":"gm@example.com","foundryPassword":"moto-pw-123"});
     assert_eq!(call(&app, create, &ctx).await.0, 200);
-    let host = format!("{san}.{}", common::local_aws().var("DOMAIN_NAME"));
-    common::move_alias_target(&host, "dualstack.replacement-alb-1.us-east-1.elb.amazonaws.com").await;
+    let host = format!("{san}.{}", moto_env::local_aws().var("DOMAIN_NAME"));
+    moto_env::move_alias_target(&host, "dualstack.replacement-alb-1.us-east-1.elb.amazonaws.com").await;
     let (code, body) = call(&app, ev("destroy", &uid), &ctx).await;
     assert_eq!(code, 200, "{body}");
     assert!(leftovers(&uid, &san).await.is_empty());
@@ -365,8 +365,8 @@ async fn destroy_converges_after_the_alias_target_was_changed_behind_our_back() 
 async fn create_with_a_reserved_or_foreign_name_leaves_the_existing_record_untouched() {
     use foundry_lambda::managers::route53::{Route53, SdkRoute53};
     let app = app().await;
-    let aws = common::local_aws();
-    let uid = common::unique_user_id();
+    let aws = moto_env::local_aws();
+    let uid = moto_env::unique_user_id();
     let ctx = Ctx::default();
     let create = |san: &str| {
         json!({"action":"create","userId":uid,"sanitizedUsername":san,
@@ -381,7 +381,7 @@ async fn create_with_a_reserved_or_foreign_name_leaves_the_existing_record_untou
 
     let san = format!("shop{}", &uid[uid.len() - 10..]);
     let host = format!("{san}.{}", aws.var("DOMAIN_NAME"));
-    common::move_alias_target(&host, "shop-frontend.example.net").await;
+    moto_env::move_alias_target(&host, "shop-frontend.example.net").await;
     let (code, body) = call(&app, create(&san), &ctx).await;
     assert_eq!(code, 500);
     assert_eq!(
@@ -390,7 +390,7 @@ async fn create_with_a_reserved_or_foreign_name_leaves_the_existing_record_untou
             "Internal error: The subdomain '{san}' is already in use by another DNS record; choose another username"
         )
     );
-    let r53 = SdkRoute53::new(&common::sdk_config().await);
+    let r53 = SdkRoute53::new(&moto_env::sdk_config().await);
     let record = r53
         .get_alias(aws.var("ROUTE53_HOSTED_ZONE_ID"), &host)
         .await
@@ -409,21 +409,21 @@ async fn create_with_a_reserved_or_foreign_name_leaves_the_existing_record_untou
 async fn auto_shutdown_of_an_expired_instance_deregisters_deletes_stops_and_books() {
     use aws_sdk_dynamodb::types::AttributeValue as Av;
     let app = app().await;
-    let aws = common::local_aws();
-    let uid = common::unique_user_id();
+    let aws = moto_env::local_aws();
+    let uid = moto_env::unique_user_id();
     let san = format!("auto{}", &uid[uid.len() - 10..]);
     let family = format!("foundry-{uid}");
     let ctx = Ctx::default();
     let create = json!({"action":"create","userId":uid,"sanitizedUsername":san,
                         "foundryUsername":"gm@example.com","foundryPassword":"moto-pw-123"});
     assert_eq!(call(&app, create, &ctx).await.0, 200);
-    common::set_ecs_transition(Some(&family), r#"{"progression":"immediate"}"#);
+    moto_env::set_ecs_transition(Some(&family), r#"{"progression":"immediate"}"#);
     let (code, body) = call(&app, ev("start", &uid), &ctx).await;
     assert_eq!((code, body["status"].as_str()), (200, Some("running")), "{body}");
 
     // The run began two hours ago and its deadline has passed.
     let now = SystemClock.now();
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     ddb.update_item()
         .table_name(aws.var("INSTANCE_TABLE_NAME"))
@@ -497,5 +497,5 @@ async fn auto_shutdown_of_an_expired_instance_deregisters_deletes_stops_and_book
     assert!(hours >= 2.0 - 1e-6, "its hours are booked: {hours}");
 
     assert_eq!(call(&app, ev("destroy", &uid), &ctx).await.0, 200);
-    common::unset_ecs_transition(Some(&family));
+    moto_env::unset_ecs_transition(Some(&family));
 }

@@ -3,21 +3,24 @@
 //! it. Each test fails if the
 //! conditional write it is about is made unconditional.
 
-mod support;
+mod fake_env;
 
+use fake_env::*;
+use foundry_lambda::managers::dynamodb::AttributeValue;
 use foundry_lambda::testing::{fake_app, invoke, ops};
 use serde_json::json;
-use support::*;
 
 /// A third user whose bucket and IAM names do not collide with `UID`'s.
 const UID3: &str = "323456789012345670";
+const RESERVATIONS: &str = "foundry-vtt-instances-license-reservations";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_starts_that_both_read_the_stopped_record_launch_one_task() {
     let (app, fake, _) = fake_app(T0);
     created(&app).await;
-    // Both try to move the record to `starting`; neither goes on before both have tried.
-    fake.race_at(ops::UPDATE_ITEM, 2);
+    // Both try to move the record to `starting` (and claim its license, in the same
+    // transaction); neither goes on before both have tried.
+    fake.race_at(ops::TRANSACT_WRITE_ITEMS, 2);
     let answers = concurrently(&app, vec![ev("start", UID), ev("start", UID)]).await;
     assert_eq!(fake.ecs.tasks().len(), 1, "{answers:?}");
     let statuses: Vec<_> = answers.iter().map(|(c, b)| (*c, b["status"].clone())).collect();
@@ -92,8 +95,12 @@ async fn two_creates_taking_over_a_dead_create_resume_it_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_users_claiming_one_subdomain_at_once_get_it_once() {
     let (app, fake, _) = fake_app(T0);
-    // Both have written their `creating` records before either claims the name.
-    fake.gate(ops::CREATE_ALIAS, 2);
+    // The username index lags (as a GSI does): neither create sees the other's record there.
+    fake.dynamo.lag_index(INSTANCES, "sanitizedUsername-index");
+    // The first two PutItems write the two `creating` records, together; the next two are
+    // the claims of the name, made together once both have read what they read before.
+    fake.race_at(ops::PUT_ITEM, 2);
+    fake.race_at_call(ops::PUT_ITEM, 3, 2);
     let answers = concurrently(&app, vec![create_event(UID, "alice"), create_event(UID3, "alice")]).await;
     assert_eq!(answers.iter().filter(|a| a.0 == 200).count(), 1, "{answers:?}");
     let loser = answers.iter().find(|a| a.0 != 200).expect("one user loses");
@@ -104,6 +111,28 @@ async fn two_users_claiming_one_subdomain_at_once_get_it_once() {
     assert_eq!(fake.dynamo.items(INSTANCES).len(), 1, "the loser's record is gone");
     assert_eq!(fake.alb.target_groups().len(), 1);
     assert_eq!(fake.route53.records().len(), 1);
+    let winner = fake.dynamo.items(INSTANCES)[0]["userId"].clone();
+    let claim = fake
+        .dynamo
+        .item(RESERVATIONS, "subdomain#alice")
+        .expect("the claim item");
+    assert_eq!(claim["owner"], winner, "the claim is the winner's");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn destroy_lets_go_of_the_subdomain_and_another_user_may_take_it() {
+    let (app, fake, _) = fake_app(T0);
+    assert_eq!(invoke(&app, create_event(UID, "alice")).await.0, 200);
+    let (code, body) = invoke(&app, create_event(UID3, "alice")).await;
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(invoke(&app, ev("destroy", UID)).await.0, 200);
+    assert!(fake.dynamo.item(RESERVATIONS, "subdomain#alice").is_none());
+    let (code, body) = invoke(&app, create_event(UID3, "alice")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        fake.dynamo.item(RESERVATIONS, "subdomain#alice").unwrap()["owner"],
+        AttributeValue::S(UID3.into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,14 +1,14 @@
 //! Scheduled sessions and the license pool on the fakes: booking, availability, the
 //! session state machine, scheduled starts that serve, and license sharing.
 
-mod support;
+mod fake_env;
 
+use fake_env::*;
 use foundry_lambda::clock::ManualClock;
 use foundry_lambda::error::AwsErrorKind;
 use foundry_lambda::managers::dynamodb::AttributeValue;
 use foundry_lambda::testing::{fake_app, invoke, ops, FakeAws};
 use serde_json::{json, Value};
-use support::*;
 
 /// A BYOL owner who shares, and a pooled user.
 const OWNER: &str = "100000000000000011";

@@ -1,7 +1,7 @@
 //! Scheduling against moto: concurrent bookings of one license, and concurrent sweeps
 //! that start a due session once and route its user's URL.
 
-mod common;
+mod moto_env;
 
 use std::sync::Arc;
 
@@ -12,12 +12,12 @@ use foundry_lambda::managers::Managers;
 use serde_json::{json, Value};
 
 async fn app() -> App {
-    let aws = common::local_aws();
+    let aws = moto_env::local_aws();
     let config = Config::from_lookup(|k| aws.env.get(k).cloned()).expect("complete configuration");
     App::new(
         config,
         Arc::new(SystemClock),
-        Managers::from_sdk(&common::sdk_config().await),
+        Managers::from_sdk(&moto_env::sdk_config().await),
     )
 }
 
@@ -39,7 +39,7 @@ async fn create(app: &App, uid: &str, san: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_concurrent_bookings_of_overlapping_windows_give_one_success_and_seven_refusals() {
     let app = Arc::new(app().await);
-    let uid = common::unique_user_id();
+    let uid = moto_env::unique_user_id();
     let san = format!("book{}", &uid[uid.len() - 10..]);
     create(&app, &uid, &san).await;
     let start = SystemClock.now() + 7 * 86_400;
@@ -79,12 +79,12 @@ async fn two_concurrent_sweeps_start_a_due_session_once_and_its_url_routes() {
         .with_env_filter(tracing_subscriber::EnvFilter::new("foundry_lambda=info"))
         .try_init();
     let app = Arc::new(app().await);
-    let aws = common::local_aws();
-    let uid = common::unique_user_id();
+    let aws = moto_env::local_aws();
+    let uid = moto_env::unique_user_id();
     let san = format!("sweep{}", &uid[uid.len() - 10..]);
     let family = format!("foundry-{uid}");
     create(&app, &uid, &san).await;
-    common::set_ecs_transition(Some(&family), r#"{"progression":"immediate"}"#);
+    moto_env::set_ecs_transition(Some(&family), r#"{"progression":"immediate"}"#);
     // Due within the lead time (five minutes before its start).
     let start = SystemClock.now() + 120;
     let (_, body) = call(
@@ -119,7 +119,7 @@ async fn two_concurrent_sweeps_start_a_due_session_once_and_its_url_routes() {
     assert_eq!(status["linkedSessionId"], session.as_str());
 
     // The URL routes: the task's IP is a target, and a rule sends the host there.
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
     let tg = elb
         .describe_target_groups()
@@ -160,5 +160,5 @@ async fn two_concurrent_sweeps_start_a_due_session_once_and_its_url_routes() {
     assert_eq!(running.task_arns().len(), 1, "one task");
 
     assert_eq!(call(&app, json!({"action":"destroy","userId":uid})).await.0, 200);
-    common::unset_ecs_transition(Some(&family));
+    moto_env::unset_ecs_transition(Some(&family));
 }

@@ -2,7 +2,7 @@
 //! answer the questions the store asks of them, and a conditional write that loses is
 //! reported as such.
 
-mod common;
+mod moto_env;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,9 +13,9 @@ use foundry_lambda::managers::dynamodb::{AttributeValue, Cond, Dynamo, SdkDynamo
 use foundry_lambda::store::{Lease, Store};
 
 async fn store(page_limit: i32) -> (Store, Arc<SdkDynamo>, Config) {
-    let aws = common::local_aws();
+    let aws = moto_env::local_aws();
     let config = Config::from_lookup(|k| aws.env.get(k).cloned()).expect("complete configuration");
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     let dynamo = Arc::new(SdkDynamo::new(&sdk).with_page_limit(page_limit));
     (Store::new(dynamo.clone(), &config), dynamo, config)
 }
@@ -31,7 +31,7 @@ fn n(v: i64) -> AttributeValue {
 #[tokio::test]
 async fn queries_and_scans_read_past_the_first_page() {
     let (store, dynamo, config) = store(2).await;
-    let uid = common::unique_user_id();
+    let uid = moto_env::unique_user_id();
     let license = format!("byol-{uid}");
     let sessions = Table::new(config.scheduled_sessions_table.clone(), "sessionId");
     for i in 0..7 {
@@ -68,7 +68,7 @@ async fn queries_and_scans_read_past_the_first_page() {
 #[tokio::test]
 async fn a_second_new_record_loses_and_only_the_lease_holder_removes_it() {
     let (store, _, _) = store(100).await;
-    let uid = common::unique_user_id();
+    let uid = moto_env::unique_user_id();
     let lease = Lease::new(4_000_000_000);
     let inst = Instance {
         user_id: uid.clone(),
@@ -91,19 +91,23 @@ async fn a_second_new_record_loses_and_only_the_lease_holder_removes_it() {
     assert!(
         !store
             .instances
-            .remove(&uid, &Lease::new(4_000_000_000))
+            .remove(&uid, &inst.sanitized_username, &Lease::new(4_000_000_000))
             .await
             .expect("delete"),
         "another lease cannot delete the record"
     );
-    assert!(store.instances.remove(&uid, &lease).await.expect("delete"));
+    assert!(store
+        .instances
+        .remove(&uid, &inst.sanitized_username, &lease)
+        .await
+        .expect("delete"));
     assert!(store.instances.get_latest(&uid).await.expect("get").is_none());
 }
 
 #[tokio::test]
 async fn the_username_index_names_the_other_users_of_a_subdomain() {
     let (store, _, _) = store(100).await;
-    let (a, b) = (common::unique_user_id(), common::unique_user_id());
+    let (a, b) = (moto_env::unique_user_id(), moto_env::unique_user_id());
     let name = format!("shared{}", &a[a.len() - 6..]);
     for uid in [&a, &b] {
         let inst = Instance {
@@ -133,7 +137,7 @@ async fn the_username_index_names_the_other_users_of_a_subdomain() {
 #[tokio::test]
 async fn begin_destroy_says_whether_the_record_was_destroying_already() {
     let (store, _, _) = store(100).await;
-    let uid = common::unique_user_id();
+    let uid = moto_env::unique_user_id();
     let inst = Instance {
         user_id: uid.clone(),
         sanitized_username: format!("gone{}", &uid[uid.len() - 6..]),
@@ -180,5 +184,9 @@ async fn begin_destroy_says_whether_the_record_was_destroying_already() {
         Some(taken.instance),
         store.instances.get_latest(&uid).await.expect("get")
     );
-    assert!(store.instances.remove(&uid, &second).await.expect("delete"));
+    assert!(store
+        .instances
+        .remove(&uid, "no-claim-name", &second)
+        .await
+        .expect("delete"));
 }

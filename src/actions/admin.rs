@@ -8,7 +8,7 @@ use serde_json::Value;
 use serde_with::skip_serializing_none;
 
 use crate::actions::automation::ShutdownStats;
-use crate::actions::{instance, sessions};
+use crate::actions::{run, sessions};
 use crate::context::Services;
 use crate::domain::model::{Instance, InstanceStatus, LicensePool, ReservationStatus, ScheduledSession, SessionStatus};
 use crate::domain::money::{self, exact, number, Decimal};
@@ -327,7 +327,7 @@ pub async fn force_shutdown(svc: &Services, target: Option<&str>, reason: Option
     if inst.status != InstanceStatus::Running {
         return Err(Error::failed("Instance is not running"));
     }
-    instance::end_run(svc, &inst).await?;
+    run::end_run(svc, &inst).await?;
     crate::response::to_body(&ForcedShutdown {
         message: "Instance force shutdown completed",
         target_user_id: target,
@@ -490,7 +490,7 @@ pub async fn system_maintenance(svc: &Services, reason: Option<&str>) -> Result<
         .collect();
     let outcomes: Vec<(String, Result<Instance>)> = stream::iter(running.clone())
         .map(|i| async move {
-            let outcome = instance::end_run(svc, &i).await;
+            let outcome = run::end_run(svc, &i).await;
             (i.sanitized_username, outcome)
         })
         .buffered(BULK_CONCURRENCY)

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_with::skip_serializing_none;
 
-use crate::actions::instance;
+use crate::actions::run;
 use crate::context::Services;
 use crate::domain::model::{Instance, InstanceStatus};
 use crate::domain::schedule::{shutdown_deadline, shutdown_reason};
@@ -101,7 +101,7 @@ pub async fn auto_shutdown_check(svc: &Services) -> Result<Value> {
     let results: Vec<Stopped> = stream::iter(due)
         .map(|inst| async move {
             let reason = shutdown_reason(&inst, now);
-            match instance::end_run(svc, &inst).await {
+            match run::end_run(svc, &inst).await {
                 Ok(_) => Stopped {
                     user_id: inst.user_id,
                     reason,

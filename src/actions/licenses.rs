@@ -4,7 +4,8 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_with::skip_serializing_none;
 
-use crate::actions::sessions::{cancel_borrowers, finish_scheduled_stop};
+use crate::actions::run::finish_scheduled_stop;
+use crate::actions::sessions::cancel_borrowers;
 use crate::context::Services;
 use crate::domain::names;
 use crate::error::Result;

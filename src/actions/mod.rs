@@ -1,5 +1,10 @@
 //! One async function per action: validates, orchestrates the store and the managers,
 //! and answers with a typed response (serialized to its JSON body).
+//!
+//! Module graph (an arrow is "uses"; none points back):
+//! `admin` → `automation`, `instance`, `sessions`, `run`; `licenses` → `sessions`, `run`;
+//! `instance` → `sessions`, `run`, `resources`; `sessions` → `run`; `automation` → `run`;
+//! `run` → `resources`. `billing`, `kofi` and `notify` use only the store.
 
 pub mod admin;
 pub mod automation;
@@ -8,4 +13,6 @@ pub mod instance;
 pub mod kofi;
 pub mod licenses;
 pub mod notify;
+pub mod resources;
+pub mod run;
 pub mod sessions;

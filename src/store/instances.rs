@@ -156,6 +156,21 @@ pub struct SessionRun {
     pub auto_shutdown_at: i64,
 }
 
+/// What a start writes when it begins.
+#[derive(Debug, Clone, Copy)]
+pub struct BeginStart<'a> {
+    pub lease: &'a Lease,
+    /// The start's id: its RunTask token, and the id of its claim on the license.
+    pub attempt_id: &'a str,
+    pub now: i64,
+    /// The scheduled session the run is for.
+    pub session: Option<&'a SessionRun>,
+    /// The license the run uses (claimed in the same write).
+    pub license: Option<&'a str>,
+    /// A stale claim on that license, to be taken over.
+    pub over: Option<&'a super::claims::RunClaim>,
+}
+
 /// A task that runs and is routed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
@@ -341,25 +356,43 @@ impl Instances {
         }
     }
 
-    /// Deletes the record held by `lease` → whether it was deleted (false: the lease was
-    /// lost, and whoever holds the record now decides).
-    pub async fn remove(&self, user_id: &str, lease: &Lease) -> Result<bool> {
+    /// Deletes the record held by `lease`, and with it the user's claim on the subdomain
+    /// `username` (one that another user holds stays theirs) → whether it was deleted
+    /// (false: the lease was lost, and whoever holds the record now decides).
+    pub async fn remove(&self, user_id: &str, username: &str, lease: &Lease) -> Result<bool> {
+        let claims = super::claims::Claims::new(self.db.clone());
+        let ops = vec![
+            TransactOp::Delete {
+                table: self.table().clone(),
+                key: user_id.to_string(),
+                cond: lease.held(),
+            },
+            claims.release_subdomain_op(username, user_id),
+        ];
+        if written(self.db.dynamo.transact(ops).await)?.is_some() {
+            return Ok(true);
+        }
+        // The claim may be another user's (a create whose claim failed is rolling back):
+        // then the record goes alone.
         let deleted = self.db.dynamo.delete(self.table(), user_id, lease.held()).await;
         Ok(written(deleted)?.is_some())
     }
 
     // ------------------------------------------------------------------ start
 
-    /// Moves the record to `starting` under `lease`, if it may start → the record, or
-    /// `None` when another invocation holds it or it is not startable.
-    pub async fn begin_start(
-        &self,
-        user_id: &str,
-        lease: &Lease,
-        attempt_id: &str,
-        now: i64,
-        session: Option<&SessionRun>,
-    ) -> Result<Option<Instance>> {
+    /// Moves `inst` to `starting` under `lease`, if it may start, and, with `license`, gives
+    /// that license to this run in the same transaction (`over`: taking over exactly that
+    /// stale claim) → the record after it, or `None` when another invocation holds the
+    /// record, it is not startable, or another run holds the license.
+    pub async fn begin_start(&self, inst: &Instance, begin: &BeginStart<'_>) -> Result<Option<Instance>> {
+        let BeginStart {
+            lease,
+            attempt_id,
+            now,
+            session,
+            license,
+            over,
+        } = *begin;
         let mut update = lease
             .take(Update::new())
             .set_s(attr::STATUS, InstanceStatus::Starting.as_str())
@@ -387,7 +420,35 @@ impl Instances {
                 ]),
             ]),
         ]);
-        self.update(user_id, update, cond).await
+        let Some(license) = license else {
+            return self.update(&inst.user_id, update, cond).await;
+        };
+        let claims = super::claims::Claims::new(self.db.clone());
+        let ops = vec![
+            TransactOp::Update {
+                table: self.table().clone(),
+                key: inst.user_id.clone(),
+                update,
+                cond,
+            },
+            claims.take_run_op(license, &inst.user_id, attempt_id, now, over),
+        ];
+        if written(self.db.dynamo.transact(ops).await)?.is_none() {
+            return Ok(None);
+        }
+        // A transaction returns no item: the record after it, as written above.
+        let mut after = Instance {
+            status: InstanceStatus::Starting,
+            attempt_id: Some(attempt_id.to_string()),
+            lease_id: Some(lease.id.clone()),
+            lease_until: Some(lease.until),
+            updated_at: Some(now),
+            ..inst.clone()
+        };
+        after.linked_session_id = session.map(|r| r.session_id.clone());
+        after.active_license_id = session.map(|r| r.license_id.clone());
+        after.auto_shutdown_at = session.map(|r| r.auto_shutdown_at);
+        Ok(Some(after))
     }
 
     /// Records the private IP of the run's task (so that a failure deregisters it).
@@ -482,7 +543,8 @@ impl Instances {
             .remove(attr::LINKED_SESSION_ID)
             .remove(attr::ACTIVE_LICENSE_ID);
         if !keep_status {
-            update = update.set_s(attr::STATUS, InstanceStatus::Stopped.as_str());
+            // A start still at work loses its lease: its next write fails, and it stops.
+            update = Lease::drop_from(update.set_s(attr::STATUS, InstanceStatus::Stopped.as_str()));
         }
         if end.target_gone {
             update = update.remove(attr::TASK_PRIVATE_IP);
@@ -523,6 +585,8 @@ impl Instances {
         };
         if !keep_status {
             after.status = InstanceStatus::Stopped;
+            after.lease_id = None;
+            after.lease_until = None;
         }
         if end.target_gone {
             after.task_private_ip = None;

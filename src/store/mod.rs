@@ -8,6 +8,7 @@
 //! Reads propagate errors: only a missing item is `None`. Scans and queries read every
 //! page.
 
+mod claims;
 mod instances;
 mod pools;
 mod reservations;
@@ -19,7 +20,10 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use instances::{CreateDone, DestroyTaken, Instances, Lease, Progress, Run, RunEnd, SessionRun, SharingState};
+pub use claims::{Claims, RunClaim};
+pub use instances::{
+    BeginStart, CreateDone, DestroyTaken, Instances, Lease, Progress, Run, RunEnd, SessionRun, SharingState,
+};
 pub use pools::{PoolEntry, Pools};
 pub use reservations::Reservations;
 pub use sessions::{LedgerRead, Sessions};
@@ -33,6 +37,7 @@ use crate::managers::dynamodb::{AttributeValue, Dynamo, Item, Table};
 #[derive(Clone)]
 pub struct Store {
     pub instances: Instances,
+    pub claims: Claims,
     pub pools: Pools,
     pub sessions: Sessions,
     pub reservations: Reservations,
@@ -51,6 +56,7 @@ impl Store {
         let db = Db { dynamo, tables };
         Store {
             instances: Instances::new(db.clone()),
+            claims: Claims::new(db.clone()),
             pools: Pools::new(db.clone()),
             sessions: Sessions::new(db.clone()),
             reservations: Reservations::new(db.clone()),

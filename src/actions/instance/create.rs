@@ -25,8 +25,8 @@ use crate::managers::credentials::get_credentials;
 use crate::secret::Sensitive;
 use crate::store::{CreateDone, Lease, PoolEntry};
 
-use super::resources::{self, Files, SecretFate};
-use super::routing;
+use crate::actions::resources::{self, Files, SecretFate};
+use crate::actions::run::priority_hint;
 
 /// Length of a generated admin key.
 pub const ADMIN_KEY_LEN: usize = 26;
@@ -281,7 +281,7 @@ async fn build(
     let new_secret = record.secret_created.unwrap_or(stored.is_none());
     let secret_arn = resources::ensure_secret(svc, uid, &creds, new_secret).await?;
     let target_group = resources::ensure_target_group(svc, username).await?;
-    let priority = routing::priority_hint(svc).await?;
+    let priority = priority_hint(svc).await?;
 
     // Finish: the record becomes `created` and a shared license joins the pool, at once.
     let shares = !req.pooled() && req.allow_sharing == Some(true);
@@ -337,6 +337,9 @@ async fn rollback(
         return Err(Error::Failed(left.describe()));
     }
     // Losing the lease here means another invocation took the record over: it decides.
-    svc.store.instances.remove(&inst.user_id, lease).await?;
+    svc.store
+        .instances
+        .remove(&inst.user_id, &inst.sanitized_username, lease)
+        .await?;
     Ok(())
 }

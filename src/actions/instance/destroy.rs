@@ -8,6 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_with::skip_serializing_none;
 
+use crate::actions::resources::{self, removed, Files, ResourceKind, SecretFate};
+use crate::actions::run;
 use crate::actions::sessions::{cancel_borrowers, cancel_sessions_of_user};
 use crate::context::{Ctx, Services};
 use crate::domain::model::InstanceStatus;
@@ -15,9 +17,6 @@ use crate::domain::names;
 use crate::error::{Error, Result};
 use crate::managers::credentials::get_credentials;
 use crate::store::Lease;
-
-use super::resources::{self, removed, Files, ResourceKind, SecretFate};
-use super::teardown;
 
 /// The answer of `destroy`.
 #[skip_serializing_none]
@@ -55,7 +54,7 @@ pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: boo
     let mut inst = taken.instance;
 
     if inst.task_arn.is_some() || inst.alb_rule_arn.is_some() || inst.task_private_ip.is_some() {
-        match teardown::end_run(svc, &inst).await {
+        match run::end_run(svc, &inst).await {
             Ok(i) => inst = i,
             Err(e) => left.push(format!("stopping the task: {e}")),
         }
@@ -83,7 +82,12 @@ pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: boo
             left.join("; ")
         )));
     }
-    match svc.store.instances.remove(user_id, &lease).await {
+    match svc
+        .store
+        .instances
+        .remove(user_id, &inst.sanitized_username, &lease)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
             return Err(Error::failed(

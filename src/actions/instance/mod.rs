@@ -1,100 +1,17 @@
 //! The per-user instance actions: create, start, stop, status, destroy, delete,
 //! list-all and update-version.
+//!
+//! This file only declares the parts and re-exports the actions.
 
 mod create;
 mod destroy;
-mod helper_task;
-mod resources;
-mod routing;
 mod start;
-mod teardown;
+mod status;
 mod version;
 mod view;
-mod waits;
 
 pub use create::create;
 pub use destroy::{delete, destroy};
-pub use start::{start, start_for_session, SessionStart, SessionStartError};
-pub use teardown::{end_run, reconcile as refresh};
+pub use start::start;
+pub use status::{list_all, status, stop};
 pub use version::update_version;
-
-use serde::Serialize;
-
-use crate::context::Services;
-use crate::domain::model::{Instance, InstanceStatus, SessionStatus};
-use crate::error::{Error, Result};
-use view::InstanceView;
-
-/// The instance read, or the error whose `not found` clients read as "not registered".
-fn found(instance: Option<Instance>) -> Result<Instance> {
-    instance.ok_or_else(|| Error::failed("Instance not found"))
-}
-
-/// `status`: the owner's instance, refreshed from ECS, with the next scheduled session.
-///
-/// An existing instance is always answered with 200: what could not be refreshed or read
-/// besides the record is logged, and the stored record is shown. (The bot reads any error
-/// that contains "not found" as "this user has no server".)
-pub async fn status(svc: &Services, user_id: &str) -> Result<serde_json::Value> {
-    let stored = found(svc.store.instances.get(user_id).await?)?;
-
-    // Refresh from ECS and repair what it reveals.
-    let inst = match teardown::reconcile(svc, stored.clone()).await {
-        Ok(inst) => inst,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not refresh the instance; answering the stored record");
-            stored
-        }
-    };
-    let now = svc.now();
-    let sessions = match svc.store.sessions.of_user(user_id).await {
-        Ok(sessions) => sessions,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read the user's sessions; answering without the next one");
-            Vec::new()
-        }
-    };
-    let next = sessions
-        .iter()
-        .filter(|s| s.status == SessionStatus::Scheduled && s.start_time > now)
-        .min_by_key(|s| s.start_time);
-    crate::response::to_body(&InstanceView::for_owner(&inst, &svc.config, next))
-}
-
-/// The answer of `stop`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Stopped<'a> {
-    message: &'static str,
-    user_id: &'a str,
-    status: &'static str,
-}
-
-/// `stop`: the shared teardown, on any status.
-pub async fn stop(svc: &Services, user_id: &str) -> Result<serde_json::Value> {
-    let inst = found(svc.store.instances.get_latest(user_id).await?)?;
-    if matches!(inst.status, InstanceStatus::Creating | InstanceStatus::Destroying) {
-        return Err(Error::failed(format!("Instance is busy ({})", inst.status)));
-    }
-    teardown::end_run(svc, &inst).await?;
-    crate::response::to_body(&Stopped {
-        message: "Instance is stopped",
-        user_id,
-        status: "stopped",
-    })
-}
-
-/// The answer of `list-all`.
-#[derive(Debug, Serialize)]
-pub struct Fleet<'a> {
-    instances: Vec<InstanceView<'a>>,
-    count: usize,
-}
-
-/// `list-all`: every instance, every page, without admin keys.
-pub async fn list_all(svc: &Services) -> Result<serde_json::Value> {
-    let all = svc.store.instances.all().await?;
-    let instances: Vec<InstanceView<'_>> = all.iter().map(|i| InstanceView::for_fleet(i, &svc.config)).collect();
-    let count = instances.len();
-    crate::response::to_body(&Fleet { instances, count })
-}

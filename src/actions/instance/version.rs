@@ -22,7 +22,7 @@ struct VersionUpdated<'a> {
 }
 
 pub async fn update_version(svc: &Services, user_id: &str, version: Option<&str>) -> Result<Value> {
-    super::found(svc.store.instances.get(user_id).await?)?;
+    super::status::found(svc.store.instances.get(user_id).await?)?;
     let version = version
         .filter(|v| valid_version(v))
         .ok_or_else(|| Error::failed("Invalid version format"))?;

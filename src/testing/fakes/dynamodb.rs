@@ -416,6 +416,8 @@ impl FakeTable {
 struct State {
     tables: HashMap<String, FakeTable>,
     seq: u64,
+    /// Indexes that lag: a query on one sees the table as it was when the lag began.
+    lagging: HashMap<String, Vec<Item>>,
 }
 
 impl State {
@@ -502,6 +504,19 @@ impl FakeDynamo {
             env,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// Makes the index `index` of `table_name` lag, as a global secondary index does (it is
+    /// eventually consistent): until [`FakeDynamo::catch_up`], a query on it sees the table
+    /// as it is now, not the writes after this.
+    pub fn lag_index(&self, table_name: &str, index: &str) {
+        let snapshot = self.items(table_name);
+        lock(&self.state).lagging.insert(index.to_string(), snapshot);
+    }
+
+    /// Ends every lag of [`FakeDynamo::lag_index`].
+    pub fn catch_up(&self) {
+        lock(&self.state).lagging.clear();
     }
 
     /// Every item of a table, in insertion order (empty when the table was never used).
@@ -659,9 +674,14 @@ impl FakeDynamo {
             }
         }
         let mut st = lock(&self.state);
+        let lagging = query.index.as_ref().and_then(|i| st.lagging.get(i)).cloned();
         let t = st.table(&table.name, table.key).map_err(|e| invalid(OP, e))?;
-        let mut out: Vec<&Item> = t
-            .ordered()
+        let current: Vec<&Item> = t.ordered();
+        let items: Vec<&Item> = match &lagging {
+            Some(snapshot) => snapshot.iter().collect(),
+            None => current,
+        };
+        let mut out: Vec<&Item> = items
             .into_iter()
             .filter(|i| i.get(&query.hash_attr).is_some_and(|v| av_eq(v, &query.hash_value)))
             .filter(|i| match &query.range {

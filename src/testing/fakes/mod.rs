@@ -367,6 +367,26 @@ impl FakeAws {
         self.env.peak_in_flight.store(0, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// [`FakeAws::race_at`], armed right before the `nth` call of `operation` (1-based,
+    /// numbered like [`Faults`]): the calls before it pass freely; that call and the next
+    /// `parties - 1` meet.
+    pub fn race_at_call(&self, operation: &str, nth: usize, parties: usize) {
+        let env = self.env.clone();
+        let op = operation.to_string();
+        self.before_call(operation, nth, move || {
+            for gates in [&env.gates, &env.gates_after] {
+                lock(gates).insert(
+                    op.clone(),
+                    Arc::new(Gate {
+                        waiting: std::sync::atomic::AtomicUsize::new(parties),
+                        parties,
+                        barrier: tokio::sync::Barrier::new(parties),
+                    }),
+                );
+            }
+        });
+    }
+
     /// Makes `parties` racers meet at the DynamoDB `operation`: all have arrived at it
     /// (so all have read what they read before it) before any does it, and all have done
     /// it before any goes on. [`FakeAws::gate`] and [`FakeAws::gate_after`] together.

@@ -1,5 +1,5 @@
-//! What the tests on the fakes share: ids, events, and an inventory of every per-user
-//! resource the fakes hold.
+//! The fakes harness: what the tests on the in-memory fakes share (ids, events, and an
+//! inventory of every per-user resource the fakes hold). Tests on moto use tests/moto_env.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

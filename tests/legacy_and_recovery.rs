@@ -1,11 +1,12 @@
 //! The lifecycle's second pass, on the fakes: each test names a defect users would hit
 //! and proves it is gone.
 
-mod support;
+mod fake_env;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use fake_env::*;
 use foundry_lambda::app::{App, Ctx};
 use foundry_lambda::config::Config;
 use foundry_lambda::domain::taskdef::{
@@ -17,7 +18,6 @@ use foundry_lambda::managers::route53::AliasRecord;
 use foundry_lambda::managers::Ecs;
 use foundry_lambda::testing::{fake_app, invoke, invoke_with, ops, FakeAws};
 use serde_json::{json, Value};
-use support::*;
 
 const DOMAIN: &str = "foundry.example.com";
 const ZONE: &str = "Z0123456789ABCDEFGHIJ";
@@ -648,7 +648,8 @@ async fn destroying_a_stopped_instance_without_sessions_makes_20_aws_calls_cold_
         "ListTaskDefinitions",
         "DeregisterTaskDefinition",
         "DeleteLogGroup",
-        "DeleteItem",
+        // The record, and its claim on the subdomain, in one transaction.
+        "TransactWriteItems",
     ];
     for (round, definition) in [("cold", &["DescribeTaskDefinition"][..]), ("warm", &[][..])] {
         running(&process).await;

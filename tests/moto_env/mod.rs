@@ -1,17 +1,17 @@
-//! Shared harness for integration tests that talk to local AWS: a moto server on
+//! The moto harness: shared by the integration tests that talk to local AWS. A moto server on
 //! 127.0.0.1:5055 (the tests' own, so that they never touch the `make run` stack on 5000) with the base infrastructure of a deployment (ECS cluster, EFS, ALB and its
 //! HTTPS listener, hosted zone, the DynamoDB tables with their GSIs). See
 //! `tests/local-aws/README.md`.
 //!
 //! ```ignore
-//! mod common;
+//! mod moto_env;
 //!
 //! #[tokio::test]
 //! async fn reads_the_instances_table() {
-//!     let aws = common::local_aws();
+//!     let aws = moto_env::local_aws();
 //!     let table = &aws.env["INSTANCE_TABLE_NAME"];
-//!     let ddb = aws_sdk_dynamodb::Client::new(&common::sdk_config().await);
-//!     let user = common::unique_user_id(); // tests share one moto: never reuse ids, never reset
+//!     let ddb = aws_sdk_dynamodb::Client::new(&moto_env::sdk_config().await);
+//!     let user = moto_env::unique_user_id(); // tests share one moto: never reuse ids, never reset
 //!     // ...
 //! }
 //! ```

@@ -1,4 +1,4 @@
-//! The helper task that erases a user's files on EFS when the user's instance is
+//! The EFS cleanup task, which erases a user's files on EFS when the user's instance is
 //! destroyed.
 //!
 //! Its task definition carries a fingerprint of its content in a tag. The first use in a
@@ -44,7 +44,7 @@ async fn definition(svc: &Services, fresh: bool) -> Result<String> {
         }
     }
     let arn = svc.aws.ecs.register_task_definition(&def).await?;
-    super::resources::ResourceKind::TaskDefinition.created();
+    super::kind::ResourceKind::TaskDefinition.created();
     if let Some(previous) = previous_revision(&arn) {
         // Best effort: an older revision left active is only clutter, never used again.
         if let Err(e) = svc.aws.ecs.deregister_task_definition(&previous).await {

@@ -11,8 +11,7 @@ use crate::error::{AwsErrorKind, Error, Result};
 use crate::managers::ecs::TaskInfo;
 use crate::store::Run;
 
-use super::resources::ResourceKind;
-use super::waits::watch_task;
+use crate::actions::resources::{watch_task, ResourceKind};
 
 /// The first listener-rule priority, and the step between two.
 pub const FIRST_PRIORITY: i64 = 100;

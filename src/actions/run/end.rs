@@ -1,12 +1,15 @@
-//! Ending a run, and keeping the record in line with ECS.
+//! The end of a run: every path that ends one (stop, deadline, admin, a session's end or
+//! cancel, a task found dead, a failed start, destroy) comes here, and whatever must happen
+//! whenever a run ends happens here.
 
 use crate::context::Services;
 use crate::domain::model::{Instance, InstanceStatus};
 use crate::error::Result;
-use crate::store::{Lease, RunEnd};
+use crate::store::RunEnd;
 
-use super::resources::{self, removed, ResourceKind};
-use super::routing;
+use crate::actions::resources::{self, removed, ResourceKind};
+
+use super::sessions;
 
 /// The one teardown of every transition out of a run: deregisters the target, deletes
 /// the rule, stops the task, clears the run's fields and, in the same transaction, books
@@ -66,12 +69,16 @@ pub async fn end_run(svc: &Services, inst: &Instance) -> Result<Instance> {
     Ok(after)
 }
 
-/// What follows the end of a run: its session is over, and a login borrowed for it goes.
+/// What follows the end of a run: the license it used is free, its session is over, and a
+/// login borrowed for it goes.
 async fn after_run(svc: &Services, inst: &Instance) {
+    if let (Some(license), Some(attempt)) = (inst.license_in_use(), inst.attempt_id.as_deref()) {
+        svc.store.claims.release_run(&license, &inst.user_id, attempt).await;
+    }
     if let Some(session) = inst.linked_session_id.as_deref() {
         // The run is over either way; a session left active is completed by the next
         // sweep, which finds it without a running server.
-        if let Err(e) = crate::actions::sessions::complete(svc, session).await {
+        if let Err(e) = sessions::complete(svc, session).await {
             tracing::warn!(error = %e, session, "could not complete the run's session");
         }
     }
@@ -86,49 +93,5 @@ async fn after_run(svc: &Services, inst: &Instance) {
         if let Err(e) = removed(ResourceKind::Secret, svc.aws.secrets.delete_secret(&name, true).await) {
             tracing::warn!(error = %e, "could not delete the borrowed login of the run");
         }
-    }
-}
-
-/// Brings the record in line with ECS (the `status` refresh): a task that died or
-/// vanished is torn down and its usage booked; a RUNNING task that is not routed yet is
-/// routed (a failure to route is an error and changes nothing); every ECS state is mapped
-/// and `unknown` is never written.
-pub async fn reconcile(svc: &Services, inst: Instance) -> Result<Instance> {
-    let held = !Lease::is_free(&inst, svc.now());
-    let Some(task_arn) = inst.task_arn.clone() else {
-        // No task: a start that died before RunTask returned, or a legacy `unknown`.
-        let stale = matches!(inst.status, InstanceStatus::Unknown | InstanceStatus::Running)
-            || (matches!(inst.status, InstanceStatus::Starting | InstanceStatus::Stopping) && !held);
-        if stale {
-            return end_run(svc, &inst).await;
-        }
-        return Ok(inst);
-    };
-    if matches!(inst.status, InstanceStatus::Creating | InstanceStatus::Destroying) {
-        return Ok(inst);
-    }
-    let Some(task) = svc.aws.ecs.describe_task(&svc.config.cluster_name, &task_arn).await? else {
-        tracing::info!(task = %task_arn, "task vanished; tearing down");
-        return end_run(svc, &inst).await;
-    };
-    match InstanceStatus::of_task(&task.last_status) {
-        InstanceStatus::Stopped => end_run(svc, &inst).await,
-        InstanceStatus::Running => {
-            let routed =
-                inst.status == InstanceStatus::Running && inst.alb_rule_arn.is_some() && inst.task_private_ip.is_some();
-            if routed || held {
-                return Ok(inst); // routed, or a live start is routing it right now
-            }
-            // A failure here (a transient ALB error) leaves the healthy task to the next
-            // refresh: only a task that ECS reports dead or missing is torn down.
-            routing::route(svc, &inst, &task).await
-        }
-        other if other != inst.status => {
-            svc.store
-                .instances
-                .set_task_status(&inst.user_id, &task_arn, &other)
-                .await
-        }
-        _ => Ok(inst),
     }
 }

@@ -1,0 +1,22 @@
+//! Every per-user AWS resource, in one place: how to make sure it exists, and how to
+//! remove it. Nothing here knows about runs, sessions or actions; `instance`, `run` and
+//! `admin` call it.
+//!
+//! This file only declares the parts and re-exports what the rest of the crate uses.
+
+mod cleanup_task;
+mod compute;
+mod files;
+mod kind;
+mod removal;
+mod storage;
+mod subdomain;
+mod waits;
+
+pub use compute::{deregister_target, ensure_log_group, ensure_target_group, target_group_spec};
+pub use files::{ensure_access_point, wait_for_access_point, Files};
+pub use kind::{removed, Leftovers, ResourceKind};
+pub use removal::remove_all;
+pub use storage::{ensure_bucket, ensure_iam_user, ensure_secret, iam_policy, SecretFate};
+pub use subdomain::claim_subdomain;
+pub use waits::{watch_task, Backoff};

@@ -1,0 +1,54 @@
+//! Keeping the record in line with ECS (the `status` refresh, and a start or session
+//! sweep that finds a run left by an earlier invocation).
+
+use crate::context::Services;
+use crate::domain::model::{Instance, InstanceStatus};
+use crate::error::Result;
+use crate::store::Lease;
+
+use super::end::end_run;
+use super::routing;
+
+/// Brings the record in line with ECS (the `status` refresh): a task that died or
+/// vanished is torn down and its usage booked; a RUNNING task that is not routed yet is
+/// routed (a failure to route is an error and changes nothing); every ECS state is mapped
+/// and `unknown` is never written.
+pub async fn refresh(svc: &Services, inst: Instance) -> Result<Instance> {
+    let held = !Lease::is_free(&inst, svc.now());
+    let Some(task_arn) = inst.task_arn.clone() else {
+        // No task: a start that died before RunTask returned, or a legacy `unknown`.
+        let stale = matches!(inst.status, InstanceStatus::Unknown | InstanceStatus::Running)
+            || (matches!(inst.status, InstanceStatus::Starting | InstanceStatus::Stopping) && !held);
+        if stale {
+            return end_run(svc, &inst).await;
+        }
+        return Ok(inst);
+    };
+    if matches!(inst.status, InstanceStatus::Creating | InstanceStatus::Destroying) {
+        return Ok(inst);
+    }
+    let Some(task) = svc.aws.ecs.describe_task(&svc.config.cluster_name, &task_arn).await? else {
+        tracing::info!(task = %task_arn, "task vanished; tearing down");
+        return end_run(svc, &inst).await;
+    };
+    match InstanceStatus::of_task(&task.last_status) {
+        InstanceStatus::Stopped => end_run(svc, &inst).await,
+        InstanceStatus::Running => {
+            let routed =
+                inst.status == InstanceStatus::Running && inst.alb_rule_arn.is_some() && inst.task_private_ip.is_some();
+            if routed || held {
+                return Ok(inst); // routed, or a live start is routing it right now
+            }
+            // A failure here (a transient ALB error) leaves the healthy task to the next
+            // refresh: only a task that ECS reports dead or missing is torn down.
+            routing::route(svc, &inst, &task).await
+        }
+        other if other != inst.status => {
+            svc.store
+                .instances
+                .set_task_status(&inst.user_id, &task_arn, &other)
+                .await
+        }
+        _ => Ok(inst),
+    }
+}
