@@ -114,7 +114,7 @@ pub struct ScheduleFields {
     pub start_time: Option<i64>,
     #[serde(deserialize_with = "whole_number")]
     pub end_time: Option<i64>,
-    /// The public README's `duration`, in seconds, used when `endTime` is absent.
+    /// `duration` in minutes (the original's API reference), used when `endTime` is absent.
     #[serde(deserialize_with = "whole_number")]
     pub duration: Option<i64>,
     pub license_type: Option<String>,

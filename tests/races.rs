@@ -136,6 +136,35 @@ async fn destroy_lets_go_of_the_subdomain_and_another_user_may_take_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_bookings_on_a_license_that_has_bookings_succeed_once() {
+    let (app, fake, _) = fake_app(T0);
+    created(&app).await;
+    let booking = |start: i64| json!({"action":"schedule-session","userId":UID,"startTime":start,"endTime":start + 3_600,"licenseType":"byol"});
+    // An earlier booking: the license's ledger is stored, and every later booking is
+    // conditional on the version it read.
+    let (code, body) = invoke(&app, booking(T0 + 10 * 3_600)).await;
+    assert_eq!((code, &body["success"]), (200, &json!(true)), "{body}");
+    fake.race_at(ops::TRANSACT_WRITE_ITEMS, 6);
+    let events = (0..6).map(|i| booking(T0 + 3_600 + i * 600)).collect();
+    let answers = concurrently(&app, events).await;
+    let won = answers.iter().filter(|a| a.1["success"] == true).count();
+    assert_eq!(won, 1, "{answers:?}");
+    assert_eq!(fake.dynamo.items("foundry-vtt-instances-scheduled-sessions").len(), 2);
+    let ledger = fake
+        .dynamo
+        .item(RESERVATIONS, &format!("license#byol-{UID}"))
+        .expect("the ledger");
+    let AttributeValue::L(bookings) = &ledger["bookings"] else {
+        panic!("the ledger's bookings: {ledger:?}");
+    };
+    assert_eq!(
+        bookings.len(),
+        2,
+        "the ledger holds the first booking and the one winner"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_bookings_of_overlapping_windows_on_one_license_succeed_once() {
     let (app, fake, _) = fake_app(T0);
     created(&app).await;

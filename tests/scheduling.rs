@@ -147,11 +147,11 @@ async fn invalid_booking_requests_are_400s_that_say_what_is_wrong() {
 }
 
 #[tokio::test]
-async fn a_duration_in_seconds_stands_for_the_end() {
+async fn a_duration_in_minutes_stands_for_the_end() {
     let (app, fake, _) = world().await;
     let (code, body) = invoke(
         &app,
-        json!({"action":"schedule-session","userId":OWNER,"startTime":T0 + HOUR,"duration":7200,"licenseType":"byol"}),
+        json!({"action":"schedule-session","userId":OWNER,"startTime":T0 + HOUR,"duration":120,"licenseType":"byol"}),
     )
     .await;
     assert_eq!(code, 200, "{body}");

@@ -87,7 +87,7 @@ pub struct BookingRequest {
 pub struct BookingFields<'a> {
     pub start: Option<i64>,
     pub end: Option<i64>,
-    /// Seconds, used when `end` is absent.
+    /// Minutes (as the original's API reference documents it), used when `end` is absent.
     pub duration: Option<i64>,
     pub license_type: Option<&'a str>,
 }
@@ -103,7 +103,7 @@ pub fn booking_request(f: &BookingFields<'_>, now: i64, max_seconds: i64) -> Res
     let end = f
         .end
         .filter(|e| *e != 0)
-        .or_else(|| Some(start? + f.duration.filter(|d| *d != 0)?));
+        .or_else(|| start?.checked_add(f.duration.filter(|d| *d != 0)?.checked_mul(60)?));
     let (Some(start), Some(end), Some(kind)) = (start, end, f.license_type.filter(|t| !t.is_empty())) else {
         return Err(MISSING_FIELDS.to_string());
     };
@@ -244,8 +244,27 @@ mod tests {
         let now = 1_000;
         let ok = booking_request(&fields(2_000, Some(5_600), None, "byol"), now, 86_400).unwrap();
         assert_eq!((ok.start, ok.end, ok.kind), (2_000, 5_600, LicenseKind::Byol));
-        let by_duration = booking_request(&fields(2_000, None, Some(3_600), "pooled"), now, 86_400).unwrap();
-        assert_eq!((by_duration.end, by_duration.kind), (5_600, LicenseKind::Pooled));
+        let by_duration = booking_request(&fields(2_000, None, Some(60), "pooled"), now, 86_400).unwrap();
+        assert_eq!(
+            (by_duration.end, by_duration.kind),
+            (5_600, LicenseKind::Pooled),
+            "60 minutes"
+        );
+        assert_eq!(
+            booking_request(&fields(2_000, None, Some(-30), "byol"), now, 86_400).unwrap_err(),
+            "endTime must be after startTime",
+            "a negative duration ends before it starts"
+        );
+        assert_eq!(
+            booking_request(&fields(2_000, None, Some(1_441), "byol"), now, 86_400).unwrap_err(),
+            "A session may last at most 86400 seconds (24 hours)",
+            "a day and a minute is too long"
+        );
+        assert_eq!(
+            booking_request(&fields(2_000, None, Some(i64::MAX), "byol"), now, 86_400).unwrap_err(),
+            MISSING_FIELDS,
+            "a duration that overflows gives no end"
+        );
         let err = |f: BookingFields<'_>| booking_request(&f, now, 86_400).unwrap_err();
         assert_eq!(err(BookingFields::default()), MISSING_FIELDS);
         assert_eq!(err(fields(2_000, None, None, "byol")), MISSING_FIELDS);

@@ -39,7 +39,20 @@ pub async fn end_run(svc: &Services, inst: &Instance) -> Result<Instance> {
         },
         None => true,
     };
-    if let Some(task) = inst.task_arn.as_deref() {
+    let mut tasks: Vec<String> = inst.task_arn.iter().cloned().collect();
+    if tasks.is_empty() && inst.status == InstanceStatus::Starting {
+        // A start at work may have launched its task and not recorded it yet: the task
+        // carries the start's id, and must not outlive the run.
+        if let Some(attempt) = inst.attempt_id.as_deref() {
+            let started_by: String = attempt.chars().take(36).collect();
+            tasks = svc
+                .aws
+                .ecs
+                .list_tasks_started_by(&svc.config.cluster_name, &started_by)
+                .await?;
+        }
+    }
+    for task in &tasks {
         removed(
             ResourceKind::Task,
             svc.aws
