@@ -30,18 +30,18 @@ pub struct App {
 
 /// The outcome class of an invocation (for logs and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum HandledOutcome {
     Success,
     ClientError,
     ServerError,
 }
 
-impl Outcome {
+impl HandledOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Success => "success",
-            Outcome::ClientError => "client_error",
-            Outcome::ServerError => "server_error",
+            HandledOutcome::Success => "success",
+            HandledOutcome::ClientError => "client_error",
+            HandledOutcome::ServerError => "server_error",
         }
     }
 }
@@ -52,7 +52,7 @@ pub struct Handled {
     pub envelope: Envelope,
     /// The canonical action name, or `(invalid)` when the event did not parse.
     pub action: &'static str,
-    pub outcome: Outcome,
+    pub outcome: HandledOutcome,
 }
 
 impl App {
@@ -113,7 +113,7 @@ impl App {
                 Handled {
                     envelope: Envelope::error(&e),
                     action: "(invalid)",
-                    outcome: Outcome::ClientError,
+                    outcome: HandledOutcome::ClientError,
                 }
             }
         }
@@ -122,7 +122,11 @@ impl App {
     /// The checks before an action runs: the event parses, the guard passes, HTTP carries
     /// only the Ko-fi webhook, and the caller may call the action.
     pub fn screen(&self, event: &Value) -> Result<Invocation> {
-        let inv = event::parse(event)?;
+        self.admit(event::parse(event)?)
+    }
+
+    /// The checks of [`App::screen`] after the parse.
+    fn admit(&self, inv: Invocation) -> Result<Invocation> {
         if inv.source == Source::Http && !matches!(inv.action, Action::KofiWebhook(_)) {
             return Err(Error::Forbidden(format!(
                 "Action '{}' cannot be called over HTTP; only kofi-webhook can",
@@ -147,7 +151,7 @@ impl App {
                 return Handled {
                     envelope: Envelope::error(&e),
                     action: "(invalid)",
-                    outcome: Outcome::ClientError,
+                    outcome: HandledOutcome::ClientError,
                 };
             }
         };
@@ -160,7 +164,7 @@ impl App {
             remaining_ms = ctx.deadline_ms.map(|d| d - self.services.clock.now_ms()),
             "invocation"
         );
-        let result = match self.screen(event) {
+        let result = match self.admit(inv) {
             Ok(inv) => self.dispatch(inv, ctx).await,
             Err(e) => Err(e),
         };
@@ -168,7 +172,7 @@ impl App {
             Ok(body) => Handled {
                 envelope: Envelope::ok(&body),
                 action,
-                outcome: Outcome::Success,
+                outcome: HandledOutcome::Success,
             },
             Err(e) => {
                 let status = e.status_code();
@@ -181,9 +185,9 @@ impl App {
                     envelope: Envelope::error(&e),
                     action,
                     outcome: if e.is_client_error() {
-                        Outcome::ClientError
+                        HandledOutcome::ClientError
                     } else {
-                        Outcome::ServerError
+                        HandledOutcome::ServerError
                     },
                 }
             }

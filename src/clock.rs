@@ -13,7 +13,7 @@ pub trait Clock: Send + Sync {
     /// Waits `duration` (on a manual clock: advances time by it).
     async fn sleep(&self, duration: Duration);
 
-    /// Whole Unix seconds (spec §0: floor of milliseconds / 1000).
+    /// Whole Unix seconds (the floor of milliseconds / 1000).
     fn now(&self) -> i64 {
         self.now_ms().div_euclid(1000)
     }

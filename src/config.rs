@@ -142,7 +142,7 @@ fn seconds_in(
 fn retention_days(value: Option<String>, default: i32, invalid: &mut Vec<String>) -> i32 {
     let Some(v) = value else { return default };
     match v.trim().parse::<i32>() {
-        Ok(d) if crate::managers::logs::is_valid_retention(d) => d,
+        Ok(d) if crate::domain::retention::is_valid_retention(d) => d,
         _ => {
             invalid.push(format!(
                 "LOG_RETENTION_DAYS must be a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, …, 3653), got '{v}'"

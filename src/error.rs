@@ -138,7 +138,7 @@ impl Error {
     }
 
     /// The text of the envelope's `error` field. 500s carry the original's
-    /// `Internal error: ` prefix; 4xx carry the message alone, as in spec §1.2.
+    /// `Internal error: ` prefix; 4xx carry the message alone, as the original answered them.
     pub fn client_message(&self) -> String {
         if self.status_code() >= 500 {
             format!("Internal error: {self}")

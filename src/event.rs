@@ -207,7 +207,7 @@ macro_rules! actions {
         }
 
         impl Action {
-            /// The canonical action names, in spec order.
+            /// The canonical action names, in the order of the contract's sections.
             pub const NAMES: &'static [&'static str] = &[$($name),+];
 
             /// The canonical name of this action.

@@ -1,4 +1,4 @@
-//! The response envelope `{statusCode, headers, body: "<json string>"}` (spec §1.3).
+//! The response envelope `{statusCode, headers, body: "<json string>"}` (docs/contract.md, section 1.4).
 //!
 //! The same envelope answers HTTP-shaped invocations: a Function URL or API Gateway
 //! proxy integration reads exactly these three members.

@@ -1,5 +1,5 @@
 //! The invocation contract on fakes: every fixture in `events/` parses and dispatches,
-//! the read-only actions answer their spec shapes, and secrets never reach the log.
+//! the read-only actions answer in the contract's shapes, and secrets never reach the log.
 
 use std::path::Path;
 
@@ -180,7 +180,7 @@ fn seed_instance(fake: &foundry_lambda::testing::FakeAws, uid: &str, status: &st
 }
 
 #[tokio::test]
-async fn shutdown_stats_answers_the_spec_shape() {
+async fn shutdown_stats_answers_the_contracts_shape() {
     let (app, fake, _) = fake_app(T0);
     seed_instance(&fake, "1", "running", Some(T0 - 60));
     seed_instance(&fake, "2", "running", Some(T0 + 600));
@@ -218,7 +218,7 @@ fn seed_usage(
 }
 
 #[tokio::test]
-async fn get_user_costs_answers_the_spec_shape() {
+async fn get_user_costs_answers_the_contracts_shape() {
     let (app, fake, _) = fake_app(T0);
     seed_usage(&fake, &format!("{UID}#2026-11"), Some("2.5"), Some("1"), Some("Jo"));
     seed_usage(&fake, &format!("{UID}#2026-10"), Some("99"), None, None);

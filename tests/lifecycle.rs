@@ -1,5 +1,5 @@
 //! The instance lifecycle on the in-memory fakes: responses field by field, faults at
-//! every AWS step, races, deadlines and usage (issue: instance lifecycle).
+//! every AWS step, races, deadlines and usage.
 
 mod fake_env;
 
@@ -105,7 +105,7 @@ async fn the_s3_secret_key_lives_only_in_the_users_secret() {
 }
 
 #[tokio::test]
-async fn start_stop_status_and_destroy_answer_the_spec_shapes() {
+async fn start_stop_status_and_destroy_answer_the_contracts_shapes() {
     let (app, fake, _) = fake_app(T0);
     let started = running(&app).await;
     assert_eq!(
@@ -261,7 +261,7 @@ async fn list_all_never_returns_admin_keys() {
 }
 
 #[tokio::test]
-async fn update_version_answers_the_spec_shape_and_validates() {
+async fn update_version_answers_the_contracts_shape_and_validates() {
     let (app, fake, _) = fake_app(T0);
     created(&app).await;
     let (code, body) = invoke(
@@ -694,7 +694,7 @@ async fn pooled_instances_cannot_start_on_demand() {
 }
 
 #[tokio::test]
-async fn delete_answers_the_spec_shape_and_removes_everything() {
+async fn delete_answers_the_contracts_shape_and_removes_everything() {
     let (app, fake, _) = fake_app(T0);
     running(&app).await;
     let (code, body) = invoke(&app, ev("delete", UID)).await;

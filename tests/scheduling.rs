@@ -71,7 +71,7 @@ async fn booked(app: &foundry_lambda::app::App, uid: &str, kind: &str, start: i6
 // ------------------------------------------------------------------ booking
 
 #[tokio::test]
-async fn a_booking_answers_the_spec_shape_and_writes_session_reservation_and_ledger() {
+async fn a_booking_answers_the_contracts_shape_and_writes_session_reservation_and_ledger() {
     let (app, fake, _) = world().await;
     let (code, body) = invoke(&app, schedule(OWNER, "byol", T0 + HOUR, T0 + 3 * HOUR)).await;
     assert_eq!(code, 200, "{body}");
@@ -191,7 +191,7 @@ async fn a_pooled_booking_takes_a_free_shared_license_and_none_when_all_are_take
 }
 
 #[tokio::test]
-async fn availability_answers_the_spec_shapes() {
+async fn availability_answers_the_contracts_shapes() {
     let (app, _, _) = world().await;
     let check = |uid: &str, kind: &str, start: i64, end: i64| json!({"action":"check-availability","userId":uid,"startTime":start,"endTime":end,"licenseType":kind});
     assert_eq!(
@@ -430,7 +430,7 @@ async fn a_session_whose_end_passed_while_it_waited_is_expired() {
 }
 
 #[tokio::test]
-async fn start_and_end_scheduled_session_answer_the_spec_shapes() {
+async fn start_and_end_scheduled_session_answer_the_contracts_shapes() {
     let (app, fake, clock) = world().await;
     let start = T0 + HOUR;
     let id = booked(&app, OWNER, "byol", start, start + HOUR).await;

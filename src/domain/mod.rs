@@ -6,6 +6,7 @@ pub mod lenient;
 pub mod model;
 pub mod money;
 pub mod names;
+pub mod retention;
 pub mod schedule;
 pub mod taskdef;
 pub mod usage;

@@ -2,7 +2,7 @@
 //!
 //! Attributes are read leniently (see `lenient`): an item the original wrote with an odd
 //! value still reads. Every optional attribute is an `Option` that is omitted when `None`, which gives
-//! JavaScript's "undefined is dropped" (spec §0). Unknown attributes written by other
+//! JavaScript's "undefined is dropped" (absent members are left out). Unknown attributes written by other
 //! tools are ignored on read; the port changes items with UpdateItem, so they survive.
 
 use serde::{Deserialize, Serialize};

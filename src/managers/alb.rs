@@ -254,24 +254,18 @@ impl Alb for SdkAlb {
 
     async fn list_rules(&self, listener_arn: &str) -> Result<Vec<RuleInfo>, AwsError> {
         const OP: &str = "DescribeRules";
+        let mut pages = self
+            .client
+            .describe_rules()
+            .listener_arn(listener_arn)
+            .set_page_size(self.rules_page_size)
+            .into_paginator()
+            .send();
         let mut rules = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = self
-                .client
-                .describe_rules()
-                .listener_arn(listener_arn)
-                .set_page_size(self.rules_page_size)
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, OP, e))?;
-            for rule in out.rules() {
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(SERVICE, OP, e))?;
+            for rule in page.rules() {
                 rules.push(rule_info(rule)?);
-            }
-            match out.next_marker() {
-                Some(m) if !m.is_empty() => marker = Some(m.to_string()),
-                _ => break,
             }
         }
         Ok(rules)

@@ -687,23 +687,17 @@ impl Dynamo for SdkDynamo {
     }
 
     async fn scan(&self, table: &Table) -> Result<Vec<Item>, AwsError> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&table.name)
+            .set_limit(self.page_limit)
+            .into_paginator()
+            .send();
         let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&table.name)
-                .set_limit(self.page_limit)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, "Scan", e))?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(SERVICE, "Scan", e))?;
+            items.extend(page.items.unwrap_or_default());
         }
         Ok(items)
     }
@@ -711,28 +705,22 @@ impl Dynamo for SdkDynamo {
     async fn query(&self, table: &Table, query: &Query) -> Result<Vec<Item>, AwsError> {
         let mut expr = Expr::new();
         let key_condition = expr.key_condition(query);
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&table.name)
+            .set_index_name(query.index.clone())
+            .key_condition_expression(&key_condition)
+            .set_expression_attribute_names(expr.names_param())
+            .set_expression_attribute_values(expr.values_param())
+            .scan_index_forward(true)
+            .set_limit(self.page_limit)
+            .into_paginator()
+            .send();
         let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&table.name)
-                .set_index_name(query.index.clone())
-                .key_condition_expression(&key_condition)
-                .set_expression_attribute_names(expr.names_param())
-                .set_expression_attribute_values(expr.values_param())
-                .scan_index_forward(true)
-                .set_limit(self.page_limit)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, "Query", e))?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(SERVICE, "Query", e))?;
+            items.extend(page.items.unwrap_or_default());
         }
         Ok(items)
     }

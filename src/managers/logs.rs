@@ -34,15 +34,7 @@ pub trait Logs: Send + Sync {
 /// The service name in every error of this module.
 pub const SERVICE: &str = "logs";
 
-/// Every retention (in days) CloudWatch Logs accepts in PutRetentionPolicy.
-pub const RETENTION_DAYS: [i32; 22] = [
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
-];
-
-/// Whether CloudWatch Logs accepts `days` as a retention.
-pub fn is_valid_retention(days: i32) -> bool {
-    RETENTION_DAYS.contains(&days)
-}
+pub use crate::domain::retention::{is_valid_retention, RETENTION_DAYS};
 
 /// `Ok(())` when `days` is a retention CloudWatch Logs accepts, else an `Invalid` error for
 /// `operation` (shaped like the service's own answer).
@@ -89,10 +81,6 @@ impl SdkLogs {
         }
     }
 }
-
-/// An upper bound on DescribeLogGroups pages (50 groups a page): a service that keeps
-/// answering with a next token cannot loop us forever.
-const MAX_PAGES: usize = 1_000;
 
 #[async_trait]
 impl Logs for SdkLogs {
@@ -143,30 +131,20 @@ impl Logs for SdkLogs {
 
     async fn retention_days(&self, name: &str) -> Result<Option<i32>, AwsError> {
         const OP: &str = "DescribeLogGroups";
-        let mut next_token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let out = self
-                .client
-                .describe_log_groups()
-                .log_group_name_prefix(name)
-                .set_next_token(next_token.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, OP, e))?;
-            if let Some(group) = out.log_groups().iter().find(|g| g.log_group_name() == Some(name)) {
+        // The paginator stops when the service repeats a token, so it cannot loop forever.
+        let mut pages = self
+            .client
+            .describe_log_groups()
+            .log_group_name_prefix(name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(SERVICE, OP, e))?;
+            if let Some(group) = page.log_groups().iter().find(|g| g.log_group_name() == Some(name)) {
                 return Ok(group.retention_in_days());
             }
-            match out.next_token() {
-                Some(t) if !t.is_empty() => next_token = Some(t.to_string()),
-                _ => return Err(not_found(OP)),
-            }
         }
-        Err(AwsError::new(
-            SERVICE,
-            OP,
-            AwsErrorKind::Other,
-            format!("DescribeLogGroups for {name} did not end after {MAX_PAGES} pages"),
-        ))
+        Err(not_found(OP))
     }
 }
 

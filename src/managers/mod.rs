@@ -5,7 +5,6 @@
 //! is fine, whether to retry, what to undo, is the action's business.
 
 pub mod alb;
-pub mod credentials;
 pub mod dynamodb;
 pub mod ecs;
 pub mod efs;

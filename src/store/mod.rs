@@ -9,6 +9,7 @@
 //! page.
 
 mod claims;
+pub mod credentials;
 mod instances;
 mod pools;
 mod reservations;

@@ -21,8 +21,8 @@ use crate::domain::names;
 use crate::domain::taskdef::valid_version;
 use crate::error::{Error, Result};
 use crate::event::CreateFields;
-use crate::managers::credentials::get_credentials;
 use crate::secret::Sensitive;
+use crate::store::credentials::get_credentials;
 use crate::store::{CreateDone, Lease, PoolEntry};
 
 use crate::actions::resources::{self, Files, SecretFate};

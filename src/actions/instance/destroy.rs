@@ -15,7 +15,7 @@ use crate::context::{Ctx, Services};
 use crate::domain::model::InstanceStatus;
 use crate::domain::names;
 use crate::error::{Error, Result};
-use crate::managers::credentials::get_credentials;
+use crate::store::credentials::get_credentials;
 use crate::store::Lease;
 
 /// The answer of `destroy`.

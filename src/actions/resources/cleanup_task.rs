@@ -18,7 +18,7 @@ use super::waits::watch_task;
 
 /// How the cleanup task ended, when it did not succeed.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum CleanupOutcome {
     /// Still running when the wait had to end.
     StillRunning,
     /// It stopped with a non-zero exit code, without one, or vanished.
@@ -114,10 +114,10 @@ pub async fn running(svc: &Services, user_id: &str) -> Result<Vec<String>> {
 
 /// Waits for the cleanup task to stop and checks that its container exited with 0. A
 /// non-zero exit or a vanished task fails at once.
-pub async fn wait(svc: &Services, ctx: &Ctx, task_arn: &str) -> std::result::Result<(), Outcome> {
+pub async fn wait(svc: &Services, ctx: &Ctx, task_arn: &str) -> std::result::Result<(), CleanupOutcome> {
     let settled = watch_task(svc, ctx, task_arn, |task| {
         let Some(task) = task else {
-            return Some(Err(Outcome::Failed(format!("task {task_arn} not found"))));
+            return Some(Err(CleanupOutcome::Failed(format!("task {task_arn} not found"))));
         };
         if !task.last_status.eq_ignore_ascii_case("STOPPED") {
             return None;
@@ -129,16 +129,16 @@ pub async fn wait(svc: &Services, ctx: &Ctx, task_arn: &str) -> std::result::Res
             .and_then(|c| c.exit_code);
         Some(match exit {
             Some(0) => Ok(()),
-            Some(code) => Err(Outcome::Failed(format!("exit code {code}"))),
-            None => Err(Outcome::Failed(format!(
+            Some(code) => Err(CleanupOutcome::Failed(format!("exit code {code}"))),
+            None => Err(CleanupOutcome::Failed(format!(
                 "task stopped without an exit code: {}",
                 task.stopped_reason.unwrap_or_default()
             ))),
         })
     })
     .await
-    .map_err(|e| Outcome::Aws(e.into()))?;
-    settled.unwrap_or(Err(Outcome::StillRunning))
+    .map_err(|e| CleanupOutcome::Aws(e.into()))?;
+    settled.unwrap_or(Err(CleanupOutcome::StillRunning))
 }
 
 #[cfg(test)]

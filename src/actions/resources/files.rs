@@ -138,7 +138,7 @@ async fn erase_files(svc: &Services, ctx: &Ctx, inst: &Instance, resumed: bool) 
     // A destroy of an earlier version recorded the task it launched, which has no startedBy.
     if let Some(arn) = inst.cleanup_task_arn.as_deref() {
         match cleanup_task::wait(svc, ctx, arn).await {
-            Err(cleanup_task::Outcome::Failed(why)) => {
+            Err(cleanup_task::CleanupOutcome::Failed(why)) => {
                 tracing::info!(task = arn, why, "the recorded cleanup task failed; launching another");
             }
             outcome => return cleaned(outcome),
@@ -162,16 +162,16 @@ async fn erase_files(svc: &Services, ctx: &Ctx, inst: &Instance, resumed: bool) 
 }
 
 /// How the wait for a cleanup task ended, as the destroy reports it.
-fn cleaned(outcome: std::result::Result<(), cleanup_task::Outcome>) -> Result<()> {
+fn cleaned(outcome: std::result::Result<(), cleanup_task::CleanupOutcome>) -> Result<()> {
     match outcome {
         Ok(()) => Ok(()),
-        Err(cleanup_task::Outcome::StillRunning) => Err(Error::failed(
+        Err(cleanup_task::CleanupOutcome::StillRunning) => Err(Error::failed(
             "EFS cleanup is still running; the access point is kept until it finishes",
         )),
         // The next destroy does not find it running and launches a new one.
-        Err(cleanup_task::Outcome::Failed(why)) => Err(Error::Failed(format!(
+        Err(cleanup_task::CleanupOutcome::Failed(why)) => Err(Error::Failed(format!(
             "EFS cleanup failed ({why}); the access point and the user's files are kept"
         ))),
-        Err(cleanup_task::Outcome::Aws(e)) => Err(e),
+        Err(cleanup_task::CleanupOutcome::Aws(e)) => Err(e),
     }
 }

@@ -5,8 +5,8 @@ use crate::context::Services;
 use crate::domain::model::Credentials;
 use crate::domain::names;
 use crate::error::{AwsErrorKind, Error, Result};
-use crate::managers::credentials::store_credentials;
 use crate::managers::iam::AccessKey;
+use crate::store::credentials::store_credentials;
 
 use super::kind::{removed, Leftovers, ResourceKind};
 use super::removal::in_time;

@@ -17,7 +17,7 @@ use crate::domain::model::{Credentials, Instance, InstanceStatus};
 use crate::domain::names;
 use crate::domain::taskdef::{self, FoundryTask, SecretKeys};
 use crate::error::{Error, Result};
-use crate::managers::credentials::{get_credentials, store_credentials, store_secret};
+use crate::store::credentials::{get_credentials, store_credentials, store_secret};
 use crate::store::{BeginStart, Lease, Progress, RunClaim, SessionRun};
 
 use super::end::end_run;

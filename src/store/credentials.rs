@@ -1,4 +1,5 @@
-//! GET-CREDENTIALS and STORE-CREDENTIALS.
+//! The user's secret as a record: its JSON schema, read and written through the Secrets
+//! Manager adapter (GET-CREDENTIALS and STORE-CREDENTIALS of the original).
 
 use crate::domain::model::Credentials;
 use crate::domain::names;
