@@ -78,6 +78,7 @@ lint: venv-lint
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
+	python3 tools/modgraph.py
 
 # The performance tables (benches/tables): cold start and memory of the release binary next to
 # a hello-world lambda_runtime binary (examples/floor.rs), handler overhead on the fakes, and AWS

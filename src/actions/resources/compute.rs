@@ -8,8 +8,7 @@ use crate::domain::taskdef::FOUNDRY_PORT;
 use crate::error::{AwsError, AwsErrorKind, Error, Result};
 use crate::managers::alb::TargetGroupSpec;
 
-use super::kind::{removed, Leftovers, ResourceKind};
-use super::removal::in_time;
+use super::kind::{in_time, removed, Leftovers, ResourceKind};
 
 /// The target group: HTTP on the Foundry port, health-checked on `/`.
 pub fn target_group_spec(svc: &Services, username: &str) -> TargetGroupSpec {

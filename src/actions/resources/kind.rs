@@ -1,6 +1,7 @@
 //! The kinds of per-user AWS resources, counting what was made and removed, and what a
 //! removal left.
 
+use crate::context::Services;
 use crate::error::AwsError;
 
 /// The kinds of per-user AWS resources, for messages and the `Resources*` metrics.
@@ -101,4 +102,14 @@ impl Leftovers {
     pub fn describe(&self) -> String {
         self.0.join("; ")
     }
+}
+
+/// Whether the invocation still has time for the next step; if not, says so in `left`
+/// (the next call of the action goes on from there).
+pub(super) fn in_time(svc: &Services, until_ms: i64, next: &str, left: &mut Leftovers) -> bool {
+    if svc.clock.now_ms() < until_ms {
+        return true;
+    }
+    left.push(format!("time ran out before removing {next}"));
+    false
 }

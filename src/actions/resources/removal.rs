@@ -9,7 +9,7 @@ use crate::managers::iam::KnownParts;
 
 use super::compute::{remove_log_group, remove_target_group, remove_task_definitions};
 use super::files::{remove_access_points, Files};
-use super::kind::{removed, Leftovers, ResourceKind};
+use super::kind::{in_time, removed, Leftovers, ResourceKind};
 use super::storage::{remove_bucket, remove_secret, SecretFate};
 use super::subdomain::remove_dns_record;
 
@@ -110,14 +110,4 @@ pub async fn remove_all(svc: &Services, ctx: &Ctx, inst: &Instance, secret: Secr
         remove_log_group(svc, &names::legacy_log_group(uid), &mut left).await;
     }
     left
-}
-
-/// Whether the invocation still has time for the next step; if not, says so in `left`
-/// (the next call of the action goes on from there).
-pub(super) fn in_time(svc: &Services, until_ms: i64, next: &str, left: &mut Leftovers) -> bool {
-    if svc.clock.now_ms() < until_ms {
-        return true;
-    }
-    left.push(format!("time ran out before removing {next}"));
-    false
 }

@@ -8,8 +8,7 @@ use crate::error::{AwsErrorKind, Error, Result};
 use crate::managers::iam::AccessKey;
 use crate::store::credentials::store_credentials;
 
-use super::kind::{removed, Leftovers, ResourceKind};
-use super::removal::in_time;
+use super::kind::{in_time, removed, Leftovers, ResourceKind};
 
 /// The user's bucket, public-read and versioned.
 pub async fn ensure_bucket(svc: &Services, bucket: &str) -> Result<()> {
