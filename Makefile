@@ -19,6 +19,8 @@ INVOKE_PORT := 9000
 # cargo lambda watch listens here; an Invoke API front on $(INVOKE_PORT) serves the function name
 # (cargo lambda watch only knows the binary's name, `bootstrap`).
 WATCH_PORT  ?= 9001
+# How many invocations `make run` serves at once (cargo lambda watch instances).
+RUN_CONCURRENCY ?= 8
 FUNCTION    := foundry-vtt-instance-management
 EVENT       ?= events/status.json
 PIP_FLAGS   := -q --disable-pip-version-check --no-input
@@ -188,7 +190,8 @@ run: venv-run
 	set -a; source $(ENV_FILE); set +a
 	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 	cargo build --bin bootstrap  # build first: compile errors show now, and the first invoke is fast
-	cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) \
+	# Several instances of the function, as Lambda runs invocations in parallel.
+	cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) --concurrency $(RUN_CONCURRENCY) \
 	  --env-file $(ENV_FILE) &
 	watch_pid=$$!
 	$(PY) $(LOCALAWS) invoke-proxy --listen $(INVOKE_PORT) --upstream $(WATCH_PORT) \
