@@ -104,6 +104,7 @@ test: venv venv-check
 # Every request the tests recorded against the roles of template.yaml (tools/iam_check.py).
 iam-check: venv-check
 	@[ -s $(IAM_REQUESTS) ] || { echo "make iam-check: no $(IAM_REQUESTS); run make test first" >&2; exit 1; }
+	$(PY) -m unittest discover -s tools -p 'test_*.py'
 	$(PY) tools/iam_check.py --requests $(IAM_REQUESTS) --env $(TEST_ENV_FILE)
 
 # template.yaml through the SAM translator into a CloudFormation stack on a moto of its own,
