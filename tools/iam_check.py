@@ -257,6 +257,7 @@ class Requests:
         self.access_point_tags: dict[str, dict[str, str]] = {}
         self.user_paths: dict[str, str] = {}
         self.task_definitions: list[dict] = []
+        self.run_families: set[str] = set()
 
     def cluster_arn(self, cluster: str | None) -> str:
         cluster = cluster or "default"
@@ -310,6 +311,7 @@ class Requests:
             td_arn = td if td.startswith("arn:") else arn("ecs", f"task-definition/{td}")
             if ":" not in td_arn.split("/")[-1]:
                 td_arn += ":1"  # the family's latest revision
+            self.run_families.add(td_arn.split("/")[-1].split(":")[0])
             return [Auth(action, td_arn, {"ecs:cluster": [cluster]}, request=f"of {td} in {cluster}")]
         if op in ("StopTask", "DescribeTasks"):
             tasks = f.get("tasks", []) + f.get("task", [])
@@ -322,6 +324,12 @@ class Requests:
             return [Auth(action, "*", {"ecs:cluster": [cluster]},
                          request=f"in {cluster} startedBy={(f.get('startedBy') or ['-'])[0]}")]
         if op == "DescribeTaskDefinition":
+            # A definition registered before the recording began: its answer says what ECS
+            # will do with the task's roles.
+            described = [[p[len("taskDefinition."):], v] for p, v in rec.get("response", [])
+                         if p.startswith("taskDefinition.")]
+            if any(p == "family" for p, _ in described):
+                self.task_definitions.append({"fields": described})
             out = [Auth(action, "*", request=f"{f['taskDefinition'][0]}")]
             if "TAGS" in f.get("include", []):
                 # docs/deployment.md: ECS documents no separate permission for include=TAGS.
@@ -688,6 +696,10 @@ def main() -> int:
     exec_auths, task_auths = reqs.task_auths()
     exec_resolver = cfn.Resolver(template, {**params, "ExecutionRoleArn": "", "TaskRoleArn": ""}, pseudo, attrs)
     task_denied, task_unused = [], []
+    known = {fields_of(r)["family"][0] for r in reqs.task_definitions}
+    for family in sorted(reqs.run_families - known):
+        task_denied.append(f"tasks: {family} was run, but its definition was neither registered nor "
+                           "described in the recording: its roles are not checked")
     for logical, title, task_list in (("FoundryTaskExecutionRole", "task execution role", exec_auths),
                                       ("FoundryTaskRole", "task role", task_auths)):
         if logical not in template["Resources"]:
@@ -705,9 +717,13 @@ def main() -> int:
           f"authorizations ({len(auths)} in all) against {len(function_role)} statements of the function's role")
     for (service, op), (_m, _a, why) in TEST_ONLY.items():
         print(f"iam_check: not held against the role ({test_only} requests): {service} {op}: {why}")
+    families = sorted({re.sub(r"\d{6,}", "<userId>", fields_of(r)["family"][0]) for r in reqs.task_definitions})
+    ran = sorted({re.sub(r"\d{6,}", "<userId>", f) for f in reqs.run_families})
+    print(f"iam_check: task definition families run: {', '.join(ran)}")
+    print(f"iam_check: task definition families registered or described: {', '.join(families)}")
     print(f"iam_check: tasks: {len({a.key() for a in exec_auths})} execution-role and "
           f"{len({a.key() for a in task_auths})} task-role authorizations from "
-          f"{len(reqs.task_definitions)} registered task definitions")
+          f"{len(reqs.task_definitions)} registered or described task definitions")
     print(f"iam_check: not held against the role ({fixtures} requests): names of test fixtures: "
           + "; ".join(FIXTURE_NAMES.values()))
     for line in explained:

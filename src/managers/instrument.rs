@@ -143,10 +143,11 @@ impl Intercept for TelemetryInterceptor {
         Ok(())
     }
 
+    // After deserialization: before it, the answer's body is still a stream.
     #[cfg(feature = "test-util")]
-    fn read_before_deserialization(
+    fn read_after_deserialization(
         &self,
-        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
+        context: &aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
@@ -360,13 +361,16 @@ pub mod recording {
             Pending(Mutex::new(Some(m)))
         }
 
-        /// Adds the answer's status and, for EFS (whose access points are known by id only),
+        /// Adds the answer's status and, for EFS (whose access points are known by id only) and
+        /// ECS DescribeTaskDefinition (a task definition registered before the recording began),
         /// the resource-naming fields of the answer.
         pub fn add_response(&self, response: &HttpResponse) {
             let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(m) = guard.as_mut() {
                 m.insert("status".into(), response.status().as_u16().into());
-                if m.get("service").and_then(Value::as_str) == Some("EFS") {
+                let service = m.get("service").and_then(Value::as_str);
+                let operation = m.get("operation").and_then(Value::as_str);
+                if service == Some("EFS") || (service == Some("ECS") && operation == Some("DescribeTaskDefinition")) {
                     let ct = response.headers().get("content-type");
                     m.insert(
                         "response".into(),
