@@ -377,6 +377,8 @@ class Requests:
             known = ap in self.access_point_tags
             ctx = {f"aws:ResourceTag/{k}": [v] for k, v in self.access_point_tags.get(ap, {}).items()}
             note = "" if known else " (not known to exist: no tags)"
+            if op == "DeleteAccessPoint":
+                self.access_point_tags.pop(ap, None)  # gone, and its tags with it
             return [Auth(action, arn("elasticfilesystem", f"access-point/{ap}"), ctx, request=ap + note)]
         fs = q["FileSystemId"][0]
         return [Auth(action, arn("elasticfilesystem", f"file-system/{fs}"), request=f"on {fs}")]
