@@ -138,8 +138,8 @@ def main() -> int:
     print(f"deploy_rehearsal: SAM translator: {len(template['Resources'])} resources -> "
           f"{len(translated['Resources'])} CloudFormation resources of {len(types)} types")
     skipped = unsupported_types(translated)
-    print("deploy_rehearsal: resource types moto's CloudFormation cannot host (skipped, checked by "
-          f"cfn-lint and checkov only): {', '.join(skipped) or 'none'}")
+    print("deploy_rehearsal: resource types moto's CloudFormation cannot host (skipped; their properties "
+          f"are checked in the translated template, and by cfn-lint and checkov): {', '.join(skipped) or 'none'}")
     # moto fails the whole stack on an output that reads an attribute of a skipped resource:
     # such outputs are left out of the rehearsal (and listed).
     skipped_ids = {k for k, r in translated["Resources"].items() if r["Type"] in skipped}
