@@ -13,7 +13,7 @@ LOCALAWS    := tests/local-aws/localaws.py
 ENV_FILE    := target/local-aws/env
 MOTO_PORT   := 5000
 # The tests run against their own moto, so that nothing they create shows in `make run`.
-TEST_MOTO_PORT := 5055
+TEST_MOTO_PORT ?= 5055
 TEST_ENV_FILE  := target/local-aws/test-env-$(TEST_MOTO_PORT)
 INVOKE_PORT := 9000
 # cargo lambda watch listens here; an Invoke API front on $(INVOKE_PORT) serves the function name
@@ -24,16 +24,25 @@ RUN_CONCURRENCY ?= 8
 FUNCTION    := foundry-vtt-instance-management
 EVENT       ?= events/status.json
 PIP_FLAGS   := -q --disable-pip-version-check --no-input
+CHECKOV_VENV := .venv-checkov
+# The IAM coverage check: make test records every AWS request the function makes here.
+IAM_REQUESTS := target/iam/requests.jsonl
+# The deploy rehearsal deploys template.yaml into a moto of its own.
+REHEARSAL_MOTO_PORT := 5066
+REHEARSAL_ENV_FILE  := target/local-aws/rehearsal-env-$(REHEARSAL_MOTO_PORT)
 
-.PHONY: help venv venv-run venv-lint build test lint run invoke package bench bench-build bench-lambda-cpu layout fuzz mutants clean-aws
+.PHONY: help venv venv-run venv-lint venv-check venv-checkov iam-check deploy-rehearsal build test lint run invoke package bench bench-build bench-lambda-cpu layout fuzz mutants clean-aws
 
 help:
 	@echo "make venv       create .venv with moto (tests/local-aws/requirements.txt)"
 	echo "make venv-run   also install cargo-lambda (tests/local-aws/requirements-run.txt)"
 	echo "make venv-lint  also install cfn-lint (tests/local-aws/requirements-lint.txt)"
 	echo "make build      cargo build --release --bin bootstrap"
-	echo "make test       start/provision the tests' local AWS (moto on 127.0.0.1:$(TEST_MOTO_PORT)), then cargo test --all-targets"
-	echo "make lint       cargo fmt --check, clippy -D warnings, cfn-lint template.yaml"
+	echo "make test       start/provision the tests' local AWS (moto on 127.0.0.1:$(TEST_MOTO_PORT)), cargo test --all-targets"
+	echo "                recording every AWS request, then make iam-check and make deploy-rehearsal"
+	echo "make iam-check  hold template.yaml's roles against the requests the last make test recorded"
+	echo "make deploy-rehearsal  translate template.yaml (SAM) and CreateStack it into moto on 127.0.0.1:$(REHEARSAL_MOTO_PORT)"
+	echo "make lint       cargo fmt --check, clippy -D warnings, cfn-lint and checkov on template.yaml"
 	echo "make run        local AWS + cargo lambda watch; Invoke API on 127.0.0.1:$(INVOKE_PORT) for $(FUNCTION)"
 	echo "make invoke EVENT=events/status.json   POST an event to the running function"
 	echo "make package    cargo lambda build --release --arm64 --output-format zip"
@@ -60,6 +69,19 @@ $(VENV)/.stamp-run: tests/local-aws/requirements-run.txt $(VENV)/.stamp-test
 	@$(PY) -m pip install $(PIP_FLAGS) -r $<
 	touch $@
 
+venv-check: $(VENV)/.stamp-check
+
+$(VENV)/.stamp-check: tests/local-aws/requirements-check.txt $(VENV)/.stamp-test
+	@$(PY) -m pip install $(PIP_FLAGS) -r $<
+	touch $@
+
+venv-checkov: $(CHECKOV_VENV)/.stamp
+
+$(CHECKOV_VENV)/.stamp: tests/local-aws/requirements-checkov.txt
+	@[ -x $(CHECKOV_VENV)/bin/python ] || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install $(PIP_FLAGS) -r $<
+	touch $@
+
 venv-lint: $(VENV)/.stamp-lint
 
 $(VENV)/.stamp-lint: tests/local-aws/requirements-lint.txt
@@ -72,14 +94,34 @@ $(VENV)/.stamp-lint: tests/local-aws/requirements-lint.txt
 build:
 	cargo build --release --bin bootstrap
 
-test: venv
+# The tests record every AWS request the function makes (src/managers/instrument.rs) for
+# make iam-check; TEST_MOTO_PORT=N runs them against a moto of their own on N.
+test: venv venv-check
 	$(PY) $(LOCALAWS) up --port $(TEST_MOTO_PORT) --env-out $(TEST_ENV_FILE) >/dev/null
-	cargo test --all-targets
+	mkdir -p $(dir $(IAM_REQUESTS))
+	rm -f $(IAM_REQUESTS)
+	FOUNDRY_TEST_MOTO_PORT=$(TEST_MOTO_PORT) FOUNDRY_AWS_REQUEST_LOG=$(CURDIR)/$(IAM_REQUESTS) cargo test --all-targets
+	$(MAKE) --no-print-directory iam-check deploy-rehearsal
 
-lint: venv-lint
+# Every request the tests recorded against the roles of template.yaml (tools/iam_check.py).
+iam-check: venv-check
+	@[ -s $(IAM_REQUESTS) ] || { echo "make iam-check: no $(IAM_REQUESTS); run make test first" >&2; exit 1; }
+	$(PY) -m unittest discover -s tools -p 'test_*.py'
+	$(PY) tools/iam_check.py --requests $(IAM_REQUESTS) --env $(TEST_ENV_FILE)
+
+# template.yaml through the SAM translator into a CloudFormation stack on a moto of its own,
+# with the infrastructure of a deployment provisioned around it (tools/deploy_rehearsal.py).
+deploy-rehearsal: venv venv-check
+	@started=$$($(PY) $(LOCALAWS) up --port $(REHEARSAL_MOTO_PORT) --env-out $(REHEARSAL_ENV_FILE))
+	stop_moto() { if [[ $$started == started* ]]; then $(PY) $(LOCALAWS) down --port $(REHEARSAL_MOTO_PORT); fi; }
+	trap stop_moto EXIT
+	$(PY) tools/deploy_rehearsal.py --env $(REHEARSAL_ENV_FILE)
+
+lint: venv-lint venv-checkov
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
 	python3 tools/modgraph.py
 
 # The performance tables (benches/tables): cold start and memory of the release binary next to
@@ -253,3 +295,4 @@ clean-aws:
 	@py=$(PY); [ -x $$py ] || py=$(PYTHON)
 	$$py $(LOCALAWS) down --port $(MOTO_PORT)
 	$$py $(LOCALAWS) down --port $(TEST_MOTO_PORT)
+	$$py $(LOCALAWS) down --port $(REHEARSAL_MOTO_PORT)

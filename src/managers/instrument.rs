@@ -26,6 +26,17 @@
 //! allocation), a few `ConfigBag` lookups. Names are borrowed from the SDK's static
 //! [`Metadata`]; nothing is formatted unless DEBUG is enabled. The interceptor is registered as
 //! *permanent*, which spares the SDK an "is it disabled?" lookup before each hook (release builds).
+//!
+//! ## Recording requests (tests only)
+//!
+//! Built with the `test-util` feature (as every test build is), the interceptor also records
+//! each HTTP request attempt to the file named by `FOUNDRY_AWS_REQUEST_LOG`, one JSON object a
+//! line: the service and operation, the method and URI, the answer's status, and the fields
+//! of the request that name a resource (table, index, cluster, task definition, role ARNs,
+//! log group, secret id, file system, access point, record name and type, IAM user and path,
+//! target group, tags …). It keeps only those: values such as a secret's string, a policy
+//! document, container environment or an item's attributes are never written. The IAM coverage
+//! check (`tools/iam_check.py`) holds the template's roles against these records.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -117,6 +128,48 @@ impl Intercept for TelemetryInterceptor {
         Ok(())
     }
 
+    #[cfg(feature = "test-util")]
+    fn read_before_transmit(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if recording::enabled() {
+            let (service, operation) = names(cfg.load::<Metadata>());
+            let pending = recording::Pending::of_request(service, operation, context.request());
+            cfg.interceptor_state().store_put(pending);
+        }
+        Ok(())
+    }
+
+    // After deserialization: before it, the answer's body is still a stream.
+    #[cfg(feature = "test-util")]
+    fn read_after_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(pending) = cfg.load::<recording::Pending>() {
+            pending.add_response(context.response());
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "test-util")]
+    fn read_after_attempt(
+        &self,
+        _context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(pending) = cfg.load::<recording::Pending>() {
+            pending.write();
+        }
+        Ok(())
+    }
+
     fn read_after_execution(
         &self,
         context: &FinalizerInterceptorContextRef<'_>,
@@ -135,6 +188,258 @@ impl Intercept for TelemetryInterceptor {
             tracing::debug!(service, operation, attempts, "aws call retried");
         }
         Ok(())
+    }
+}
+
+/// The request recorder of the IAM coverage check (see the module's documentation).
+#[cfg(feature = "test-util")]
+pub mod recording {
+    use std::io::Write as _;
+    use std::sync::{Mutex, OnceLock};
+
+    use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+    use aws_smithy_types::config_bag::{Storable, StoreReplace};
+    use serde_json::{json, Map, Value};
+
+    /// The variable naming the file that records are appended to.
+    pub const ENV: &str = "FOUNDRY_AWS_REQUEST_LOG";
+
+    fn file() -> Option<&'static Mutex<std::fs::File>> {
+        static FILE: OnceLock<Option<Mutex<std::fs::File>>> = OnceLock::new();
+        FILE.get_or_init(|| {
+            let path = std::env::var_os(ENV).filter(|p| !p.is_empty())?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("{ENV}: cannot open {}: {e}", path.to_string_lossy()));
+            Some(Mutex::new(file))
+        })
+        .as_ref()
+    }
+
+    /// Whether requests are recorded (the variable is set).
+    pub fn enabled() -> bool {
+        file().is_some()
+    }
+
+    /// JSON keys whose values name a resource or a condition's value. Any other key's value is
+    /// dropped, except under a `tags`/`Tags` key, where every string is a tag key or value.
+    const JSON_KEYS: &[&str] = &[
+        // DynamoDB (TransactItems' items carry their own TableName)
+        "TableName",
+        "IndexName",
+        // ECS
+        "cluster",
+        "taskDefinition",
+        "family",
+        "familyPrefix",
+        "tasks",
+        "task",
+        "startedBy",
+        "taskRoleArn",
+        "executionRoleArn",
+        "resourceArn",
+        "include",
+        "launchType",
+        "valueFrom",
+        "awslogs-group",
+        "awslogs-create-group",
+        "awslogs-region",
+        "fileSystemId",
+        "accessPointId",
+        "iam",
+        "rootDirectory",
+        "image",
+        // EFS
+        "FileSystemId",
+        "AccessPointId",
+        // Secrets Manager
+        "SecretId",
+        "Name",
+        // CloudWatch Logs
+        "logGroupName",
+        "logGroupNamePrefix",
+    ];
+
+    /// XML elements (S3, Route 53) whose text names a resource or a condition's value.
+    const XML_ELEMENTS: &[&str] = &["Action", "Name", "Type", "Key", "VersionId"];
+
+    /// Query-protocol parameters (IAM, ELBv2) that are dropped: a policy document is neither a
+    /// resource nor a condition value of the call.
+    const QUERY_DROPPED: &[&str] = &["PolicyDocument"];
+
+    fn walk(value: &Value, path: &mut Vec<String>, in_tags: bool, out: &mut Vec<Value>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let keep = in_tags || JSON_KEYS.contains(&k.as_str());
+                    let tags = in_tags || k == "tags" || k == "Tags";
+                    path.push(k.clone());
+                    if keep && !v.is_object() && !v.is_array() {
+                        out.push(json!([path.join("."), v]));
+                    } else {
+                        walk(v, path, tags, out);
+                    }
+                    path.pop();
+                }
+            }
+            Value::Array(items) => {
+                let last_kept = path.last().is_some_and(|k| in_tags || JSON_KEYS.contains(&k.as_str()));
+                for (i, v) in items.iter().enumerate() {
+                    path.push(i.to_string());
+                    if last_kept && !v.is_object() && !v.is_array() {
+                        out.push(json!([path.join("."), v]));
+                    } else {
+                        walk(v, path, in_tags, out);
+                    }
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn xml_fields(text: &str, out: &mut Vec<Value>) {
+        let mut rest = text;
+        while let Some(start) = rest.find('<') {
+            rest = &rest[start + 1..];
+            let Some(end) = rest.find('>') else { break };
+            let tag = &rest[..end];
+            rest = &rest[end + 1..];
+            if tag.starts_with('/') || tag.ends_with('/') {
+                continue;
+            }
+            let name = tag.split_whitespace().next().unwrap_or("");
+            if XML_ELEMENTS.contains(&name) {
+                let text = &rest[..rest.find('<').unwrap_or(rest.len())];
+                out.push(json!([name, text.trim()]));
+            }
+        }
+    }
+
+    /// The resource-naming fields of a body, whatever its protocol.
+    fn fields(content_type: Option<&str>, body: Option<&[u8]>) -> Vec<Value> {
+        let mut out = Vec::new();
+        let Some(body) = body.filter(|b| !b.is_empty()) else {
+            return out;
+        };
+        let ct = content_type.unwrap_or("");
+        if ct.contains("x-www-form-urlencoded") {
+            for (k, v) in form_urlencoded::parse(body) {
+                if !QUERY_DROPPED.contains(&k.as_ref()) {
+                    out.push(json!([k, v]));
+                }
+            }
+        } else if let Ok(value) = serde_json::from_slice::<Value>(body) {
+            walk(&value, &mut Vec::new(), false, &mut out);
+        } else if let Ok(text) = std::str::from_utf8(body) {
+            if text.trim_start().starts_with('<') {
+                xml_fields(text, &mut out);
+            }
+        }
+        out
+    }
+
+    /// One attempt's record, kept in the operation's `ConfigBag` until the attempt ends.
+    #[derive(Debug)]
+    pub struct Pending(Mutex<Option<Map<String, Value>>>);
+
+    impl Storable for Pending {
+        type Storer = StoreReplace<Self>;
+    }
+
+    impl Pending {
+        pub fn of_request(service: &str, operation: &str, request: &HttpRequest) -> Self {
+            let mut m = Map::new();
+            m.insert("service".into(), service.into());
+            m.insert("operation".into(), operation.into());
+            m.insert("method".into(), request.method().into());
+            m.insert("uri".into(), request.uri().into());
+            let ct = request.headers().get("content-type");
+            m.insert("fields".into(), Value::Array(fields(ct, request.body().bytes())));
+            Pending(Mutex::new(Some(m)))
+        }
+
+        /// Adds the answer's status and, for EFS (whose access points are known by id only) and
+        /// ECS DescribeTaskDefinition (a task definition registered before the recording began),
+        /// the resource-naming fields of the answer.
+        pub fn add_response(&self, response: &HttpResponse) {
+            let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(m) = guard.as_mut() {
+                m.insert("status".into(), response.status().as_u16().into());
+                let service = m.get("service").and_then(Value::as_str);
+                let operation = m.get("operation").and_then(Value::as_str);
+                if service == Some("EFS") || (service == Some("ECS") && operation == Some("DescribeTaskDefinition")) {
+                    let ct = response.headers().get("content-type");
+                    m.insert(
+                        "response".into(),
+                        Value::Array(fields(ct.or(Some("")), response.body().bytes())),
+                    );
+                }
+            }
+        }
+
+        /// Appends the record to the file (once).
+        pub fn write(&self) {
+            let Some(m) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+                return;
+            };
+            if let Some(file) = file() {
+                let mut line = Value::Object(m).to_string();
+                line.push('\n');
+                let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn json_keeps_resource_names_and_tags_and_drops_everything_else() {
+            let body =
+                br#"{"Name":"foundry-credentials-1","SecretString":"hunter2","Tags":[{"Key":"UserId","Value":"1"}],
+                "containerDefinitions":[{"environment":[{"name":"A","value":"secret-env"}],
+                "secrets":[{"name":"P","valueFrom":"arn:x:password::"}]}]}"#;
+            let f = fields(Some("application/x-amz-json-1.1"), Some(body));
+            let text = Value::Array(f.clone()).to_string();
+            assert!(!text.contains("hunter2") && !text.contains("secret-env"), "{text}");
+            assert!(f.contains(&json!(["Name", "foundry-credentials-1"])), "{text}");
+            assert!(f.contains(&json!(["Tags.0.Key", "UserId"])), "{text}");
+            assert!(f.contains(&json!(["Tags.0.Value", "1"])), "{text}");
+            assert!(
+                f.contains(&json!([
+                    "containerDefinitions.0.secrets.0.valueFrom",
+                    "arn:x:password::"
+                ])),
+                "{text}"
+            );
+        }
+
+        #[test]
+        fn query_and_xml_bodies() {
+            let f = fields(
+                Some("application/x-www-form-urlencoded"),
+                Some(b"Action=PutUserPolicy&UserName=u&PolicyDocument=%7B%7D"),
+            );
+            assert_eq!(f, vec![json!(["Action", "PutUserPolicy"]), json!(["UserName", "u"])]);
+            let xml =
+                br#"<ChangeResourceRecordSetsRequest xmlns="x"><ChangeBatch><Changes><Change><Action>CREATE</Action>
+                <ResourceRecordSet><Name>a.foundry.test</Name><Type>A</Type><AliasTarget><DNSName>d</DNSName>
+                </AliasTarget></ResourceRecordSet></Change></Changes></ChangeBatch></ChangeResourceRecordSetsRequest>"#;
+            let f = fields(Some("application/xml"), Some(xml));
+            assert_eq!(
+                f,
+                vec![
+                    json!(["Action", "CREATE"]),
+                    json!(["Name", "a.foundry.test"]),
+                    json!(["Type", "A"])
+                ]
+            );
+        }
     }
 }
 

@@ -32,6 +32,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// that what they create never shows up in the local run (and the other way round).
 pub const MOTO_PORT: u16 = 5055;
 
+/// The port the tests use: [`MOTO_PORT`], or `FOUNDRY_TEST_MOTO_PORT` when set (`make iam-check`
+/// records the function's requests against a moto of its own).
+pub fn moto_port() -> u16 {
+    std::env::var("FOUNDRY_TEST_MOTO_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(MOTO_PORT)
+}
+
 /// The local AWS a test process shares with every other test (and with `make run`).
 pub struct LocalAws {
     /// `http://127.0.0.1:5055`
@@ -79,12 +88,13 @@ fn start_and_provision() -> LocalAws {
             root.display()
         );
     }
-    let env_file = root.join(format!("target/local-aws/test-env-{MOTO_PORT}"));
+    let port = moto_port();
+    let env_file = root.join(format!("target/local-aws/test-env-{port}"));
     let output = Command::new(&python)
         .arg(&script)
         .arg("up")
         .arg("--port")
-        .arg(MOTO_PORT.to_string())
+        .arg(port.to_string())
         .arg("--env-out")
         .arg(&env_file)
         .current_dir(&root)
@@ -104,7 +114,7 @@ fn start_and_provision() -> LocalAws {
     let endpoint = env
         .get("AWS_ENDPOINT_URL")
         .cloned()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{MOTO_PORT}"));
+        .unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
     LocalAws { endpoint, env }
 }
 
@@ -207,11 +217,12 @@ fn ecs_model_name(family: Option<&str>) -> String {
 /// A plain HTTP/1.1 call to moto's own API (`/moto-api/...`); returns (status, body).
 pub fn moto_api(method: &str, path: &str, body: &str) -> (u16, String) {
     local_aws();
-    let mut stream = TcpStream::connect(("127.0.0.1", MOTO_PORT))
-        .unwrap_or_else(|e| panic!("cannot connect to moto on 127.0.0.1:{MOTO_PORT}: {e}"));
+    let port = moto_port();
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("cannot connect to moto on 127.0.0.1:{port}: {e}"));
     stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{MOTO_PORT}\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
