@@ -3,7 +3,7 @@
 //! template's role against what these make the function request (see docs/deployment.md,
 //! "What the check found").
 
-mod common;
+mod moto_env;
 
 use std::sync::Arc;
 
@@ -15,9 +15,9 @@ use foundry_lambda::managers::Managers;
 use serde_json::{json, Value};
 
 async fn app() -> App {
-    let aws = common::local_aws();
+    let aws = moto_env::local_aws();
     let config = Config::from_lookup(|k| aws.env.get(k).cloned()).expect("the env file is a complete configuration");
-    let sdk = common::sdk_config().await;
+    let sdk = moto_env::sdk_config().await;
     App::new(config, Arc::new(SystemClock), Managers::from_sdk(&sdk))
 }
 
@@ -37,7 +37,7 @@ async fn call(app: &App, event: Value) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destroy_after_the_access_point_is_gone_finishes() {
     let app = app().await;
-    let uid = common::unique_user_id();
+    let uid = moto_env::unique_user_id();
     let san = format!("apgone{}", &uid[uid.len() - 8..]);
     let (code, body) = call(
         &app,
@@ -50,7 +50,7 @@ async fn a_destroy_after_the_access_point_is_gone_finishes() {
 
     // The cut-short destroy's own DeleteAccessPoint (through the function's adapter, so that
     // the recording has it).
-    SdkEfs::new(&common::sdk_config().await)
+    SdkEfs::new(&moto_env::sdk_config().await)
         .delete_access_point(&access_point)
         .await
         .expect("DeleteAccessPoint");
