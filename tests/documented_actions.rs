@@ -530,6 +530,45 @@ async fn release_stops_the_server_books_the_hours_and_frees_the_license() {
 }
 
 #[tokio::test]
+async fn auto_shutdown_stops_a_window_at_its_end_and_frees_the_license() {
+    let (app, fake, clock) = one_license().await;
+    let window = requested(&app, BORROWER).await;
+    let until = window["until"].as_i64().expect("the window's end");
+    assert_eq!(invoke(&app, ev("start", BORROWER)).await.0, 200);
+    clock.set(until - 60);
+    let (code, _) = invoke(&app, ev("auto-shutdown-check", "system")).await;
+    assert_eq!(code, 200);
+    assert_eq!(fake.ecs.running_tasks().len(), 1, "not before the window's end");
+    clock.set(until);
+    let (code, body) = invoke(&app, ev("auto-shutdown-check", "system")).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        fake.ecs.running_tasks().is_empty(),
+        "stopped at the window's end: {body}"
+    );
+    let id = window["sessionId"].as_str().unwrap_or_default();
+    let session = fake.dynamo.item(SESSIONS, id).expect("the window");
+    assert_eq!(text_of(&session, "status").as_deref(), Some("completed"));
+    assert!(ledger_bookings(&fake, &format!("byol-{OWNER}")).is_empty());
+}
+
+#[tokio::test]
+async fn stop_ends_the_window_too_and_a_new_request_is_needed_to_play_again() {
+    let (app, fake, _) = one_license().await;
+    let window = requested(&app, BORROWER).await;
+    assert_eq!(invoke(&app, ev("start", BORROWER)).await.0, 200);
+    assert_eq!(invoke(&app, ev("stop", BORROWER)).await.0, 200);
+    let id = window["sessionId"].as_str().unwrap_or_default();
+    let session = fake.dynamo.item(SESSIONS, id).expect("the window");
+    assert_eq!(text_of(&session, "status").as_deref(), Some("completed"));
+    assert!(ledger_bookings(&fake, &format!("byol-{OWNER}")).is_empty());
+    assert_eq!(invoke(&app, ev("start", BORROWER)).await.0, 500, "no window, no start");
+    let again = requested(&app, BORROWER).await;
+    assert_ne!(again["sessionId"], window["sessionId"]);
+    assert_eq!(invoke(&app, ev("start", BORROWER)).await.0, 200);
+}
+
+#[tokio::test]
 async fn release_before_start_cancels_the_window() {
     let (app, fake, _) = one_license().await;
     let window = requested(&app, BORROWER).await;
