@@ -210,6 +210,7 @@ impl App {
             Action::Status(_) => actions::instance::status(svc, uid).await,
             Action::ListAll(_) => actions::instance::list_all(svc).await,
             Action::ListSessions(_) => actions::sessions::list_sessions(svc, uid).await,
+            Action::GetScheduledSessions(_) => actions::sessions::get_scheduled_sessions(svc, uid).await,
             Action::ScheduleSession(f) => actions::sessions::schedule_session(svc, uid, &f).await,
             Action::CancelSession(f) => actions::sessions::cancel_session(svc, uid, f.session_id.as_deref()).await,
             Action::CheckAvailability(f) => actions::sessions::check_availability(svc, uid, &f).await,
@@ -230,6 +231,10 @@ impl App {
             Action::ManageLicenseState(f) => {
                 actions::licenses::manage_license_state(svc, uid, f.license_state_operation.as_deref()).await
             }
+            Action::RequestLicense(_) => actions::sessions::request_license(svc, uid).await,
+            Action::ReleaseLicense(_) => actions::sessions::release_license(svc, uid).await,
+            Action::HealthCheck(_) => actions::health::health_check(svc).await,
+            Action::LicensePoolStatus(_) => actions::licenses::license_pool_status(svc, uid).await,
             Action::ShutdownStats(_) => actions::automation::shutdown_stats(svc).await,
             Action::AutoShutdownCheck(_) => actions::automation::auto_shutdown_check(svc).await,
             Action::GetUserCosts(_) => actions::billing::get_user_costs(svc, uid).await,

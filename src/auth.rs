@@ -6,12 +6,13 @@
 //! | actions | callers |
 //! |---|---|
 //! | `admin-force-shutdown`, `admin-cancel-session`, `admin-cancel-all-sessions`, `admin-system-maintenance`, `admin-maintenance-reset` | an admin (`ADMIN_USER_IDS`); none when it names no one |
-//! | `list-all`, `admin-overview`, `get-all-costs`, `shutdown-stats`, `send-notification` | an admin, or the bot's `system` |
+//! | `list-all`, `admin-overview`, `get-all-costs`, `shutdown-stats`, `send-notification`, `health-check` | an admin, or the bot's `system` |
 //! | `auto-shutdown-check`, `prepare-sessions` | `system` (the EventBridge schedules) |
 //! | `get-sessions-for-license`, `cancel-sessions-for-license` | the license's owner, an admin, or `system` |
 //! | `start-scheduled-session`, `end-scheduled-session` | the session's owner, an admin, or `system` (the owner is checked by the action) |
 //! | `cancel-session` | the session's owner or an admin (checked by the action) |
 //! | `kofi-webhook` | anyone (the payload carries Ko-fi's verification token) |
+//! | `license-pool-status` | anyone; the action shows other users' entries and ids only to an admin or `system` |
 //! | every other action | the user named by `userId`, on their own records |
 
 use crate::config::Config;
@@ -68,6 +69,7 @@ pub fn authorize(config: &Config, action: &Action, user_id: &str) -> Result<(), 
         | Action::GetAllCosts(_)
         | Action::ShutdownStats(_)
         | Action::SendNotification(_)
+        | Action::HealthCheck(_)
             if !(admin || system) =>
         {
             refuse(format!("Only an admin or the system may call {name}"))

@@ -268,6 +268,11 @@ actions! {
     SendNotification(NotificationFields) = "send-notification",
     GetSessionsForLicense(LicenseFields) = "get-sessions-for-license",
     CancelSessionsForLicense(LicenseFields) = "cancel-sessions-for-license",
+    GetScheduledSessions(NoFields) = "get-scheduled-sessions",
+    LicensePoolStatus(NoFields) = "license-pool-status",
+    RequestLicense(NoFields) = "request-license",
+    ReleaseLicense(NoFields) = "release-license",
+    HealthCheck(NoFields) = "health-check",
 }
 
 impl Action {
@@ -570,7 +575,8 @@ mod tests {
             let inv = parse(&json!({"action": name, "userId": "1", "licenseId": "byol-1"})).unwrap();
             assert_eq!(inv.action.name(), *name);
         }
-        assert_eq!(Action::NAMES.len(), 31); // 29 of the original + 2 the bot sends
+        // 29 of the original + 2 the bot sends + 5 its API reference documents
+        assert_eq!(Action::NAMES.len(), 36);
     }
 
     #[test]

@@ -47,11 +47,15 @@ async fn every_fixture_parses_and_dispatches() {
             }
             "unknown-action" => {
                 assert_eq!(handled.envelope.status_code, 400);
-                assert_eq!(body, json!({"error":"Unknown action: health-check"}));
+                assert_eq!(body, json!({"error":"Unknown action: teleport-instance"}));
             }
             _ => {
                 assert_ne!(handled.action, "(invalid)", "{name} did not parse: {body}");
-                assert_ne!(handled.envelope.status_code, 400, "{name}: {body}");
+                // In an empty world these two answer their documented 400 (no instance; no
+                // license held): they parsed and dispatched all the same.
+                if !matches!(name.as_str(), "request-license" | "release-license") {
+                    assert_ne!(handled.envelope.status_code, 400, "{name}: {body}");
+                }
                 actions_seen.insert(handled.action);
             }
         }
@@ -70,11 +74,11 @@ async fn envelopes_are_byte_exact_for_the_guard_and_unknown_actions() {
         r#"{"statusCode":400,"headers":{"Content-Type":"application/json"},"body":"{\"error\":\"Missing required parameters: action, userId\"}"}"#
     );
     let out = app
-        .handle(&json!({"action":"license-pool-status","userId":"1"}), &Ctx::default())
+        .handle(&json!({"action":"teleport-instance","userId":"1"}), &Ctx::default())
         .await;
     assert_eq!(
         serde_json::to_string(&out.envelope).unwrap(),
-        r#"{"statusCode":400,"headers":{"Content-Type":"application/json"},"body":"{\"error\":\"Unknown action: license-pool-status\"}"}"#
+        r#"{"statusCode":400,"headers":{"Content-Type":"application/json"},"body":"{\"error\":\"Unknown action: teleport-instance\"}"}"#
     );
 }
 

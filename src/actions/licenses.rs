@@ -1,13 +1,18 @@
-//! License sharing: an owner offers (or withdraws) a BYOL license to the pool.
+//! License sharing: an owner offers (or withdraws) a BYOL license to the pool; and
+//! `license-pool-status`, what every license of the pool is doing now.
 
 use serde::Serialize;
 use serde_json::Value;
 use serde_with::skip_serializing_none;
 
-use crate::actions::run::finish_scheduled_stop;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+
+use crate::actions::run::{self, finish_scheduled_stop};
 use crate::actions::sessions::cancel_borrowers;
 use crate::context::Services;
+use crate::domain::model::LicensePool;
 use crate::domain::names;
+use crate::domain::schedule::{pool_use, PoolUse};
 use crate::error::Result;
 use crate::event::LicenseSharingFields;
 use crate::store::{PoolEntry, SharingState};
@@ -202,5 +207,93 @@ async fn change_state(svc: &Services, user_id: &str, op: &str) -> Result<StateCh
             }
         }
         other => StateChanged::refused(format!("Unknown license state operation: {other}")),
+    })
+}
+
+/// How many licenses `license-pool-status` reads at once.
+const POOL_READ_CONCURRENCY: usize = 8;
+
+/// One license as `license-pool-status` shows it.
+#[skip_serializing_none]
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PoolView {
+    license_id: String,
+    owner_id: Option<String>,
+    status: &'static str,
+    current_user: Option<String>,
+    reserved_until: Option<i64>,
+}
+
+/// The answer of `license-pool-status`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PoolStatus {
+    success: bool,
+    total_licenses: usize,
+    available_licenses: usize,
+    in_use_licenses: usize,
+    reserved_licenses: usize,
+    pools: Vec<PoolView>,
+}
+
+/// What one active pool entry is doing now, from its ledger and its run claim (the
+/// records booking and starting use), with the user who holds it.
+async fn pool_entry_use(
+    svc: &Services,
+    entry: LicensePool,
+    now: i64,
+) -> Result<(LicensePool, PoolUse, Option<String>)> {
+    let ledger = svc.store.sessions.ledger(&entry.license_id, now).await?;
+    let runner = run::license_runner(svc, &entry.license_id).await?;
+    let state = pool_use(&ledger.ledger, runner.as_deref(), now);
+    let user = match &state {
+        PoolUse::Available => None,
+        PoolUse::InUse { runner, .. } => Some(runner.clone()),
+        PoolUse::Reserved { session_id, .. } => svc.store.sessions.get(session_id).await?.map(|s| s.user_id),
+    };
+    Ok((entry, state, user))
+}
+
+/// `license-pool-status`: every active pool entry, each `available`, `in-use` (a live
+/// run holds it) or `reserved` (a booking covers now, no run yet). An admin or `system`
+/// sees every entry with its owner and user; anyone else sees the counts and only their
+/// own license, without any other user's id.
+pub async fn license_pool_status(svc: &Services, caller: &str) -> Result<Value> {
+    let now = svc.now();
+    let privileged = crate::auth::is_admin(&svc.config, caller) || crate::auth::is_system(caller);
+    let entries = svc.store.pools.active().await?;
+    let used: Vec<(LicensePool, PoolUse, Option<String>)> = stream::iter(entries)
+        .map(|e| pool_entry_use(svc, e, now))
+        .buffered(POOL_READ_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let count = |f: fn(&PoolUse) -> bool| used.iter().filter(|(_, u, _)| f(u)).count();
+    let own = names::license_id(caller);
+    let pools = used
+        .iter()
+        .filter(|(e, _, _)| privileged || e.license_id == own)
+        .map(|(e, state, user)| {
+            let (status, until) = match state {
+                PoolUse::Available => ("available", None),
+                PoolUse::InUse { until, .. } => ("in-use", *until),
+                PoolUse::Reserved { until, .. } => ("reserved", Some(*until)),
+            };
+            PoolView {
+                license_id: e.license_id.clone(),
+                owner_id: e.owner_id.clone(),
+                status,
+                current_user: user.clone().filter(|u| privileged || u == caller),
+                reserved_until: until,
+            }
+        })
+        .collect();
+    crate::response::to_body(&PoolStatus {
+        success: true,
+        total_licenses: used.len(),
+        available_licenses: count(|u| matches!(u, PoolUse::Available)),
+        in_use_licenses: count(|u| matches!(u, PoolUse::InUse { .. })),
+        reserved_licenses: count(|u| matches!(u, PoolUse::Reserved { .. })),
+        pools,
     })
 }

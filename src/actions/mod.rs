@@ -4,11 +4,12 @@
 //! Module graph (an arrow is "uses"; none points back):
 //! `admin` → `automation`, `instance`, `sessions`, `run`; `licenses` → `sessions`, `run`;
 //! `instance` → `sessions`, `run`, `resources`; `sessions` → `run`; `automation` → `run`;
-//! `run` → `resources`. `billing`, `kofi` and `notify` use only the store.
+//! `run` → `resources`. `billing`, `kofi` and `notify` use only the store; `health` only the managers.
 
 pub mod admin;
 pub mod automation;
 pub mod billing;
+pub mod health;
 pub mod instance;
 pub mod kofi;
 pub mod licenses;

@@ -302,10 +302,21 @@ pub struct ScheduledSession {
     /// `start-failed`, `owner-left`, `maintenance`.
     #[serde(deserialize_with = "lenient::opt_string")]
     pub cancel_reason: Option<String>,
+    /// A "play now" window booked by `request-license` (new in the port): it starts when
+    /// its user calls `start`, never by the sweep, and its server stops at its end.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub on_demand: Option<bool>,
     #[serde(deserialize_with = "lenient::opt_i64")]
     pub created_at: Option<i64>,
     #[serde(deserialize_with = "lenient::opt_i64")]
     pub updated_at: Option<i64>,
+}
+
+impl ScheduledSession {
+    /// Whether `request-license` booked this session (a "play now" window).
+    pub fn on_demand(&self) -> bool {
+        self.on_demand == Some(true)
+    }
 }
 
 /// A license-reservation item.

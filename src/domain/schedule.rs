@@ -218,6 +218,82 @@ pub fn may_move(from: &SessionStatus, to: &SessionStatus) -> bool {
     )
 }
 
+/// When auto-shutdown stops the server of `session`: the grace hour after its end, or, for
+/// a `request-license` window, its end (the window may run up to the license's next
+/// booking).
+pub fn session_deadline(session: &ScheduledSession) -> i64 {
+    if session.on_demand() {
+        session.end_time
+    } else {
+        session.end_time + SESSION_GRACE_SECONDS
+    }
+}
+
+/// A "play now" window is not offered when it would be shorter than this.
+pub const MIN_PLAY_NOW_SECONDS: i64 = 900;
+
+/// The end of a "play now" window on the license whose ledger is `ledger`, starting at
+/// `now` and lasting up to `limit` seconds or until the license's next booking, whichever
+/// comes first → `None` when a booking covers now, or the window would be shorter than
+/// [`MIN_PLAY_NOW_SECONDS`].
+pub fn play_now_until(ledger: &Ledger, now: i64, limit: i64) -> Option<i64> {
+    if !conflicts(ledger, now, now + 1).is_empty() {
+        return None;
+    }
+    let next = ledger
+        .bookings
+        .iter()
+        .filter(|b| b.start_time > now)
+        .map(|b| b.start_time)
+        .min();
+    let until = next.map_or(now + limit, |n| n.min(now + limit));
+    (until - now >= MIN_PLAY_NOW_SECONDS).then_some(until)
+}
+
+/// The status the original's API reference documents for a session in `status`:
+/// `starting` is `preparing`, `active` is `running`; the other three keep their names (a
+/// status written by hand outside the five is passed through as it is).
+pub fn documented_status(status: &SessionStatus) -> &str {
+    match status {
+        SessionStatus::Starting => "preparing",
+        SessionStatus::Active => "running",
+        other => other.as_str(),
+    }
+}
+
+/// What a pooled license is doing at `now`, as `license-pool-status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolUse {
+    /// No live run holds it and no booking covers now.
+    Available,
+    /// A live run holds it (`runner`); `until` is the end of the booking that covers now,
+    /// if one does (an owner's on-demand run has none).
+    InUse { runner: String, until: Option<i64> },
+    /// No run holds it, but a booking covers now (a session about to start, or a
+    /// `request-license` window before its server starts).
+    Reserved { session_id: String, until: i64 },
+}
+
+/// How a license is used at `now`: from its ledger and the runner of its live run claim.
+pub fn pool_use(ledger: &Ledger, live_runner: Option<&str>, now: i64) -> PoolUse {
+    let covering = ledger
+        .bookings
+        .iter()
+        .filter(|b| b.start_time <= now && now < b.end_time)
+        .min_by_key(|b| b.start_time);
+    match (live_runner, covering) {
+        (Some(runner), b) => PoolUse::InUse {
+            runner: runner.to_string(),
+            until: b.map(|b| b.end_time),
+        },
+        (None, Some(b)) => PoolUse::Reserved {
+            session_id: b.session_id.clone(),
+            until: b.end_time,
+        },
+        (None, None) => PoolUse::Available,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,5 +448,99 @@ mod tests {
         assert!(!may_move(&Completed, &Cancelled));
         assert!(!may_move(&Cancelled, &Active));
         assert!(!may_move(&Scheduled, &Completed));
+    }
+
+    #[test]
+    fn documented_status_names_starting_preparing_and_active_running() {
+        use SessionStatus::*;
+        let names: Vec<&str> = [Scheduled, Starting, Active, Completed, Cancelled]
+            .iter()
+            .map(documented_status)
+            .collect();
+        assert_eq!(names, ["scheduled", "preparing", "running", "completed", "cancelled"]);
+        assert_eq!(documented_status(&SessionStatus::from("paused".to_string())), "paused");
+    }
+
+    fn ledger_of(bookings: &[(&str, i64, i64)]) -> Ledger {
+        Ledger {
+            version: 3,
+            bookings: bookings
+                .iter()
+                .map(|(id, s, e)| Booking {
+                    session_id: id.to_string(),
+                    start_time: *s,
+                    end_time: *e,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn pool_use_is_in_use_when_a_live_run_holds_the_license() {
+        let ledger = ledger_of(&[("s1", 100, 200)]);
+        assert_eq!(
+            pool_use(&ledger, Some("u1"), 150),
+            PoolUse::InUse {
+                runner: "u1".into(),
+                until: Some(200)
+            }
+        );
+        assert_eq!(
+            pool_use(&ledger, Some("owner"), 250),
+            PoolUse::InUse {
+                runner: "owner".into(),
+                until: None
+            }
+        );
+    }
+
+    #[test]
+    fn pool_use_is_reserved_while_a_booking_covers_now_without_a_run() {
+        let ledger = ledger_of(&[("later", 300, 400), ("now", 100, 200)]);
+        assert_eq!(
+            pool_use(&ledger, None, 100),
+            PoolUse::Reserved {
+                session_id: "now".into(),
+                until: 200
+            }
+        );
+        assert_eq!(
+            pool_use(&ledger, None, 200),
+            PoolUse::Available,
+            "windows are half-open"
+        );
+        assert_eq!(
+            pool_use(&ledger, None, 50),
+            PoolUse::Available,
+            "a later booking leaves it free now"
+        );
+    }
+
+    #[test]
+    fn a_play_now_window_runs_to_the_limit_or_the_next_booking() {
+        let free = ledger_of(&[("past", 0, 50)]);
+        assert_eq!(play_now_until(&free, 100, 14_400), Some(14_500));
+        let booked_later = ledger_of(&[("next", 3_700, 7_300), ("after", 9_000, 9_600)]);
+        assert_eq!(play_now_until(&booked_later, 100, 14_400), Some(3_700));
+        let booked_soon = ledger_of(&[("soon", 100 + MIN_PLAY_NOW_SECONDS - 1, 9_000)]);
+        assert_eq!(play_now_until(&booked_soon, 100, 14_400), None, "too short to play");
+        let taken = ledger_of(&[("now", 50, 150)]);
+        assert_eq!(play_now_until(&taken, 100, 14_400), None);
+        let just_ended = ledger_of(&[("ended", 50, 100)]);
+        assert_eq!(
+            play_now_until(&just_ended, 100, 600 + MIN_PLAY_NOW_SECONDS),
+            Some(700 + MIN_PLAY_NOW_SECONDS)
+        );
+    }
+
+    #[test]
+    fn a_play_now_window_stops_at_its_end_a_session_an_hour_later() {
+        let mut s = ScheduledSession {
+            end_time: 1_000,
+            ..Default::default()
+        };
+        assert_eq!(session_deadline(&s), 1_000 + SESSION_GRACE_SECONDS);
+        s.on_demand = Some(true);
+        assert_eq!(session_deadline(&s), 1_000);
     }
 }

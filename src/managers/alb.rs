@@ -66,6 +66,10 @@ pub trait Alb: Send + Sync {
 
     /// DeleteRule. A missing rule is a `NotFound` error.
     async fn delete_rule(&self, rule_arn: &str) -> Result<(), AwsError>;
+
+    /// DescribeListeners of one listener: a health probe. A missing listener is a
+    /// `NotFound` error.
+    async fn describe_listener(&self, listener_arn: &str) -> Result<(), AwsError>;
 }
 
 /// The SDK adapter.
@@ -313,6 +317,23 @@ impl Alb for SdkAlb {
             .send()
             .await
             .map_err(|e| sdk_error(SERVICE, "DeleteRule", e))?;
+        Ok(())
+    }
+
+    async fn describe_listener(&self, listener_arn: &str) -> Result<(), AwsError> {
+        const OP: &str = "DescribeListeners";
+        let out = self
+            .client
+            .describe_listeners()
+            .listener_arns(listener_arn)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, OP, e))?;
+        if out.listeners().is_empty() {
+            return Err(
+                AwsError::new(SERVICE, OP, AwsErrorKind::NotFound, "listener not found").with_code("ListenerNotFound")
+            );
+        }
         Ok(())
     }
 }

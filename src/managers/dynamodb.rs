@@ -211,6 +211,9 @@ pub trait Dynamo: Send + Sync {
 
     /// TransactWriteItems: all or nothing. A false condition is a `TransactionCanceled` error.
     async fn transact(&self, ops: Vec<TransactOp>) -> Result<(), AwsError>;
+
+    /// DescribeTable → the table's status (`ACTIVE`, `UPDATING`, …): a health probe.
+    async fn table_status(&self, table: &str) -> Result<String, AwsError>;
 }
 
 /// The SDK adapter. `page_limit` sets `Limit` on every Scan/Query page (tests use it to
@@ -767,6 +770,22 @@ impl Dynamo for SdkDynamo {
                 err
             })?;
         Ok(())
+    }
+
+    async fn table_status(&self, table: &str) -> Result<String, AwsError> {
+        const OP: &str = "DescribeTable";
+        let out = self
+            .client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, OP, e))?;
+        Ok(out
+            .table()
+            .and_then(|t| t.table_status())
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default())
     }
 }
 

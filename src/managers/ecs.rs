@@ -76,6 +76,10 @@ pub trait Ecs: Send + Sync {
     /// The ARNs of the tasks of `cluster` launched with `started_by` whose desired status is
     /// RUNNING (paginated ListTasks; ECS allows no other filter next to `startedBy`).
     async fn list_tasks_started_by(&self, cluster: &str, started_by: &str) -> Result<Vec<String>, AwsError>;
+
+    /// DescribeClusters of one cluster → its status (`ACTIVE`, `INACTIVE`, …): a health
+    /// probe. A cluster ECS does not know is a `NotFound` error.
+    async fn cluster_status(&self, cluster: &str) -> Result<String, AwsError>;
 }
 
 /// The SDK adapter.
@@ -507,6 +511,30 @@ impl Ecs for SdkEcs {
             arns.extend(page.task_arns().iter().cloned());
         }
         Ok(arns)
+    }
+
+    async fn cluster_status(&self, cluster: &str) -> Result<String, AwsError> {
+        const OP: &str = "DescribeClusters";
+        let out = self
+            .client
+            .describe_clusters()
+            .clusters(cluster)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, OP, e))?;
+        match out.clusters().first() {
+            Some(c) => Ok(c.status().unwrap_or_default().to_string()),
+            None => {
+                let reason = out.failures().first().and_then(|f| f.reason()).unwrap_or("MISSING");
+                Err(AwsError::new(
+                    SERVICE,
+                    OP,
+                    AwsErrorKind::NotFound,
+                    format!("cluster {cluster}: {reason}"),
+                )
+                .with_code("ClusterNotFoundException"))
+            }
+        }
     }
 }
 

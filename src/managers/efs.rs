@@ -40,6 +40,10 @@ pub trait Efs: Send + Sync {
     /// The ids of the file system's access points whose root directory is `path`
     /// (DescribeAccessPoints by file system, every page).
     async fn access_points_at(&self, file_system_id: &str, path: &str) -> Result<Vec<String>, AwsError>;
+
+    /// DescribeFileSystems of one file system → its lower-case LifeCycleState: a health
+    /// probe. A missing file system is a `NotFound` error.
+    async fn file_system_state(&self, file_system_id: &str) -> Result<String, AwsError>;
 }
 
 /// The SDK adapter.
@@ -172,6 +176,29 @@ impl Efs for SdkEfs {
             );
         }
         Ok(ids)
+    }
+
+    async fn file_system_state(&self, file_system_id: &str) -> Result<String, AwsError> {
+        const OP: &str = "DescribeFileSystems";
+        let out = self
+            .client
+            .describe_file_systems()
+            .file_system_id(file_system_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, OP, e))?;
+        out.file_systems()
+            .first()
+            .map(|fs| fs.life_cycle_state().as_str().to_ascii_lowercase())
+            .ok_or_else(|| {
+                AwsError::new(
+                    SERVICE,
+                    OP,
+                    AwsErrorKind::NotFound,
+                    format!("file system {file_system_id} not found"),
+                )
+                .with_code("FileSystemNotFound")
+            })
     }
 }
 

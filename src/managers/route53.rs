@@ -31,6 +31,9 @@ pub trait Route53: Send + Sync {
 
     /// The alias `A` record called `name` in the zone, if there is one.
     async fn get_alias(&self, hosted_zone_id: &str, name: &str) -> Result<Option<AliasRecord>, AwsError>;
+
+    /// GetHostedZone: a health probe. A missing zone is a `NotFound` error.
+    async fn hosted_zone(&self, hosted_zone_id: &str) -> Result<(), AwsError>;
 }
 
 /// The SDK adapter.
@@ -182,6 +185,17 @@ impl Route53 for SdkRoute53 {
             target_dns_name: without_trailing_dot(alias.dns_name()).to_string(),
             target_hosted_zone_id: alias.hosted_zone_id().to_string(),
         }))
+    }
+
+    async fn hosted_zone(&self, hosted_zone_id: &str) -> Result<(), AwsError> {
+        const OP: &str = "GetHostedZone";
+        self.client
+            .get_hosted_zone()
+            .id(bare_zone_id(hosted_zone_id))
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, OP, e))?;
+        Ok(())
     }
 }
 

@@ -29,6 +29,9 @@ pub trait Secrets: Send + Sync {
 
     /// DeleteSecret; `force` = ForceDeleteWithoutRecovery. A missing secret is a `NotFound` error.
     async fn delete_secret(&self, secret_id: &str, force: bool) -> Result<(), AwsError>;
+
+    /// ListSecrets, one item: a health probe (it needs no secret to exist).
+    async fn list_one(&self) -> Result<(), AwsError>;
 }
 
 /// The SDK adapter.
@@ -178,6 +181,17 @@ impl Secrets for SdkSecrets {
         req.send()
             .await
             .map_err(|e| refine(sdk_error(SERVICE, "DeleteSecret", e)))?;
+        Ok(())
+    }
+
+    async fn list_one(&self) -> Result<(), AwsError> {
+        const OP: &str = "ListSecrets";
+        self.client
+            .list_secrets()
+            .max_results(1)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, OP, e))?;
         Ok(())
     }
 }

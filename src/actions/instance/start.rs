@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::actions::run::{self, Started};
+use crate::actions::sessions;
 use crate::context::{Ctx, Services};
 use crate::domain::model::{Instance, InstanceStatus, SessionStatus};
 use crate::domain::names;
@@ -57,9 +58,13 @@ async fn start_instance(svc: &Services, ctx: &Ctx, user_id: &str) -> Result<Star
     match inst.license_type.as_deref() {
         Some("byol") => on_demand_gate(svc, &inst).await?,
         Some("pooled") => {
+            // A pooled user runs on the window `request-license` gave them, or not at all.
+            if let Some(started) = sessions::start_in_window(svc, ctx, &inst.user_id).await? {
+                return Ok(started);
+            }
             return Err(Error::failed(
                 "Pooled license users must schedule sessions - use 'Schedule Session' instead of on-demand start",
-            ))
+            ));
         }
         _ => {}
     }

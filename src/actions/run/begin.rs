@@ -149,6 +149,16 @@ async fn begin(svc: &Services, ctx: &Ctx, inst: Instance, session: Option<&Sessi
     }
 }
 
+/// The user whose run holds `license_id` now: the claim's runner, when the runner's record
+/// still holds the run that claimed it (a stale claim holds nothing). The same test a
+/// start makes before it takes a claim over.
+pub async fn license_runner(svc: &Services, license_id: &str) -> Result<Option<String>> {
+    match svc.store.claims.license_run(license_id).await? {
+        Some(claim) if holds_its_run(svc, &claim).await? => Ok(Some(claim.runner)),
+        _ => Ok(None),
+    }
+}
+
 /// Whether the runner of `claim` still holds the run that claimed the license: its record
 /// names that start, and the start is at work or its task exists.
 async fn holds_its_run(svc: &Services, claim: &RunClaim) -> Result<bool> {

@@ -15,7 +15,7 @@ mod refresh;
 mod routing;
 mod sessions;
 
-pub use begin::{launch_run, start_for_session, SessionStart, SessionStartError, Started};
+pub use begin::{launch_run, license_runner, start_for_session, SessionStart, SessionStartError, Started};
 pub use end::end_run;
 pub use refresh::refresh;
 pub use routing::priority_hint;

@@ -55,7 +55,7 @@ fn request(
 
 /// The pooled licenses free for the request, the requester's own first: one scan of
 /// the pool and one query per session state, however many licenses there are.
-async fn free_pooled(svc: &Services, req: &BookingRequest, user_id: &str) -> Result<Vec<String>> {
+pub(super) async fn free_pooled(svc: &Services, req: &BookingRequest, user_id: &str) -> Result<Vec<String>> {
     let active: Vec<String> = svc
         .store
         .pools
@@ -130,6 +130,45 @@ pub async fn schedule_session(svc: &Services, user_id: &str, f: &ScheduleFields)
     })
 }
 
+/// A new `scheduled` session of `inst`'s user on `license` for `[start, end)`, and its
+/// reservation: what a booking writes with the license's ledger.
+pub(super) fn new_booking(
+    inst: &Instance,
+    license: &str,
+    kind: &str,
+    start: i64,
+    end: i64,
+    now: i64,
+) -> (ScheduledSession, Reservation) {
+    let session_id = uuid::Uuid::new_v4().to_string();
+    let reservation_id = uuid::Uuid::new_v4().to_string();
+    let session = ScheduledSession {
+        session_id: session_id.clone(),
+        user_id: inst.user_id.clone(),
+        username: Some(inst.sanitized_username.clone()),
+        license_type: Some(kind.to_string()),
+        license_id: Some(license.to_string()),
+        start_time: start,
+        end_time: end,
+        status: SessionStatus::Scheduled,
+        reservation_id: Some(reservation_id.clone()),
+        created_at: Some(now),
+        updated_at: Some(now),
+        ..Default::default()
+    };
+    let reservation = Reservation {
+        reservation_id,
+        license_id: license.to_string(),
+        session_id,
+        user_id: inst.user_id.clone(),
+        start_time: start,
+        end_time: end,
+        status: ReservationStatus::Active,
+        created_at: Some(now),
+    };
+    (session, reservation)
+}
+
 /// Books `license` for the request → the new session's id, or `None` when the license
 /// is taken for the window. A lost race on the license's ledger reads it again.
 async fn book(
@@ -145,34 +184,10 @@ async fn book(
         if !conflicts(&read.ledger, req.start, req.end).is_empty() {
             return Ok(None);
         }
-        let session_id = uuid::Uuid::new_v4().to_string();
-        let reservation_id = uuid::Uuid::new_v4().to_string();
-        let session = ScheduledSession {
-            session_id: session_id.clone(),
-            user_id: inst.user_id.clone(),
-            username: Some(inst.sanitized_username.clone()),
-            license_type: Some(req.kind.as_str().to_string()),
-            license_id: Some(license.to_string()),
-            start_time: req.start,
-            end_time: req.end,
-            status: SessionStatus::Scheduled,
-            title: f.session_title.clone(),
-            description: f.session_description.clone(),
-            reservation_id: Some(reservation_id.clone()),
-            created_at: Some(now),
-            updated_at: Some(now),
-            ..Default::default()
-        };
-        let reservation = Reservation {
-            reservation_id,
-            license_id: license.to_string(),
-            session_id: session_id.clone(),
-            user_id: inst.user_id.clone(),
-            start_time: req.start,
-            end_time: req.end,
-            status: ReservationStatus::Active,
-            created_at: Some(now),
-        };
+        let (mut session, reservation) = new_booking(inst, license, req.kind.as_str(), req.start, req.end, now);
+        session.title = f.session_title.clone();
+        session.description = f.session_description.clone();
+        let session_id = session.session_id.clone();
         let next = with_booking(&read.ledger, &session, now);
         if svc.store.sessions.book(&read, &next, &session, &reservation).await? {
             return Ok(Some(session_id));

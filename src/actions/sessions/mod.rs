@@ -15,12 +15,14 @@
 
 mod booking;
 mod cancel;
+mod on_demand;
 mod reading;
 mod starting;
 mod sweep;
 
 pub use booking::{check_availability, schedule_session};
 pub use cancel::{cancel, cancel_borrowers, cancel_session, cancel_sessions_for_license, cancel_sessions_of_user};
-pub use reading::{list_sessions, sessions_for_license};
+pub use on_demand::{release_license, request_license, start_in_window};
+pub use reading::{get_scheduled_sessions, list_sessions, sessions_for_license};
 pub use starting::{end_scheduled_session, start_scheduled_session};
 pub use sweep::prepare_sessions;

@@ -9,7 +9,7 @@ use crate::actions::run::{self, SessionStartError};
 use crate::context::{Ctx, Services};
 use crate::domain::model::{InstanceStatus, ScheduledSession, SessionStatus};
 use crate::domain::names;
-use crate::domain::schedule::SESSION_GRACE_SECONDS;
+use crate::domain::schedule::{session_deadline, SESSION_GRACE_SECONDS};
 use crate::error::{Error, Result};
 use crate::store::SessionRun;
 
@@ -96,7 +96,7 @@ pub(super) async fn start_session(svc: &Services, ctx: &Ctx, session_id: &str) -
     let run = SessionRun {
         session_id: claimed.session_id.clone(),
         license_id: license,
-        auto_shutdown_at: claimed.end_time + SESSION_GRACE_SECONDS,
+        auto_shutdown_at: session_deadline(&claimed),
     };
     match run::start_for_session(svc, ctx, &claimed.user_id, &run).await {
         Ok(started) => {

@@ -55,7 +55,8 @@ pub async fn prepare_sessions(svc: &Services, ctx: &Ctx) -> Result<Value> {
         .in_status(&SessionStatus::Scheduled, now + lead)
         .await?
         .into_iter()
-        .filter(|s| s.end_time > now)
+        // A `request-license` window starts when its user calls `start`, not here.
+        .filter(|s| s.end_time > now && !s.on_demand())
         .collect();
     let results: Vec<(SessionOutcome, usize)> = stream::iter(due)
         .map(|s| async move {

@@ -400,6 +400,11 @@ impl Alb for FakeAlb {
             format!("Rule '{rule_arn}' not found"),
         ))
     }
+
+    async fn describe_listener(&self, _listener_arn: &str) -> Result<(), AwsError> {
+        self.env.enter(SERVICE, ops::DESCRIBE_LISTENERS).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

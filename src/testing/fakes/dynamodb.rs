@@ -857,6 +857,11 @@ impl Dynamo for FakeDynamo {
         self.env.leave(ops::TRANSACT_WRITE_ITEMS).await;
         r
     }
+
+    async fn table_status(&self, _table: &str) -> Result<String, AwsError> {
+        self.env.enter(SERVICE, ops::DESCRIBE_TABLE).await?;
+        Ok("ACTIVE".to_string())
+    }
 }
 
 #[cfg(test)]

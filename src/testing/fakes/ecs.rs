@@ -597,6 +597,11 @@ impl Ecs for FakeEcs {
             .map(|t| t.arn.clone())
             .collect())
     }
+
+    async fn cluster_status(&self, _cluster: &str) -> Result<String, AwsError> {
+        self.env.enter(SERVICE, ops::DESCRIBE_CLUSTERS).await?;
+        Ok("ACTIVE".to_string())
+    }
 }
 
 #[cfg(test)]

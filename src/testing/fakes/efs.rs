@@ -178,6 +178,11 @@ impl Efs for FakeEfs {
             .map(|p| p.id.clone())
             .collect())
     }
+
+    async fn file_system_state(&self, _file_system_id: &str) -> Result<String, AwsError> {
+        self.env.enter(SERVICE, ops::DESCRIBE_FILE_SYSTEMS).await?;
+        Ok("available".to_string())
+    }
 }
 
 #[cfg(test)]

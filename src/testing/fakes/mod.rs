@@ -108,6 +108,13 @@ pub mod ops {
     pub const SCAN: &str = "Scan";
     pub const QUERY: &str = "Query";
     pub const TRANSACT_WRITE_ITEMS: &str = "TransactWriteItems";
+    // The health probes
+    pub const DESCRIBE_TABLE: &str = "DescribeTable";
+    pub const DESCRIBE_CLUSTERS: &str = "DescribeClusters";
+    pub const DESCRIBE_FILE_SYSTEMS: &str = "DescribeFileSystems";
+    pub const DESCRIBE_LISTENERS: &str = "DescribeListeners";
+    pub const GET_HOSTED_ZONE: &str = "GetHostedZone";
+    pub const LIST_SECRETS: &str = "ListSecrets";
 }
 
 type HookFn = Box<dyn FnOnce() + Send + 'static>;
@@ -126,6 +133,8 @@ pub(crate) struct Env {
     gates: Mutex<HashMap<String, Arc<Gate>>>,
     gates_after: Mutex<HashMap<String, Arc<Gate>>>,
     latency: Mutex<std::time::Duration>,
+    /// Latency of single operations, over `latency`.
+    op_latency: Mutex<HashMap<String, std::time::Duration>>,
     /// Calls inside their injected latency now, and the most there ever were at once.
     in_flight: std::sync::atomic::AtomicUsize,
     peak_in_flight: std::sync::atomic::AtomicUsize,
@@ -169,6 +178,7 @@ impl Env {
             gates: Mutex::new(HashMap::new()),
             gates_after: Mutex::new(HashMap::new()),
             latency: Mutex::new(std::time::Duration::ZERO),
+            op_latency: Mutex::new(HashMap::new()),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             peak_in_flight: std::sync::atomic::AtomicUsize::new(0),
             clock: Mutex::new(None),
@@ -206,7 +216,10 @@ impl Env {
         if let Some(gate) = gate {
             gate.pass(operation).await;
         }
-        let latency = *lock(&self.latency);
+        let latency = lock(&self.op_latency)
+            .get(operation)
+            .copied()
+            .unwrap_or_else(|| *lock(&self.latency));
         if !latency.is_zero() {
             use std::sync::atomic::Ordering;
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -355,6 +368,12 @@ impl FakeAws {
     /// Makes every call take `latency` (real time), as AWS calls over a network do.
     pub fn set_latency(&self, latency: std::time::Duration) {
         *lock(&self.env.latency) = latency;
+    }
+
+    /// Makes every call of `operation` take `latency` (real time), whatever
+    /// [`FakeAws::set_latency`] says: one slow dependency.
+    pub fn set_operation_latency(&self, operation: &str, latency: std::time::Duration) {
+        lock(&self.env.op_latency).insert(operation.to_string(), latency);
     }
 
     /// The most calls that were ever inside their injected latency at once, since the

@@ -195,6 +195,11 @@ impl Route53 for FakeRoute53 {
         self.env.enter(SERVICE, ops::GET_ALIAS).await?;
         Ok(lock(&self.state).records.get(&key(hosted_zone_id, name)).cloned())
     }
+
+    async fn hosted_zone(&self, _hosted_zone_id: &str) -> Result<(), AwsError> {
+        self.env.enter(SERVICE, ops::GET_HOSTED_ZONE).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -212,6 +212,11 @@ impl Secrets for FakeSecrets {
         s.scheduled_for_deletion = true;
         Ok(())
     }
+
+    async fn list_one(&self) -> Result<(), AwsError> {
+        self.env.enter(SERVICE, ops::LIST_SECRETS).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
