@@ -290,7 +290,8 @@ def main() -> int:
     events = client("events")
     fn_arn = conf["FunctionArn"]
     for logical, rate, body in (("AutoShutdownSchedule", "rate(5 minutes)", {"action": "auto-shutdown-check", "userId": "system"}),
-                                ("SessionPrepSchedule", "rate(1 minute)", {"action": "prepare-sessions", "userId": "system"})):
+                                ("SessionPrepSchedule", "rate(1 minute)", {"action": "prepare-sessions", "userId": "system"}),
+                                ("HealthCheckSchedule", "rate(5 minutes)", {"action": "health-check", "userId": "system"})):
         rule_name = physical[logical].split("/")[-1]
         rule = events.describe_rule(Name=rule_name)
         check(rule["ScheduleExpression"] == rate and rule["State"] == "ENABLED", f"{logical} {rule['ScheduleExpression']} {rule['State']}")
