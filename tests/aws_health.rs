@@ -62,6 +62,8 @@ async fn every_probe_answers_for_the_provisioned_deployment() {
 }
 
 #[tokio::test]
+// The names here (missing-…, fs-00000000…, Z0MISSING…) are test fixtures to tools/iam_check.py:
+// no deployment has them, and the role need not allow them.
 async fn a_probe_of_what_is_missing_is_not_found_with_its_aws_error_code() {
     let _ = moto_env::local_aws();
     let sdk = moto_env::sdk_config().await;
@@ -70,7 +72,11 @@ async fn a_probe_of_what_is_missing_is_not_found_with_its_aws_error_code() {
     assert_eq!(e.code.as_deref(), Some("ResourceNotFoundException"));
     let e = not_found(SdkEcs::new(&sdk).cluster_status(&format!("missing-{id}")).await);
     assert_eq!(e.code.as_deref(), Some("ClusterNotFoundException"));
-    let e = not_found(SdkEfs::new(&sdk).file_system_state(&format!("fs-{}", &id[..17])).await);
+    let e = not_found(
+        SdkEfs::new(&sdk)
+            .file_system_state(&format!("fs-00000000{}", &id[..9]))
+            .await,
+    );
     assert_eq!(e.code.as_deref(), Some("FileSystemNotFound"));
     let listener = format!(
         "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/missing/{}/{}",

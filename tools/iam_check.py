@@ -118,6 +118,9 @@ UNUSED_GRANTS = [
 # naming these are not the function's. The check verifies that src/domain/names.rs uses none.
 FIXTURE_NAMES = {
     "telemetry-": "tests/aws_telemetry.rs names its buckets, users and secrets telemetry-<n>",
+    "missing-": "tests/aws_health.rs probes a table and a cluster named missing-<id> for their not-found codes",
+    "fs-00000000": "tests/aws_health.rs probes a file system fs-00000000<id> for its not-found code",
+    "Z0MISSING": "tests/aws_health.rs probes a hosted zone Z0MISSING… for its not-found code",
 }
 
 
@@ -320,6 +323,9 @@ class Requests:
                 t_arn = t if t.startswith("arn:") else arn("ecs", f"task/{cluster.split('/')[-1]}/{t}")
                 out.append(Auth(action, t_arn, {"ecs:cluster": [cluster]}, request=f"task {t_arn}"))
             return out
+        if op == "DescribeClusters":
+            return [Auth(action, self.cluster_arn(c), request=f"cluster {c}") for c in f.get("clusters", [])] or [
+                Auth(action, self.cluster_arn(None), request="the default cluster")]
         if op == "ListTasks":
             return [Auth(action, "*", {"ecs:cluster": [cluster]},
                          request=f"in {cluster} startedBy={(f.get('startedBy') or ['-'])[0]}")]
@@ -462,7 +468,10 @@ class Requests:
     # --- Secrets Manager
     def _secretsmanager(self, rec, op, f):
         (action,) = operation_actions("secretsmanager", op)
-        name = (f.get("SecretId") or f.get("Name"))[0]
+        named = f.get("SecretId") or f.get("Name")
+        if not named:  # ListSecrets names no secret (and takes no resource-level permission)
+            return [Auth(action, "*", request="")]
+        name = named[0]
         s_arn = name if name.startswith("arn:") else arn("secretsmanager", f"secret:{name}-AbCdEf")
         out = [Auth(action, s_arn, request=name)]
         if op == "CreateSecret" and tags_of(rec):

@@ -231,6 +231,7 @@ pub mod recording {
         "IndexName",
         // ECS
         "cluster",
+        "clusters",
         "taskDefinition",
         "family",
         "familyPrefix",
