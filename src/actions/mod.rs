@@ -2,7 +2,7 @@
 //! and answers with a typed response (serialized to its JSON body).
 //!
 //! Module graph (an arrow is "uses"; none points back):
-//! `admin` → `automation`, `instance`, `sessions`, `run`; `licenses` → `sessions`, `run`;
+//! `admin` → `automation`, `sessions`, `run`; `licenses` → `sessions`, `run`;
 //! `instance` → `sessions`, `run`, `resources`; `sessions` → `run`; `automation` → `run`;
 //! `run` → `resources`. `billing`, `kofi` and `notify` use only the store; `health` only the managers.
 
