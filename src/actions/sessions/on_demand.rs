@@ -41,6 +41,19 @@ struct LicenseAnswer {
 
 const ASSIGNED: &str = "License assigned successfully";
 
+impl LicenseAnswer {
+    /// The answer for the window `w` the user holds.
+    fn assigned(w: ScheduledSession) -> Self {
+        LicenseAnswer {
+            success: true,
+            license_id: w.license_id,
+            message: ASSIGNED,
+            session_id: Some(w.session_id),
+            until: Some(w.end_time),
+        }
+    }
+}
+
 /// How long a window may last: the on-demand run limit of a pooled instance, and never
 /// more than a session may last.
 fn window_limit(svc: &Services) -> i64 {
@@ -83,13 +96,7 @@ async fn pooled_instance(svc: &Services, user_id: &str) -> Result<Instance> {
 pub async fn request_license(svc: &Services, user_id: &str) -> Result<Value> {
     let inst = pooled_instance(svc, user_id).await?;
     if let Some(w) = held_window(svc, user_id).await? {
-        return crate::response::to_body(&LicenseAnswer {
-            success: true,
-            license_id: w.license_id,
-            message: ASSIGNED,
-            session_id: Some(w.session_id),
-            until: Some(w.end_time),
-        });
+        return crate::response::to_body(&LicenseAnswer::assigned(w));
     }
     let now = svc.now();
     // Licenses that no session holds for at least the shortest window, as booking finds
@@ -109,13 +116,7 @@ pub async fn request_license(svc: &Services, user_id: &str) -> Result<Value> {
         }
         if let Some(w) = book_window(svc, &inst, &license).await? {
             tracing::info!(license = %license, until = w.end_time, "license assigned for play now");
-            return crate::response::to_body(&LicenseAnswer {
-                success: true,
-                license_id: w.license_id,
-                message: ASSIGNED,
-                session_id: Some(w.session_id),
-                until: Some(w.end_time),
-            });
+            return crate::response::to_body(&LicenseAnswer::assigned(w));
         }
     }
     crate::response::to_body(&LicenseAnswer {
