@@ -6,6 +6,9 @@
 //! hook on one of its calls) while the clock moves on and the session starts. What keeps
 //! the two runs apart is the run's claim on the license, written with the move to
 //! `starting`: with that claim made unconditional, the first test runs two servers.
+//!
+//! The last test is the same hold against the user's own `stop` and next `start`: a start
+//! that was abandoned undoes only its own run.
 
 mod fake_env;
 
@@ -141,4 +144,36 @@ async fn a_session_start_ends_the_owners_run_that_began_first_and_its_task_never
         foundry_lambda::managers::dynamodb::AttributeValue::S(running[0].arn.clone()),
         "the server left is the session's"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_start_abandoned_by_a_stop_never_undoes_the_users_next_run() {
+    let (app, fake, _clock, _session) = world().await;
+    // The owner's first start is held right after its RunTask, at the write that records
+    // its task (its second UpdateItem).
+    let nth = fake.faults.count(ops::UPDATE_ITEM) + 2;
+    let (held_rx, go) = hold(&fake, ops::UPDATE_ITEM, nth);
+    let first = {
+        let app = app.clone();
+        tokio::spawn(async move { invoke(&app, ev("start", OWNER)).await })
+    };
+    held(held_rx).await;
+    // The user stops (the first start loses its lease, its task is stopped) and starts again.
+    assert_eq!(invoke(&app, ev("stop", OWNER)).await.0, 200);
+    assert_eq!(live_tasks(&fake), 0);
+    let (code, body) = invoke(&app, ev("start", OWNER)).await;
+    assert_eq!((code, &body["status"]), (200, &json!("running")), "{body}");
+    let second_task = body["taskArn"].clone();
+
+    go.send(()).expect("release the first start");
+    let (code, body) = first.await.expect("the first start");
+    assert_eq!(code, 500, "the first start was abandoned: {body}");
+    let owner = fake.dynamo.item(INSTANCES, OWNER).unwrap();
+    assert_eq!(
+        owner["status"],
+        foundry_lambda::managers::dynamodb::AttributeValue::S("running".into()),
+        "the second run is untouched: {owner:?}"
+    );
+    assert_eq!(live_tasks(&fake), 1);
+    assert_eq!(json!(fake.ecs.running_tasks()[0].arn), second_task);
 }

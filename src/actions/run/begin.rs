@@ -138,7 +138,10 @@ async fn begin(svc: &Services, ctx: &Ctx, inst: Instance, session: Option<&Sessi
         Ok(answer) => Ok(Begun::Launched(answer)),
         Err(e) => {
             tracing::info!("start failed; undoing it");
-            if let Some(latest) = svc.store.instances.get_latest(&user_id).await? {
+            // Only this start's run: one that began since (a later start of the user) is not
+            // this start's to undo.
+            let latest = svc.store.instances.get_latest(&user_id).await?;
+            if let Some(latest) = latest.filter(|l| l.attempt_id.as_deref() == Some(attempt_id.as_str())) {
                 if let Err(undo) = end_run(svc, &latest).await {
                     tracing::error!(error = %undo, "teardown after a failed start failed");
                 }
