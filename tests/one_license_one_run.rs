@@ -7,8 +7,9 @@
 //! the two runs apart is the run's claim on the license, written with the move to
 //! `starting`: with that claim made unconditional, the first test runs two servers.
 //!
-//! The last test is the same hold against the user's own `stop` and next `start`: a start
-//! that was abandoned undoes only its own run.
+//! The last two tests are the same hold against the user's own `stop` (and next `start`):
+//! a stop during a start wins (the start loses its lease), and a start that was abandoned
+//! undoes only its own run.
 
 mod fake_env;
 
@@ -176,4 +177,28 @@ async fn a_start_abandoned_by_a_stop_never_undoes_the_users_next_run() {
     );
     assert_eq!(live_tasks(&fake), 1);
     assert_eq!(json!(fake.ecs.running_tasks()[0].arn), second_task);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stop_during_a_start_wins_and_the_start_launches_nothing() {
+    let (app, fake, _clock, _session) = world().await;
+    // The start has begun (the record is `starting`, its lease taken) and is held at its
+    // first progress write (the task definition), before RunTask.
+    let nth = fake.faults.count(ops::UPDATE_ITEM) + 1;
+    let (held_rx, go) = hold(&fake, ops::UPDATE_ITEM, nth);
+    let start = {
+        let app = app.clone();
+        tokio::spawn(async move { invoke(&app, ev("start", OWNER)).await })
+    };
+    held(held_rx).await;
+    assert_eq!(invoke(&app, ev("stop", OWNER)).await.0, 200);
+
+    go.send(()).expect("release the start");
+    let (code, body) = start.await.expect("the start");
+    assert_eq!(code, 500, "the start lost its lease to the stop: {body}");
+    assert_eq!(live_tasks(&fake), 0, "the stop wins: no server runs");
+    assert_eq!(
+        fake.dynamo.item(INSTANCES, OWNER).unwrap()["status"],
+        foundry_lambda::managers::dynamodb::AttributeValue::S("stopped".into())
+    );
 }
