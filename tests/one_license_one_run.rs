@@ -63,6 +63,12 @@ async fn held(rx: mpsc::Receiver<()>) {
         .expect("the owner's start reached the held call");
 }
 
+/// The owner's on-demand `start`, as an invocation of its own.
+fn owner_start_in_background(app: &App) -> tokio::task::JoinHandle<(u16, Value)> {
+    let app = app.clone();
+    tokio::spawn(async move { invoke(&app, ev("start", OWNER)).await })
+}
+
 fn live_tasks(fake: &FakeAws) -> usize {
     fake.ecs.running_tasks().len()
 }
@@ -79,10 +85,7 @@ async fn an_owners_start_held_before_it_begins_cannot_begin_once_the_session_run
     // The owner's start is held at the write that would begin its run.
     let nth = fake.faults.count(ops::TRANSACT_WRITE_ITEMS) + 1;
     let (held_rx, go) = hold(&fake, ops::TRANSACT_WRITE_ITEMS, nth);
-    let owner_start = {
-        let app = app.clone();
-        tokio::spawn(async move { invoke(&app, ev("start", OWNER)).await })
-    };
+    let owner_start = owner_start_in_background(&app);
     held(held_rx).await;
 
     clock.set(SESSION_START - 60);
@@ -114,10 +117,7 @@ async fn a_session_start_ends_the_owners_run_that_began_first_and_its_task_never
     // its task (its second UpdateItem: the first records the task definition).
     let nth = fake.faults.count(ops::UPDATE_ITEM) + 2;
     let (held_rx, go) = hold(&fake, ops::UPDATE_ITEM, nth);
-    let owner_start = {
-        let app = app.clone();
-        tokio::spawn(async move { invoke(&app, ev("start", OWNER)).await })
-    };
+    let owner_start = owner_start_in_background(&app);
     held(held_rx).await;
     assert_eq!(live_tasks(&fake), 1, "held after its RunTask");
     assert_eq!(
@@ -154,10 +154,7 @@ async fn a_start_abandoned_by_a_stop_never_undoes_the_users_next_run() {
     // its task (its second UpdateItem).
     let nth = fake.faults.count(ops::UPDATE_ITEM) + 2;
     let (held_rx, go) = hold(&fake, ops::UPDATE_ITEM, nth);
-    let first = {
-        let app = app.clone();
-        tokio::spawn(async move { invoke(&app, ev("start", OWNER)).await })
-    };
+    let first = owner_start_in_background(&app);
     held(held_rx).await;
     // The user stops (the first start loses its lease, its task is stopped) and starts again.
     assert_eq!(invoke(&app, ev("stop", OWNER)).await.0, 200);
@@ -186,10 +183,7 @@ async fn a_stop_during_a_start_wins_and_the_start_launches_nothing() {
     // first progress write (the task definition), before RunTask.
     let nth = fake.faults.count(ops::UPDATE_ITEM) + 1;
     let (held_rx, go) = hold(&fake, ops::UPDATE_ITEM, nth);
-    let start = {
-        let app = app.clone();
-        tokio::spawn(async move { invoke(&app, ev("start", OWNER)).await })
-    };
+    let start = owner_start_in_background(&app);
     held(held_rx).await;
     assert_eq!(invoke(&app, ev("stop", OWNER)).await.0, 200);
 
