@@ -254,6 +254,7 @@ impl App {
                 actions::admin::system_maintenance(svc, f.force_reason.as_deref()).await
             }
             Action::AdminMaintenanceReset(f) => actions::admin::maintenance_reset(svc, f.force_reason.as_deref()).await,
+            Action::AdminReconcile(f) => actions::reconcile::admin_reconcile(svc, ctx, &f).await,
             Action::KofiWebhook(f) => actions::kofi::kofi_webhook(svc, f.body.as_ref()).await,
         }
     }

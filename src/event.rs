@@ -161,6 +161,16 @@ pub struct AdminFields {
     pub force_reason: Option<String>,
 }
 
+/// `admin-reconcile`: a dry run unless `apply` is true; `continuation` goes on where the
+/// last call stopped.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ReconcileFields {
+    pub dry_run: Option<bool>,
+    pub apply: Option<bool>,
+    pub continuation: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ForceShutdownFields {
@@ -273,6 +283,7 @@ actions! {
     RequestLicense(NoFields) = "request-license",
     ReleaseLicense(NoFields) = "release-license",
     HealthCheck(NoFields) = "health-check",
+    AdminReconcile(ReconcileFields) = "admin-reconcile",
 }
 
 impl Action {

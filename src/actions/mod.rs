@@ -4,7 +4,7 @@
 //! Module graph (an arrow is "uses"; none points back):
 //! `admin` → `automation`, `sessions`, `run`; `licenses` → `sessions`, `run`;
 //! `instance` → `sessions`, `run`, `resources`; `sessions` → `run`; `automation` → `run`;
-//! `run` → `resources`. `billing`, `kofi` and `notify` use only the store; `health` only the managers.
+//! `run` → `resources`; `reconcile` → `resources`. `billing`, `kofi` and `notify` use only the store; `health` only the managers.
 
 pub mod admin;
 pub mod automation;
@@ -14,6 +14,7 @@ pub mod instance;
 pub mod kofi;
 pub mod licenses;
 pub mod notify;
+pub mod reconcile;
 pub mod resources;
 pub mod run;
 pub mod sessions;

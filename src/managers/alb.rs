@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use crate::error::AwsError;
+use crate::managers::{Listed, Page};
 
 /// A target group: HTTP on a port, `ip` targets, and its health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +71,10 @@ pub trait Alb: Send + Sync {
     /// DescribeListeners of one listener: a health probe. A missing listener is a
     /// `NotFound` error.
     async fn describe_listener(&self, listener_arn: &str) -> Result<(), AwsError>;
+
+    /// One page of DescribeTargetGroups (every group of the account and region), from
+    /// `marker`: names and ARNs (ELBv2 gives no creation time).
+    async fn list_target_groups_page(&self, marker: Option<&str>) -> Result<Page<Listed>, AwsError>;
 }
 
 /// The SDK adapter.
@@ -222,6 +227,31 @@ impl Alb for SdkAlb {
                 }
             }
         }
+    }
+
+    async fn list_target_groups_page(&self, marker: Option<&str>) -> Result<Page<Listed>, AwsError> {
+        let out = self
+            .client
+            .describe_target_groups()
+            .page_size(crate::managers::LIST_PAGE)
+            .set_marker(marker.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "DescribeTargetGroups", e))?;
+        Ok(Page {
+            items: out
+                .target_groups()
+                .iter()
+                .filter_map(|tg| {
+                    Some(Listed {
+                        name: tg.target_group_name()?.to_string(),
+                        arn: Some(tg.target_group_arn()?.to_string()),
+                        created_at: None,
+                    })
+                })
+                .collect(),
+            next: crate::managers::next_token(out.next_marker()),
+        })
     }
 
     async fn delete_target_group(&self, target_group_arn: &str) -> Result<(), AwsError> {

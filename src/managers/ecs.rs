@@ -7,7 +7,7 @@ use aws_sdk_ecs::types as ecs;
 use aws_smithy_types::error::operation::BuildError;
 
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::{instrument, sdk_error};
+use crate::managers::{instrument, sdk_error, Page};
 
 pub use crate::domain::taskdef::{
     ContainerDef, ContainerOverride, EfsVolume, LogConfig, MountPoint, RunTask, TaskDefinition,
@@ -80,6 +80,10 @@ pub trait Ecs: Send + Sync {
     /// DescribeClusters of one cluster → its status (`ACTIVE`, `INACTIVE`, …): a health
     /// probe. A cluster ECS does not know is a `NotFound` error.
     async fn cluster_status(&self, cluster: &str) -> Result<String, AwsError>;
+
+    /// One page of ListTaskDefinitionFamilies: the families starting with `prefix` that
+    /// have an ACTIVE revision, from `token`.
+    async fn list_families_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<String>, AwsError>;
 }
 
 /// The SDK adapter.
@@ -433,6 +437,28 @@ impl Ecs for SdkEcs {
             );
         }
         Ok(arns)
+    }
+
+    async fn list_families_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<String>, AwsError> {
+        let out = self
+            .client
+            .list_task_definition_families()
+            .family_prefix(prefix)
+            .status(ecs::TaskDefinitionFamilyStatus::Active)
+            .max_results(crate::managers::LIST_PAGE)
+            .set_next_token(token.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "ListTaskDefinitionFamilies", e))?;
+        Ok(Page {
+            items: out
+                .families()
+                .iter()
+                .filter(|f| f.starts_with(prefix))
+                .cloned()
+                .collect(),
+            next: crate::managers::next_token(out.next_token()),
+        })
     }
 
     async fn run_task(&self, req: &RunTask) -> Result<String, AwsError> {

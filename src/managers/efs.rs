@@ -6,7 +6,7 @@ use aws_sdk_efs::types as efs;
 use aws_smithy_types::error::operation::BuildError;
 
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::{instrument, sdk_error};
+use crate::managers::{instrument, sdk_error, Page};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessPointSpec {
@@ -44,6 +44,23 @@ pub trait Efs: Send + Sync {
     /// DescribeFileSystems of one file system → its lower-case LifeCycleState: a health
     /// probe. A missing file system is a `NotFound` error.
     async fn file_system_state(&self, file_system_id: &str) -> Result<String, AwsError>;
+
+    /// One page of DescribeAccessPoints of the file system, from `token`.
+    async fn list_access_points_page(
+        &self,
+        file_system_id: &str,
+        token: Option<&str>,
+    ) -> Result<Page<AccessPointInfo>, AwsError>;
+}
+
+/// An access point as a listing shows it (EFS gives no creation time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessPointInfo {
+    pub id: String,
+    /// Its root directory, e.g. `/foundry-instances/<userId>`.
+    pub path: String,
+    /// The lower-case LifeCycleState.
+    pub state: String,
 }
 
 /// The SDK adapter.
@@ -176,6 +193,39 @@ impl Efs for SdkEfs {
             );
         }
         Ok(ids)
+    }
+
+    async fn list_access_points_page(
+        &self,
+        file_system_id: &str,
+        token: Option<&str>,
+    ) -> Result<Page<AccessPointInfo>, AwsError> {
+        let out = self
+            .client
+            .describe_access_points()
+            .file_system_id(file_system_id)
+            .max_results(crate::managers::LIST_PAGE)
+            .set_next_token(token.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "DescribeAccessPoints", e))?;
+        Ok(Page {
+            items: out
+                .access_points()
+                .iter()
+                .filter_map(|ap| {
+                    Some(AccessPointInfo {
+                        id: ap.access_point_id()?.to_string(),
+                        path: ap.root_directory().and_then(|r| r.path()).unwrap_or("/").to_string(),
+                        state: ap
+                            .life_cycle_state()
+                            .map(|s| s.as_str().to_ascii_lowercase())
+                            .unwrap_or_default(),
+                    })
+                })
+                .collect(),
+            next: crate::managers::next_token(out.next_token()),
+        })
     }
 
     async fn file_system_state(&self, file_system_id: &str) -> Result<String, AwsError> {

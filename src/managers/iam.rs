@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_iam::types as iam;
 
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::{instrument, sdk_error};
+use crate::managers::{instrument, next_token, sdk_error, Listed, Page, LIST_PAGE};
 use crate::secret::Sensitive;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,13 @@ pub trait Iam: Send + Sync {
     /// still finds something (or when the key is not known). A missing user is a `NotFound`
     /// error.
     async fn delete_user(&self, user_name: &str, known: &KnownParts<'_>) -> Result<(), AwsError>;
+
+    /// One page of ListUsers under `path_prefix`, from `marker`.
+    async fn list_users_page(&self, path_prefix: &str, marker: Option<&str>) -> Result<Page<Listed>, AwsError>;
+
+    /// The ids of the user's access keys (paginated ListAccessKeys). A missing user is a
+    /// `NotFound` error.
+    async fn access_key_ids(&self, user_name: &str) -> Result<Vec<String>, AwsError>;
 }
 
 /// What we made on an IAM user, as far as our record knows.
@@ -193,23 +200,7 @@ impl Iam for SdkIam {
     }
 
     async fn delete_access_keys(&self, user_name: &str) -> Result<(), AwsError> {
-        let mut pages = self
-            .client
-            .list_access_keys()
-            .user_name(user_name)
-            .into_paginator()
-            .send();
-        let mut ids = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error(SERVICE, "ListAccessKeys", e))?;
-            ids.extend(
-                page.access_key_metadata()
-                    .iter()
-                    .filter_map(|k| k.access_key_id())
-                    .map(str::to_string),
-            );
-        }
-        for id in ids {
+        for id in self.access_key_ids(user_name).await? {
             self.client
                 .delete_access_key()
                 .user_name(user_name)
@@ -239,5 +230,53 @@ impl Iam for SdkIam {
             }
             other => other,
         }
+    }
+
+    async fn list_users_page(&self, path_prefix: &str, marker: Option<&str>) -> Result<Page<Listed>, AwsError> {
+        let out = self
+            .client
+            .list_users()
+            .path_prefix(path_prefix)
+            .max_items(LIST_PAGE)
+            .set_marker(marker.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "ListUsers", e))?;
+        Ok(Page {
+            items: out
+                .users()
+                .iter()
+                .map(|u| Listed {
+                    name: u.user_name().to_string(),
+                    arn: Some(u.arn().to_string()),
+                    created_at: Some(u.create_date().secs()),
+                })
+                .collect(),
+            next: if out.is_truncated() {
+                next_token(out.marker())
+            } else {
+                None
+            },
+        })
+    }
+
+    async fn access_key_ids(&self, user_name: &str) -> Result<Vec<String>, AwsError> {
+        let mut pages = self
+            .client
+            .list_access_keys()
+            .user_name(user_name)
+            .into_paginator()
+            .send();
+        let mut ids = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(SERVICE, "ListAccessKeys", e))?;
+            ids.extend(
+                page.access_key_metadata()
+                    .iter()
+                    .filter_map(|k| k.access_key_id())
+                    .map(str::to_string),
+            );
+        }
+        Ok(ids)
     }
 }

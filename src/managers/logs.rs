@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::sdk_error;
+use crate::managers::{sdk_error, Listed, Page};
 
 #[async_trait]
 pub trait Logs: Send + Sync {
@@ -29,6 +29,10 @@ pub trait Logs: Send + Sync {
     /// `NotFound` error when the group does not exist (DescribeLogGroups with
     /// logGroupNamePrefix, exact-name match, paginated).
     async fn retention_days(&self, name: &str) -> Result<Option<i32>, AwsError>;
+
+    /// One page of DescribeLogGroups: the groups whose name starts with `prefix`, from
+    /// `token`, with their creation time.
+    async fn list_log_groups_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<Listed>, AwsError>;
 }
 
 /// The service name in every error of this module.
@@ -145,6 +149,34 @@ impl Logs for SdkLogs {
             }
         }
         Err(not_found(OP))
+    }
+
+    async fn list_log_groups_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<Listed>, AwsError> {
+        let out = self
+            .client
+            .describe_log_groups()
+            .log_group_name_prefix(prefix)
+            .limit(50)
+            .set_next_token(token.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "DescribeLogGroups", e))?;
+        Ok(Page {
+            items: out
+                .log_groups()
+                .iter()
+                .filter_map(|g| {
+                    let name = g.log_group_name()?;
+                    name.starts_with(prefix).then(|| Listed {
+                        name: name.to_string(),
+                        arn: g.arn().map(str::to_string),
+                        // Milliseconds since the epoch.
+                        created_at: g.creation_time().map(|ms| ms.div_euclid(1000)),
+                    })
+                })
+                .collect(),
+            next: crate::managers::next_token(out.next_token()),
+        })
     }
 }
 

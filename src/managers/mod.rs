@@ -33,6 +33,39 @@ pub use route53::Route53;
 pub use s3::S3;
 pub use secrets::Secrets;
 
+/// One page of a listing, and where the next page starts (`None`: this was the last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+impl<T> Default for Page<T> {
+    fn default() -> Self {
+        Page {
+            items: Vec::new(),
+            next: None,
+        }
+    }
+}
+
+/// A resource as a listing shows it: its name, its ARN where it has one, and when it
+/// was made where AWS says (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listed {
+    pub name: String,
+    pub arn: Option<String>,
+    pub created_at: Option<i64>,
+}
+
+/// How many items one page of a listing asks for.
+pub const LIST_PAGE: i32 = 100;
+
+/// A token AWS sends back as it was: an empty one means "no more pages".
+pub(crate) fn next_token(token: Option<&str>) -> Option<String> {
+    token.filter(|t| !t.is_empty()).map(str::to_string)
+}
+
 /// Every AWS seam the actions use.
 #[derive(Clone)]
 pub struct Managers {

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use crate::error::AwsError;
+use crate::managers::Page;
 
 /// An alias `A` record pointing at the ALB.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,11 @@ pub trait Route53: Send + Sync {
 
     /// GetHostedZone: a health probe. A missing zone is a `NotFound` error.
     async fn hosted_zone(&self, hosted_zone_id: &str) -> Result<(), AwsError>;
+
+    /// One page of ListResourceRecordSets from `start` (a token of an earlier page):
+    /// the alias `A` records on it (every other record is skipped). Names come without
+    /// the trailing dot and with Route 53's escapes decoded.
+    async fn list_aliases_page(&self, hosted_zone_id: &str, start: Option<&str>) -> Result<Page<AliasRecord>, AwsError>;
 }
 
 /// The SDK adapter.
@@ -185,6 +191,52 @@ impl Route53 for SdkRoute53 {
             target_dns_name: without_trailing_dot(alias.dns_name()).to_string(),
             target_hosted_zone_id: alias.hosted_zone_id().to_string(),
         }))
+    }
+
+    async fn list_aliases_page(&self, hosted_zone_id: &str, start: Option<&str>) -> Result<Page<AliasRecord>, AwsError> {
+        const OP: &str = "ListResourceRecordSets";
+        // The token is the next record's name, type and set identifier, tab-separated.
+        let mut parts = start.unwrap_or_default().split('\t');
+        let name = parts.next().filter(|s| !s.is_empty());
+        let rtype = parts.next().filter(|s| !s.is_empty()).map(RrType::from);
+        let ident = parts.next().filter(|s| !s.is_empty());
+        let out = self
+            .client
+            .list_resource_record_sets()
+            .hosted_zone_id(bare_zone_id(hosted_zone_id))
+            .set_start_record_name(name.map(str::to_string))
+            .set_start_record_type(rtype)
+            .set_start_record_identifier(ident.map(str::to_string))
+            .max_items(crate::managers::LIST_PAGE)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, OP, e))?;
+        let items = out
+            .resource_record_sets()
+            .iter()
+            .filter(|r| *r.r#type() == RrType::A)
+            .filter_map(|r| {
+                let alias = r.alias_target()?;
+                Some(AliasRecord {
+                    hosted_zone_id: hosted_zone_id.to_string(),
+                    name: unescape_dns_name(without_trailing_dot(r.name())),
+                    target_dns_name: without_trailing_dot(alias.dns_name()).to_string(),
+                    target_hosted_zone_id: alias.hosted_zone_id().to_string(),
+                })
+            })
+            .collect();
+        let next = if out.is_truncated() {
+            out.next_record_name().map(|n| {
+                format!(
+                    "{n}\t{}\t{}",
+                    out.next_record_type().map(|t| t.as_str()).unwrap_or_default(),
+                    out.next_record_identifier().unwrap_or_default()
+                )
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next })
     }
 
     async fn hosted_zone(&self, hosted_zone_id: &str) -> Result<(), AwsError> {

@@ -5,7 +5,7 @@ use aws_sdk_s3::types as s3;
 use aws_smithy_types::error::operation::BuildError;
 
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::{instrument, sdk_error};
+use crate::managers::{instrument, next_token, sdk_error, Listed, Page, LIST_PAGE};
 
 #[async_trait]
 pub trait S3: Send + Sync {
@@ -27,6 +27,9 @@ pub trait S3: Send + Sync {
     /// DeleteBucket. A missing bucket is a `NotFound` error; one that still holds objects
     /// (a writer raced us, or S3's listing lagged) is a `NotEmpty` error.
     async fn delete_bucket(&self, bucket: &str) -> Result<(), AwsError>;
+
+    /// One page of ListBuckets: the buckets whose name starts with `prefix`, from `token`.
+    async fn list_buckets_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<Listed>, AwsError>;
 }
 
 /// The SDK adapter. Uses path-style addressing when an endpoint URL is configured
@@ -320,6 +323,33 @@ impl S3 for SdkS3 {
             .await
             .map_err(|e| sdk_error(SERVICE, "DeleteBucket", e))?;
         Ok(())
+    }
+
+    async fn list_buckets_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<Listed>, AwsError> {
+        let out = self
+            .client
+            .list_buckets()
+            .prefix(prefix)
+            .max_buckets(LIST_PAGE)
+            .set_continuation_token(token.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "ListBuckets", e))?;
+        Ok(Page {
+            items: out
+                .buckets()
+                .iter()
+                .filter_map(|b| {
+                    let name = b.name()?;
+                    name.starts_with(prefix).then(|| Listed {
+                        name: name.to_string(),
+                        arn: None,
+                        created_at: b.creation_date().map(|d| d.secs()),
+                    })
+                })
+                .collect(),
+            next: next_token(out.continuation_token()),
+        })
     }
 }
 

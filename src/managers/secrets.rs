@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use crate::error::AwsError;
+use crate::managers::{Listed, Page};
 use crate::secret::Sensitive;
 
 #[async_trait]
@@ -32,6 +33,10 @@ pub trait Secrets: Send + Sync {
 
     /// ListSecrets, one item: a health probe (it needs no secret to exist).
     async fn list_one(&self) -> Result<(), AwsError>;
+
+    /// One page of ListSecrets: the secrets whose name starts with `prefix` (not those
+    /// scheduled for deletion), from `token`.
+    async fn list_secrets_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<Listed>, AwsError>;
 }
 
 /// The SDK adapter.
@@ -193,6 +198,40 @@ impl Secrets for SdkSecrets {
             .await
             .map_err(|e| sdk_error(SERVICE, OP, e))?;
         Ok(())
+    }
+
+    async fn list_secrets_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<Listed>, AwsError> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        let out = self
+            .client
+            .list_secrets()
+            .filters(
+                Filter::builder()
+                    .key(FilterNameStringType::Name)
+                    .values(prefix)
+                    .build(),
+            )
+            .max_results(crate::managers::LIST_PAGE)
+            .set_next_token(token.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, "ListSecrets", e))?;
+        Ok(Page {
+            items: out
+                .secret_list()
+                .iter()
+                .filter(|s| s.deleted_date().is_none())
+                .filter_map(|s| {
+                    let name = s.name()?;
+                    name.starts_with(prefix).then(|| Listed {
+                        name: name.to_string(),
+                        arn: s.arn().map(str::to_string),
+                        created_at: s.created_date().map(|d| d.secs()),
+                    })
+                })
+                .collect(),
+            next: crate::managers::next_token(out.next_token()),
+        })
     }
 }
 

@@ -88,6 +88,12 @@ pub(super) async fn remove_target_group(svc: &Services, inst: &Instance, left: &
         },
     };
     let Some(tg) = tg else { return };
+    remove_target_group_arn(svc, &tg, left).await;
+}
+
+/// A target group by ARN, after the listener rules that still forward to it.
+pub(crate) async fn remove_target_group_arn(svc: &Services, tg: &str, left: &mut Leftovers) {
+    let tg = tg.to_string();
     match svc.aws.alb.delete_target_group(&tg).await {
         // Rules still forwarding to the group (ones the original orphaned) block its
         // deletion: remove them, then the group.
@@ -110,7 +116,7 @@ pub(super) async fn remove_target_group(svc: &Services, inst: &Instance, left: &
 
 /// Every task-definition revision of the user's family (the original left one per
 /// start), while the invocation has time.
-pub(super) async fn remove_task_definitions(svc: &Services, until_ms: i64, user_id: &str, left: &mut Leftovers) {
+pub(crate) async fn remove_task_definitions(svc: &Services, until_ms: i64, user_id: &str, left: &mut Leftovers) {
     match svc.aws.ecs.list_task_definitions(&names::task_family(user_id)).await {
         Ok(arns) => {
             for arn in arns {
@@ -129,7 +135,7 @@ pub(super) async fn remove_task_definitions(svc: &Services, until_ms: i64, user_
 
 /// A log group. A deployment whose role may not delete log groups still destroys (the
 /// group's retention bounds what stays); any other failure is left for the next call.
-pub(super) async fn remove_log_group(svc: &Services, name: &str, left: &mut Leftovers) {
+pub(crate) async fn remove_log_group(svc: &Services, name: &str, left: &mut Leftovers) {
     match removed(ResourceKind::LogGroup, svc.aws.logs.delete_log_group(name).await) {
         Ok(_) => {}
         Err(e) if e.kind == AwsErrorKind::AccessDenied => {
@@ -145,4 +151,9 @@ pub async fn deregister_target(svc: &Services, target_group: &str, ip: &str) -> 
         Err(e) if e.is_not_found() => Ok(()),
         other => other,
     }
+}
+
+/// A listener rule by ARN.
+pub(crate) async fn remove_rule(svc: &Services, rule_arn: &str, left: &mut Leftovers) {
+    left.note(ResourceKind::ListenerRule, svc.aws.alb.delete_rule(rule_arn).await);
 }

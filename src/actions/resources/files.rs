@@ -175,3 +175,26 @@ fn cleaned(outcome: std::result::Result<(), cleanup_task::CleanupOutcome>) -> Re
         Err(cleanup_task::CleanupOutcome::Aws(e)) => Err(e),
     }
 }
+
+/// One access point by id. With `erase`, the files at the user's directory go first (the
+/// cleanup task, as a destroy runs it; one a call before launched is waited for).
+pub(crate) async fn remove_access_point(
+    svc: &Services,
+    ctx: &Ctx,
+    user_id: &str,
+    id: &str,
+    erase: bool,
+    left: &mut Leftovers,
+) {
+    if erase {
+        let owner = Instance {
+            user_id: user_id.to_string(),
+            ..Instance::default()
+        };
+        if let Err(e) = erase_files(svc, ctx, &owner, true).await {
+            left.push(e.to_string());
+            return;
+        }
+    }
+    left.note(ResourceKind::AccessPoint, svc.aws.efs.delete_access_point(id).await);
+}

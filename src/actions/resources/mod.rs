@@ -20,3 +20,13 @@ pub use removal::remove_all;
 pub use storage::{ensure_bucket, ensure_iam_user, ensure_secret, iam_policy, SecretFate};
 pub use subdomain::claim_subdomain;
 pub use waits::{watch_task, Backoff};
+
+/// The removal of one resource of each kind, for the reconcile (the same code `destroy`
+/// runs).
+pub(crate) mod one {
+    pub(crate) use super::compute::{remove_log_group, remove_rule, remove_target_group_arn, remove_task_definitions};
+    pub(crate) use super::files::remove_access_point;
+    pub(crate) use super::removal::remove_iam_user;
+    pub(crate) use super::storage::{remove_bucket, remove_secret_named};
+    pub(crate) use super::subdomain::{is_alias_to_us, remove_alias_to_us};
+}

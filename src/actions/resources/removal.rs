@@ -80,21 +80,7 @@ pub async fn remove_all(svc: &Services, ctx: &Ctx, inst: &Instance, secret: Secr
         if !in_time(svc, until, "the IAM user", &mut left) {
             return left;
         }
-        if let Err(e) = removed(
-            ResourceKind::IamUser,
-            svc.aws
-                .iam
-                .delete_user(
-                    &iam_user,
-                    &KnownParts {
-                        access_key_id: inst.s3_access_key_id.as_deref(),
-                        policy: names::IAM_POLICY_NAME,
-                    },
-                )
-                .await,
-        ) {
-            left.push(format!("IAM user deletion failed: {e}"));
-        }
+        remove_iam_user(svc, &iam_user, inst.s3_access_key_id.as_deref(), &mut left).await;
     }
     if !in_time(svc, until, "the secret", &mut left) {
         return left;
@@ -110,4 +96,16 @@ pub async fn remove_all(svc: &Services, ctx: &Ctx, inst: &Instance, secret: Secr
         remove_log_group(svc, &names::legacy_log_group(uid), &mut left).await;
     }
     left
+}
+
+/// The IAM user `name` with its access keys and inline policies (`access_key_id`: the key
+/// a record knows of, deleted by id; the others are listed).
+pub(crate) async fn remove_iam_user(svc: &Services, name: &str, access_key_id: Option<&str>, left: &mut Leftovers) {
+    let known = KnownParts {
+        access_key_id,
+        policy: names::IAM_POLICY_NAME,
+    };
+    if let Err(e) = removed(ResourceKind::IamUser, svc.aws.iam.delete_user(name, &known).await) {
+        left.push(format!("IAM user deletion failed: {e}"));
+    }
 }

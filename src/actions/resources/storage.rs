@@ -85,7 +85,7 @@ pub enum SecretFate {
 /// The bucket: every object version, a page at a time while the invocation has time,
 /// then the bucket. A bucket that still holds objects right after being emptied (S3's
 /// listing lags, or a writer raced us) is emptied and retried once.
-pub(super) async fn remove_bucket(svc: &Services, until_ms: i64, bucket: &str, left: &mut Leftovers) {
+pub(crate) async fn remove_bucket(svc: &Services, until_ms: i64, bucket: &str, left: &mut Leftovers) {
     // DeleteBucket first: an empty bucket (a user who never uploaded an asset) goes in one
     // call, and one with objects answers BucketNotEmpty and is emptied, then deleted; once
     // more if a writer raced the emptying.
@@ -126,16 +126,16 @@ pub(super) async fn remove_bucket(svc: &Services, until_ms: i64, bucket: &str, l
 pub(super) async fn remove_secret(svc: &Services, user_id: &str, fate: SecretFate, left: &mut Leftovers) {
     match fate {
         SecretFate::Keep => {}
-        SecretFate::Delete => {
-            left.note(
-                ResourceKind::Secret,
-                svc.aws.secrets.delete_secret(&names::secret_name(user_id), true).await,
-            );
-        }
+        SecretFate::Delete => remove_secret_named(svc, &names::secret_name(user_id), left).await,
         SecretFate::Restore(previous) => {
             if let Err(e) = store_credentials(svc.aws.secrets.as_ref(), user_id, &previous).await {
                 left.push(format!("secret: {e}"));
             }
         }
     }
+}
+
+/// A secret by name, at once (no recovery window).
+pub(crate) async fn remove_secret_named(svc: &Services, name: &str, left: &mut Leftovers) {
+    left.note(ResourceKind::Secret, svc.aws.secrets.delete_secret(name, true).await);
 }

@@ -147,3 +147,22 @@ pub(super) async fn remove_dns_record(svc: &Services, inst: &Instance, left: &mu
         }
     }
 }
+
+/// The alias record of `<username>.<DOMAIN>`, read as it is and deleted only when it is an
+/// alias to our load balancer (any other record there is not ours).
+pub(crate) async fn remove_alias_to_us(svc: &Services, username: &str, left: &mut Leftovers) {
+    let ours = our_alias(svc, username);
+    let comment = format!("Delete DNS record for Foundry user {username}");
+    match svc.aws.route53.get_alias(&ours.hosted_zone_id, &ours.name).await {
+        Ok(Some(record)) if aliases_our_alb(svc, &record) => {
+            left.note(ResourceKind::DnsRecord, svc.aws.route53.delete_alias(&record, &comment).await);
+        }
+        Ok(_) => {}
+        Err(e) => left.push(format!("{}: {e}", ResourceKind::DnsRecord.label())),
+    }
+}
+
+/// Whether `record` is an alias to the deployment's load balancer.
+pub(crate) fn is_alias_to_us(svc: &Services, record: &AliasRecord) -> bool {
+    aliases_our_alb(svc, record)
+}

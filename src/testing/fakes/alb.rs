@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use super::{aws_err, lock, ops, Env, ACCOUNT_ID, HEX, REGION};
 use crate::error::{AwsError, AwsErrorKind};
 use crate::managers::alb::{Alb, RuleInfo, TargetGroupSpec};
+use crate::managers::{Listed, Page};
 
 const SERVICE: &str = "elasticloadbalancing";
 
@@ -404,6 +405,25 @@ impl Alb for FakeAlb {
     async fn describe_listener(&self, _listener_arn: &str) -> Result<(), AwsError> {
         self.env.enter(SERVICE, ops::DESCRIBE_LISTENERS).await?;
         Ok(())
+    }
+
+    async fn list_target_groups_page(&self, marker: Option<&str>) -> Result<Page<Listed>, AwsError> {
+        self.env.enter(SERVICE, ops::DESCRIBE_TARGET_GROUPS).await?;
+        let items = lock(&self.state)
+            .groups
+            .iter()
+            .map(|g| {
+                (
+                    g.spec.name.clone(),
+                    Listed {
+                        name: g.spec.name.clone(),
+                        arn: Some(g.arn.clone()),
+                        created_at: None,
+                    },
+                )
+            })
+            .collect();
+        Ok(self.env.page(items, marker))
     }
 }
 

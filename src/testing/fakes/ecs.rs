@@ -29,6 +29,7 @@ use async_trait::async_trait;
 
 use super::{aws_err, lock, ops, Env, ACCOUNT_ID, HEX, REGION};
 use crate::error::{AwsError, AwsErrorKind};
+use crate::managers::Page;
 use crate::managers::ecs::{ContainerState, DescribedTaskDefinition, Ecs, RunTask, TaskDefinition, TaskInfo};
 
 const SERVICE: &str = "ecs";
@@ -601,6 +602,20 @@ impl Ecs for FakeEcs {
     async fn cluster_status(&self, _cluster: &str) -> Result<String, AwsError> {
         self.env.enter(SERVICE, ops::DESCRIBE_CLUSTERS).await?;
         Ok("ACTIVE".to_string())
+    }
+
+    async fn list_families_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<String>, AwsError> {
+        self.env.enter(SERVICE, ops::LIST_TASK_DEFINITION_FAMILIES).await?;
+        let mut families: Vec<String> = lock(&self.state)
+            .defs
+            .iter()
+            .filter(|d| d.active && d.family.starts_with(prefix))
+            .map(|d| d.family.clone())
+            .collect();
+        families.dedup();
+        families.sort();
+        families.dedup();
+        Ok(self.env.page(families.into_iter().map(|f| (f.clone(), f)).collect(), token))
     }
 }
 

@@ -15,7 +15,8 @@ use async_trait::async_trait;
 
 use super::{aws_err, lock, ops, Env, HEX};
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::efs::{AccessPointSpec, Efs};
+use crate::managers::efs::{AccessPointInfo, AccessPointSpec, Efs};
+use crate::managers::Page;
 
 const SERVICE: &str = "efs";
 
@@ -182,6 +183,30 @@ impl Efs for FakeEfs {
     async fn file_system_state(&self, _file_system_id: &str) -> Result<String, AwsError> {
         self.env.enter(SERVICE, ops::DESCRIBE_FILE_SYSTEMS).await?;
         Ok("available".to_string())
+    }
+
+    async fn list_access_points_page(
+        &self,
+        file_system_id: &str,
+        token: Option<&str>,
+    ) -> Result<Page<AccessPointInfo>, AwsError> {
+        self.env.enter(SERVICE, ops::DESCRIBE_ACCESS_POINTS).await?;
+        let items = lock(&self.state)
+            .points
+            .iter()
+            .filter(|p| p.spec.file_system_id == file_system_id)
+            .map(|p| {
+                (
+                    p.id.clone(),
+                    AccessPointInfo {
+                        id: p.id.clone(),
+                        path: p.spec.path.clone(),
+                        state: p.state.clone(),
+                    },
+                )
+            })
+            .collect();
+        Ok(self.env.page(items, token))
     }
 }
 

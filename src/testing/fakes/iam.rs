@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use super::{aws_err, lock, ops, Env, ALNUM};
 use crate::error::{AwsError, AwsErrorKind};
+use crate::managers::{Listed, Page};
 use crate::managers::iam::{AccessKey, Iam, KnownParts};
 use crate::secret::Sensitive;
 
@@ -113,6 +114,7 @@ impl Iam for FakeIam {
                 format!("User with name {user_name} already exists."),
             ));
         }
+        self.env.made("user", user_name);
         st.insert(
             user_name.to_string(),
             FakeUser {
@@ -191,6 +193,35 @@ impl Iam for FakeIam {
             Some(_) => Ok(()),
             None => Err(no_such_user(OP, user_name)),
         }
+    }
+
+    async fn list_users_page(&self, path_prefix: &str, marker: Option<&str>) -> Result<Page<Listed>, AwsError> {
+        self.env.enter(SERVICE, ops::LIST_USERS).await?;
+        let users: Vec<String> = lock(&self.state)
+            .values()
+            .filter(|u| u.path.starts_with(path_prefix))
+            .map(|u| u.name.clone())
+            .collect();
+        let items = users
+            .into_iter()
+            .map(|name| {
+                let listed = Listed {
+                    name: name.clone(),
+                    arn: Some(format!("arn:aws:iam::{}:user{path_prefix}{name}", super::ACCOUNT_ID)),
+                    created_at: self.env.made_at("user", &name),
+                };
+                (name, listed)
+            })
+            .collect();
+        Ok(self.env.page(items, marker))
+    }
+
+    async fn access_key_ids(&self, user_name: &str) -> Result<Vec<String>, AwsError> {
+        const OP: &str = ops::LIST_ACCESS_KEYS;
+        self.env.enter(SERVICE, OP).await?;
+        let st = lock(&self.state);
+        let user = st.get(user_name).ok_or_else(|| no_such_user(OP, user_name))?;
+        Ok(user.keys.iter().map(|k| k.access_key_id.clone()).collect())
     }
 }
 

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use super::{aws_err, lock, ops, Env};
 use crate::error::{AwsError, AwsErrorKind};
 use crate::managers::logs::{check_retention, not_found, Logs};
+use crate::managers::{Listed, Page};
 
 const SERVICE: &str = crate::managers::logs::SERVICE;
 
@@ -86,6 +87,7 @@ impl FakeLogs {
     /// Seeds a group (replacing one of the same name), as the awslogs driver does when it
     /// auto-creates one (`retention_days` = `None`, no tags). Not a call: not recorded.
     pub fn insert_group(&self, name: &str, retention_days: Option<i32>) {
+        self.env.made("log-group", name);
         lock(&self.state).insert(
             name.to_string(),
             FakeLogGroup {
@@ -110,6 +112,9 @@ impl Logs for FakeLogs {
         check_retention(OP, retention_days)?;
         check_name(OP, name)?;
         let mut st = lock(&self.state);
+        if !st.contains_key(name) {
+            self.env.made("log-group", name);
+        }
         let group = st.entry(name.to_string()).or_insert_with(|| FakeLogGroup {
             name: name.to_string(),
             retention_days: None,
@@ -132,6 +137,27 @@ impl Logs for FakeLogs {
             .get(name)
             .map(|g| g.retention_days)
             .ok_or_else(|| not_found(OP))
+    }
+
+    async fn list_log_groups_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<Listed>, AwsError> {
+        self.env.enter(SERVICE, ops::DESCRIBE_LOG_GROUPS).await?;
+        let names: Vec<String> = lock(&self.state)
+            .keys()
+            .filter(|n| n.starts_with(prefix))
+            .cloned()
+            .collect();
+        let items = names
+            .into_iter()
+            .map(|name| {
+                let listed = Listed {
+                    name: name.clone(),
+                    arn: None,
+                    created_at: self.env.made_at("log-group", &name),
+                };
+                (name, listed)
+            })
+            .collect();
+        Ok(self.env.page(items, token))
     }
 }
 

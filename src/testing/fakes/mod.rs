@@ -115,6 +115,12 @@ pub mod ops {
     pub const DESCRIBE_LISTENERS: &str = "DescribeListeners";
     pub const GET_HOSTED_ZONE: &str = "GetHostedZone";
     pub const LIST_SECRETS: &str = "ListSecrets";
+    // The listings of the reconcile
+    pub const LIST_BUCKETS: &str = "ListBuckets";
+    pub const LIST_USERS: &str = "ListUsers";
+    pub const LIST_ACCESS_KEYS: &str = "ListAccessKeys";
+    pub const LIST_RESOURCE_RECORD_SETS: &str = "ListResourceRecordSets";
+    pub const LIST_TASK_DEFINITION_FAMILIES: &str = "ListTaskDefinitionFamilies";
 }
 
 type HookFn = Box<dyn FnOnce() + Send + 'static>;
@@ -139,6 +145,11 @@ pub(crate) struct Env {
     in_flight: std::sync::atomic::AtomicUsize,
     peak_in_flight: std::sync::atomic::AtomicUsize,
     clock: Mutex<Option<Arc<dyn Clock>>>,
+    /// When a resource was made (Unix seconds, from the clock), by `kind/name`, for the
+    /// listings that give a creation time.
+    created: Mutex<HashMap<String, i64>>,
+    /// How many items one page of a listing holds.
+    list_page: std::sync::atomic::AtomicUsize,
 }
 
 /// Holds the first `parties` calls of an operation until all of them have arrived, so
@@ -182,7 +193,39 @@ impl Env {
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             peak_in_flight: std::sync::atomic::AtomicUsize::new(0),
             clock: Mutex::new(None),
+            created: Mutex::new(HashMap::new()),
+            list_page: std::sync::atomic::AtomicUsize::new(100),
         })
+    }
+
+    /// Notes that `kind/name` was made now (when a clock is set).
+    pub(crate) fn made(&self, kind: &str, name: &str) {
+        if let Some(now) = self.now() {
+            lock(&self.created).insert(format!("{kind}/{name}"), now);
+        }
+    }
+
+    /// When `kind/name` was made, if the fake knows.
+    pub(crate) fn made_at(&self, kind: &str, name: &str) -> Option<i64> {
+        lock(&self.created).get(&format!("{kind}/{name}")).copied()
+    }
+
+    /// One page of `items` (sorted by their key) after the key `token`; the next token is
+    /// the last key of the page when more follow.
+    pub(crate) fn page<T>(&self, items: Vec<(String, T)>, token: Option<&str>) -> crate::managers::Page<T> {
+        let size = self.list_page.load(std::sync::atomic::Ordering::SeqCst).max(1);
+        let mut rest: Vec<(String, T)> = items
+            .into_iter()
+            .filter(|(k, _)| token.is_none_or(|t| k.as_str() > t))
+            .collect();
+        rest.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = rest.len() > size;
+        rest.truncate(size);
+        let next = if more { rest.last().map(|(k, _)| k.clone()) } else { None };
+        crate::managers::Page {
+            items: rest.into_iter().map(|(_, v)| v).collect(),
+            next,
+        }
     }
 
     /// The first thing every fake method does: count the call, let [`Faults`] record it
@@ -332,6 +375,11 @@ impl FakeAws {
     /// Without a clock those are `None`.
     pub fn set_clock(&self, clock: Arc<dyn Clock>) {
         *lock(&self.env.clock) = Some(clock);
+    }
+
+    /// How many items one page of every listing holds (100 unless set).
+    pub fn set_list_page_size(&self, size: usize) {
+        self.env.list_page.store(size, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Holds the first `parties` calls of `operation` (counting from now, whoever makes

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use super::{aws_err, lock, ops, Env};
 use crate::error::{AwsError, AwsErrorKind};
 use crate::managers::route53::{AliasRecord, Route53};
+use crate::managers::Page;
 
 const SERVICE: &str = "route53";
 
@@ -199,6 +200,18 @@ impl Route53 for FakeRoute53 {
     async fn hosted_zone(&self, _hosted_zone_id: &str) -> Result<(), AwsError> {
         self.env.enter(SERVICE, ops::GET_HOSTED_ZONE).await?;
         Ok(())
+    }
+
+    async fn list_aliases_page(&self, hosted_zone_id: &str, start: Option<&str>) -> Result<Page<AliasRecord>, AwsError> {
+        self.env.enter(SERVICE, ops::LIST_RESOURCE_RECORD_SETS).await?;
+        let zone = crate::managers::route53::bare_zone_id(hosted_zone_id).to_string();
+        let items = lock(&self.state)
+            .records
+            .iter()
+            .filter(|((z, _), _)| crate::managers::route53::bare_zone_id(z) == zone)
+            .map(|((_, name), r)| (name.clone(), r.clone()))
+            .collect();
+        Ok(self.env.page(items, start))
     }
 }
 

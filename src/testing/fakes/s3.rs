@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use super::{aws_err, lock, ops, Env};
 use crate::error::{AwsError, AwsErrorKind};
 use crate::managers::s3::S3;
+use crate::managers::{Listed, Page};
 
 const SERVICE: &str = "s3";
 
@@ -126,10 +127,16 @@ impl S3 for FakeS3 {
                 "The requested bucket name is not available.",
             ));
         }
-        st.buckets.entry(bucket.to_string()).or_insert_with(|| Bucket {
-            region: region.to_string(),
-            objects: BTreeSet::new(),
-        });
+        if !st.buckets.contains_key(bucket) {
+            st.buckets.insert(
+                bucket.to_string(),
+                Bucket {
+                    region: region.to_string(),
+                    objects: BTreeSet::new(),
+                },
+            );
+            self.env.made("bucket", bucket);
+        }
         Ok(())
     }
 
@@ -165,6 +172,28 @@ impl S3 for FakeS3 {
                 Ok(())
             }
         }
+    }
+
+    async fn list_buckets_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<Listed>, AwsError> {
+        self.env.enter(SERVICE, ops::LIST_BUCKETS).await?;
+        let names: Vec<String> = lock(&self.state)
+            .buckets
+            .keys()
+            .filter(|n| n.starts_with(prefix))
+            .cloned()
+            .collect();
+        let items = names
+            .into_iter()
+            .map(|name| {
+                let listed = Listed {
+                    name: name.clone(),
+                    arn: None,
+                    created_at: self.env.made_at("bucket", &name),
+                };
+                (name, listed)
+            })
+            .collect();
+        Ok(self.env.page(items, token))
     }
 }
 

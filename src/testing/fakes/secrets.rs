@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use super::{aws_err, lock, ops, Env, ACCOUNT_ID, ALNUM, REGION};
 use crate::error::{AwsError, AwsErrorKind};
 use crate::managers::secrets::Secrets;
+use crate::managers::{Listed, Page};
 use crate::secret::Sensitive;
 
 const SERVICE: &str = "secretsmanager";
@@ -154,6 +155,7 @@ impl Secrets for FakeSecrets {
             "arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:{name}-{}",
             super::random_from(ALNUM, 6)
         );
+        self.env.made("secret", name);
         st.insert(
             name.to_string(),
             FakeSecret {
@@ -216,6 +218,27 @@ impl Secrets for FakeSecrets {
     async fn list_one(&self) -> Result<(), AwsError> {
         self.env.enter(SERVICE, ops::LIST_SECRETS).await?;
         Ok(())
+    }
+
+    async fn list_secrets_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<Listed>, AwsError> {
+        self.env.enter(SERVICE, ops::LIST_SECRETS).await?;
+        let secrets: Vec<(String, String)> = lock(&self.state)
+            .values()
+            .filter(|s| !s.scheduled_for_deletion && s.name.starts_with(prefix))
+            .map(|s| (s.name.clone(), s.arn.clone()))
+            .collect();
+        let items = secrets
+            .into_iter()
+            .map(|(name, arn)| {
+                let listed = Listed {
+                    name: name.clone(),
+                    arn: Some(arn),
+                    created_at: self.env.made_at("secret", &name),
+                };
+                (name, listed)
+            })
+            .collect();
+        Ok(self.env.page(items, token))
     }
 }
 
