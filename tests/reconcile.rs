@@ -16,6 +16,7 @@ use foundry_lambda::config::Config;
 use foundry_lambda::managers::route53::AliasRecord;
 use foundry_lambda::managers::{Ecs, Efs, Iam, Route53, Secrets, S3};
 use foundry_lambda::managers::alb::{Alb, TargetGroupSpec};
+use foundry_lambda::managers::dynamodb::AttributeValue;
 use foundry_lambda::managers::efs::AccessPointSpec;
 use foundry_lambda::secret::Sensitive;
 use foundry_lambda::testing::{fake_app, invoke, invoke_with, ops, FakeAws};
@@ -383,4 +384,40 @@ async fn bad_input_is_a_clear_400_and_changes_nothing() {
     let (code, body) = invoke(&app, reconcile(json!({"apply": "yes"}))).await;
     assert_eq!(code, 400, "{body}");
     assert_eq!(leftovers(&fake), before);
+}
+
+#[tokio::test]
+async fn the_record_is_read_again_right_before_each_delete() {
+    let (app, fake, clock) = fake_app(T0);
+    seed_leftovers(&fake, GONE, GONE_SAN).await;
+    clock.advance(Duration::from_secs(3_600));
+    // Between the verdict and the delete (the reconcile lists the orphan IAM user's keys
+    // after judging it), the user's record appears: a migration restored it, say.
+    let dynamo = fake.dynamo.clone();
+    fake.before_call(ops::LIST_ACCESS_KEYS, 1, move || {
+        let mut item = foundry_lambda::managers::dynamodb::Item::new();
+        for (k, v) in [("userId", GONE), ("sanitizedUsername", GONE_SAN), ("status", "stopped")] {
+            item.insert(k.into(), AttributeValue::S(v.into()));
+        }
+        dynamo.put_raw(INSTANCES, "userId", item);
+    });
+    let (code, body) = invoke(&app, reconcile(json!({"apply": true}))).await;
+    assert_eq!(code, 200, "{body}");
+    let outcome = |kind: &str| -> Vec<Value> {
+        body["orphans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["kind"] == kind)
+            .map(|o| o["outcome"].clone())
+            .collect()
+    };
+    // Judged before the record came: orphans; read again before the delete: spared.
+    assert_eq!(outcome("IamUser"), vec![json!("spared")], "{body:#}");
+    assert!(fake.iam.users().contains(&format!("foundry-{GONE_SAN}-44332211")));
+    // The bucket's listing came before: it was judged and removed before the record came.
+    assert_eq!(outcome("S3Bucket"), vec![json!("deleted")]);
+    // Judged after it came (the listings after the IAM users): owned, not even listed.
+    assert_eq!(outcome("Secret"), Vec::<Value>::new());
+    assert_eq!(fake.secrets.secrets(), vec![format!("foundry-credentials-{GONE}")]);
 }
