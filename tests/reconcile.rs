@@ -13,11 +13,11 @@ use fake_env::*;
 use foundry_lambda::app::{App, Ctx};
 use foundry_lambda::clock::Clock;
 use foundry_lambda::config::Config;
-use foundry_lambda::managers::route53::AliasRecord;
-use foundry_lambda::managers::{Ecs, Efs, Iam, Route53, Secrets, S3};
 use foundry_lambda::managers::alb::{Alb, TargetGroupSpec};
 use foundry_lambda::managers::dynamodb::AttributeValue;
 use foundry_lambda::managers::efs::AccessPointSpec;
+use foundry_lambda::managers::route53::AliasRecord;
+use foundry_lambda::managers::{Ecs, Efs, Iam, Route53, Secrets, S3};
 use foundry_lambda::secret::Sensitive;
 use foundry_lambda::testing::{fake_app, invoke, invoke_with, ops, FakeAws};
 use serde_json::{json, Value};
@@ -134,7 +134,12 @@ fn listed(body: &Value) -> BTreeSet<(String, String)> {
         .expect("orphans")
         .iter()
         .filter(|o| o["kind"] != "AccessPoint")
-        .map(|o| (o["kind"].as_str().unwrap().to_string(), o["name"].as_str().unwrap().to_string()))
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap().to_string(),
+                o["name"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -213,8 +218,17 @@ async fn apply_removes_only_orphans_and_spares_a_live_instance_the_operators_rec
                 .id
         )]
     );
-    assert!(dry["orphans"].as_array().unwrap().iter().all(|o| o["outcome"] == "orphan"));
-    let iam = dry["orphans"].as_array().unwrap().iter().find(|o| o["kind"] == "IamUser").unwrap();
+    assert!(dry["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|o| o["outcome"] == "orphan"));
+    let iam = dry["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "IamUser")
+        .unwrap();
     assert_eq!(iam["accessKeys"].as_array().map(Vec::len), Some(1), "{iam}");
     // Made before the two hours passed (and the second carol's create waited for its
     // access point).
@@ -257,7 +271,10 @@ async fn apply_removes_only_orphans_and_spares_a_live_instance_the_operators_rec
     assert!(!fake.logs.groups().iter().any(|(n, _)| n.ends_with(GONE)));
     let records: BTreeSet<String> = fake.route53.records().into_iter().map(|r| r.name).collect();
     for kept in ["www.", "mail.", "dave.", "alice.", "carol.", ""] {
-        assert!(records.contains(&format!("{kept}{}", c.domain_name)), "{kept}: {records:?}");
+        assert!(
+            records.contains(&format!("{kept}{}", c.domain_name)),
+            "{kept}: {records:?}"
+        );
     }
     // The cleanup task erased the files of the user with no record.
     assert!(fake
@@ -307,7 +324,12 @@ async fn the_continuation_carries_the_work_over_a_deadline_and_the_next_call_fin
         "only alice's DNS record is left: {:?}",
         fake.route53.records()
     );
-    assert_eq!(fake.s3.buckets().len(), 1 + 3, "no bucket was deleted: {:?}", fake.s3.buckets());
+    assert_eq!(
+        fake.s3.buckets().len(),
+        1 + 3,
+        "no bucket was deleted: {:?}",
+        fake.s3.buckets()
+    );
     assert!(first["orphans"]
         .as_array()
         .unwrap()
@@ -327,9 +349,19 @@ async fn the_continuation_carries_the_work_over_a_deadline_and_the_next_call_fin
     assert_eq!(l["buckets"], vec!["foundry-alice-12345678".to_string()]);
     assert_eq!(l["iam users"], vec!["foundry-alice-12345678".to_string()]);
     assert_eq!(l["secrets"], vec![format!("foundry-credentials-{UID}")]);
-    assert_eq!(fake.logs.groups().iter().filter(|(n, _)| n.contains("99887766554433221")).count(), 0);
+    assert_eq!(
+        fake.logs
+            .groups()
+            .iter()
+            .filter(|(n, _)| n.contains("99887766554433221"))
+            .count(),
+        0
+    );
     let (_, last) = invoke(&app, reconcile(json!({}))).await;
-    assert_eq!((last["orphans"].clone(), last["complete"].clone()), (json!([]), json!(true)));
+    assert_eq!(
+        (last["orphans"].clone(), last["complete"].clone()),
+        (json!([]), json!(true))
+    );
 }
 
 #[tokio::test]
@@ -346,7 +378,10 @@ async fn a_young_leftover_and_a_secret_kept_for_the_license_are_spared() {
     clock.advance(Duration::from_secs(3_600));
     // A bucket made a moment ago by no create of this version's (the original's create
     // writes its record last).
-    fake.s3.ensure_bucket("foundry-zed-44332211", "us-east-1").await.unwrap();
+    fake.s3
+        .ensure_bucket("foundry-zed-44332211", "us-east-1")
+        .await
+        .unwrap();
     let (code, body) = invoke(&app, reconcile(json!({"apply": true}))).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["orphans"], json!([]), "{body:#}");
@@ -360,7 +395,10 @@ async fn a_young_leftover_and_a_secret_kept_for_the_license_are_spared() {
     // Once older than a lease, it is an orphan.
     clock.advance(Duration::from_secs(900));
     let (_, body) = invoke(&app, reconcile(json!({}))).await;
-    assert_eq!(listed(&body), [("S3Bucket".to_string(), "foundry-zed-44332211".to_string())].into());
+    assert_eq!(
+        listed(&body),
+        [("S3Bucket".to_string(), "foundry-zed-44332211".to_string())].into()
+    );
 }
 
 #[tokio::test]

@@ -84,7 +84,10 @@ fn listed(body: &Value, mine: &BTreeSet<(String, String)>, outcome: &str) -> BTr
         .iter()
         .map(|o| {
             (
-                (o["kind"].as_str().unwrap().to_string(), o["name"].as_str().unwrap().to_string()),
+                (
+                    o["kind"].as_str().unwrap().to_string(),
+                    o["name"].as_str().unwrap().to_string(),
+                ),
                 o["outcome"].as_str().unwrap().to_string(),
             )
         })
@@ -180,7 +183,11 @@ async fn the_originals_leftovers_are_listed_by_a_dry_run_and_removed_by_apply_an
     }
     let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
     for group in [format!("/aws/ecs/foundry-{b}"), format!("/ecs/foundry-{b}")] {
-        logs.create_log_group().log_group_name(group).send().await.expect("seed log group");
+        logs.create_log_group()
+            .log_group_name(group)
+            .send()
+            .await
+            .expect("seed log group");
     }
 
     // 3. A create that failed after the IAM user and the target group, with the subdomain's
@@ -189,12 +196,23 @@ async fn the_originals_leftovers_are_listed_by_a_dry_run_and_removed_by_apply_an
     let c_san = format!("{mark}c");
     let c_user = format!("foundry-{c_san}-{}", tail(&c));
     let iam = aws_sdk_iam::Client::new(&sdk);
-    iam.create_user().user_name(&c_user).path("/foundry/").send().await.expect("seed user");
-    iam.create_access_key().user_name(&c_user).send().await.expect("seed key");
+    iam.create_user()
+        .user_name(&c_user)
+        .path("/foundry/")
+        .send()
+        .await
+        .expect("seed user");
+    iam.create_access_key()
+        .user_name(&c_user)
+        .send()
+        .await
+        .expect("seed key");
     iam.put_user_policy()
         .user_name(&c_user)
         .policy_name("FoundryS3BucketAccess")
-        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#)
+        .policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#,
+        )
         .send()
         .await
         .expect("seed policy");
@@ -241,7 +259,9 @@ async fn the_originals_leftovers_are_listed_by_a_dry_run_and_removed_by_apply_an
     assert_eq!(dry["complete"], true, "{dry:#}");
     assert_eq!(listed(&dry, &mine, "orphan"), mine, "{dry:#}");
     let orphans = dry["orphans"].as_array().unwrap();
-    assert!(!orphans.iter().any(|o| o["name"].as_str().is_some_and(|n| n.starts_with("www."))));
+    assert!(!orphans
+        .iter()
+        .any(|o| o["name"].as_str().is_some_and(|n| n.starts_with("www."))));
     let user = orphans.iter().find(|o| o["name"] == c_user.as_str()).unwrap();
     assert_eq!(user["accessKeys"].as_array().map(Vec::len), Some(1), "{user}");
     let bucket = orphans.iter().find(|o| o["name"] == a_bucket.as_str()).unwrap();
@@ -288,7 +308,11 @@ async fn the_originals_leftovers_are_listed_by_a_dry_run_and_removed_by_apply_an
         .unwrap();
     assert!(active.task_definition_arns().is_empty(), "{active:?}");
     let tgs = elb.describe_target_groups().send().await.unwrap();
-    let tg_names: Vec<&str> = tgs.target_groups().iter().filter_map(|t| t.target_group_name()).collect();
+    let tg_names: Vec<&str> = tgs
+        .target_groups()
+        .iter()
+        .filter_map(|t| t.target_group_name())
+        .collect();
     assert!(!tg_names.contains(&format!("foundry-{c_san}").as_str()));
 
     // Everything of the live instance, and the operator's record, is still there.
@@ -315,7 +339,9 @@ async fn the_originals_leftovers_are_listed_by_a_dry_run_and_removed_by_apply_an
     assert!(names.contains(&format!("www.{domain}")), "{names:?}");
     assert!(names.contains(&format!("{live_san}.{domain}")), "{names:?}");
     assert!(!names.contains(&format!("{c_san}.{domain}")), "{names:?}");
-    assert!(!listed(&dry, &live_names, "orphan").iter().any(|k| live_names.contains(k)));
+    assert!(!listed(&dry, &live_names, "orphan")
+        .iter()
+        .any(|k| live_names.contains(k)));
     let (code, status) = call(&app, json!({"action":"status","userId":live})).await;
     assert_eq!(code, 200, "{status}");
 

@@ -39,7 +39,8 @@ pub trait Route53: Send + Sync {
     /// One page of ListResourceRecordSets from `start` (a token of an earlier page):
     /// the alias `A` records on it (every other record is skipped). Names come without
     /// the trailing dot and with Route 53's escapes decoded.
-    async fn list_aliases_page(&self, hosted_zone_id: &str, start: Option<&str>) -> Result<Page<AliasRecord>, AwsError>;
+    async fn list_aliases_page(&self, hosted_zone_id: &str, start: Option<&str>)
+        -> Result<Page<AliasRecord>, AwsError>;
 }
 
 /// The SDK adapter.
@@ -193,7 +194,11 @@ impl Route53 for SdkRoute53 {
         }))
     }
 
-    async fn list_aliases_page(&self, hosted_zone_id: &str, start: Option<&str>) -> Result<Page<AliasRecord>, AwsError> {
+    async fn list_aliases_page(
+        &self,
+        hosted_zone_id: &str,
+        start: Option<&str>,
+    ) -> Result<Page<AliasRecord>, AwsError> {
         const OP: &str = "ListResourceRecordSets";
         // The token is the next record's name, type and set identifier, tab-separated.
         let mut parts = start.unwrap_or_default().split('\t');

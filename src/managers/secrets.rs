@@ -205,12 +205,7 @@ impl Secrets for SdkSecrets {
         let out = self
             .client
             .list_secrets()
-            .filters(
-                Filter::builder()
-                    .key(FilterNameStringType::Name)
-                    .values(prefix)
-                    .build(),
-            )
+            .filters(Filter::builder().key(FilterNameStringType::Name).values(prefix).build())
             .max_results(crate::managers::LIST_PAGE)
             .set_next_token(token.map(str::to_string))
             .send()

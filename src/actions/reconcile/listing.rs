@@ -50,7 +50,10 @@ pub async fn page(svc: &Services, phase: Phase, marker: Option<&str>) -> Result<
         Phase::ListenerRules => {
             // One listener holds at most a few hundred rules: one listing, every page.
             let rules = aws.alb.list_rules(&cfg.alb_https_listener_arn).await?;
-            let page = Page { items: rules, next: None };
+            let page = Page {
+                items: rules,
+                next: None,
+            };
             keep(page, |rule| {
                 rule.priority?;
                 // Ours forwards to a user's target group, and names no operator's host.
@@ -65,18 +68,33 @@ pub async fn page(svc: &Services, phase: Phase, marker: Option<&str>) -> Result<
                     return None;
                 }
                 let name = hosts.first().map(|h| h.to_string()).unwrap_or_else(|| rule.arn.clone());
-                Some(candidate(ResourceKind::ListenerRule, &name, &rule.arn, None, OwnerKey::Subdomain(san)))
+                Some(candidate(
+                    ResourceKind::ListenerRule,
+                    &name,
+                    &rule.arn,
+                    None,
+                    OwnerKey::Subdomain(san),
+                ))
             })
         }
         Phase::DnsRecords => {
-            let page = aws.route53.list_aliases_page(&cfg.route53_hosted_zone_id, marker).await?;
+            let page = aws
+                .route53
+                .list_aliases_page(&cfg.route53_hosted_zone_id, marker)
+                .await?;
             keep(page, |record| {
                 // A record that does not alias our load balancer is never ours.
                 if !one::is_alias_to_us(svc, &record) {
                     return None;
                 }
                 let label = user_label(&record.name, &cfg.domain_name)?.to_ascii_lowercase();
-                Some(candidate(ResourceKind::DnsRecord, &record.name, &label, None, OwnerKey::Subdomain(label.clone())))
+                Some(candidate(
+                    ResourceKind::DnsRecord,
+                    &record.name,
+                    &label,
+                    None,
+                    OwnerKey::Subdomain(label.clone()),
+                ))
             })
         }
         Phase::TargetGroups => {
@@ -84,7 +102,13 @@ pub async fn page(svc: &Services, phase: Phase, marker: Option<&str>) -> Result<
             keep(page, |tg: Listed| {
                 let san = label_in_name(tg.name.strip_prefix(FOUNDRY)?)?.to_string();
                 let arn = tg.arn.clone()?;
-                Some(candidate(ResourceKind::TargetGroup, &tg.name, &arn, None, OwnerKey::Subdomain(san)))
+                Some(candidate(
+                    ResourceKind::TargetGroup,
+                    &tg.name,
+                    &arn,
+                    None,
+                    OwnerKey::Subdomain(san),
+                ))
             })
         }
         Phase::AccessPoints => {
@@ -95,7 +119,13 @@ pub async fn page(svc: &Services, phase: Phase, marker: Option<&str>) -> Result<
                 }
                 let uid = user_id_in_name(ap.path.strip_prefix(EFS_ROOT)?)?.to_string();
                 let name = format!("{} ({})", ap.id, ap.path);
-                Some(candidate(ResourceKind::AccessPoint, &name, &ap.id, None, OwnerKey::User(uid)))
+                Some(candidate(
+                    ResourceKind::AccessPoint,
+                    &name,
+                    &ap.id,
+                    None,
+                    OwnerKey::User(uid),
+                ))
             })
         }
         Phase::Buckets => {
@@ -111,22 +141,44 @@ pub async fn page(svc: &Services, phase: Phase, marker: Option<&str>) -> Result<
             keep(page, |s| {
                 let rest = s.name.strip_prefix(SECRET_PREFIX)?;
                 let uid = user_id_in_name(rest.strip_suffix("-session").unwrap_or(rest))?.to_string();
-                Some(candidate(ResourceKind::Secret, &s.name, &s.name, s.created_at, OwnerKey::User(uid)))
+                Some(candidate(
+                    ResourceKind::Secret,
+                    &s.name,
+                    &s.name,
+                    s.created_at,
+                    OwnerKey::User(uid),
+                ))
             })
         }
         Phase::TaskDefinitionFamilies => {
             let page = aws.ecs.list_families_page(FOUNDRY, marker).await?;
             keep(page, |family| {
                 let uid = user_id_in_name(family.strip_prefix(FOUNDRY)?)?.to_string();
-                Some(candidate(ResourceKind::TaskDefinition, &family, &uid, None, OwnerKey::User(uid.clone())))
+                Some(candidate(
+                    ResourceKind::TaskDefinition,
+                    &family,
+                    &uid,
+                    None,
+                    OwnerKey::User(uid.clone()),
+                ))
             })
         }
         Phase::LogGroups | Phase::SidecarLogGroups => {
-            let prefix = if phase == Phase::LogGroups { LOG_PREFIX } else { SIDECAR_LOG_PREFIX };
+            let prefix = if phase == Phase::LogGroups {
+                LOG_PREFIX
+            } else {
+                SIDECAR_LOG_PREFIX
+            };
             let page = aws.logs.list_log_groups_page(prefix, marker).await?;
             keep(page, |g| {
                 let uid = user_id_in_name(g.name.strip_prefix(prefix)?)?.to_string();
-                let mut c = candidate(ResourceKind::LogGroup, &g.name, &g.name, g.created_at, OwnerKey::User(uid));
+                let mut c = candidate(
+                    ResourceKind::LogGroup,
+                    &g.name,
+                    &g.name,
+                    g.created_at,
+                    OwnerKey::User(uid),
+                );
                 c.sidecar_era = phase == Phase::SidecarLogGroups;
                 Some(c)
             })
@@ -137,7 +189,13 @@ pub async fn page(svc: &Services, phase: Phase, marker: Option<&str>) -> Result<
 /// A bucket or IAM user named `foundry-<san>-<last8>`.
 fn named(kind: ResourceKind, item: Listed) -> Option<Candidate> {
     let (san, tail) = split_named(&item.name)?;
-    Some(candidate(kind, &item.name, &item.name, item.created_at, OwnerKey::Named { san, tail }))
+    Some(candidate(
+        kind,
+        &item.name,
+        &item.name,
+        item.created_at,
+        OwnerKey::Named { san, tail },
+    ))
 }
 
 #[cfg(test)]
@@ -150,6 +208,9 @@ mod tests {
             target_group_name("arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/foundry-alice/0123abcd"),
             Some("foundry-alice")
         );
-        assert_eq!(target_group_name("arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/x"), None);
+        assert_eq!(
+            target_group_name("arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/x"),
+            None
+        );
     }
 }

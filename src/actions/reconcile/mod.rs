@@ -307,9 +307,16 @@ pub async fn admin_reconcile(svc: &Services, ctx: &Ctx, f: &ReconcileFields) -> 
     }
     let found = answer.orphans.len();
     answer.message = match (apply, done) {
-        (false, true) => format!("Dry run: {found} orphaned resources found. Call again with apply: true to delete them."),
-        (false, false) => format!("Dry run: {found} orphaned resources found so far. Call again with the continuation to go on."),
-        (true, true) => format!("{} orphaned resources deleted, {} failed.", answer.deleted, answer.failed),
+        (false, true) => {
+            format!("Dry run: {found} orphaned resources found. Call again with apply: true to delete them.")
+        }
+        (false, false) => {
+            format!("Dry run: {found} orphaned resources found so far. Call again with the continuation to go on.")
+        }
+        (true, true) => format!(
+            "{} orphaned resources deleted, {} failed.",
+            answer.deleted, answer.failed
+        ),
         (true, false) => format!(
             "{} orphaned resources deleted, {} failed so far. Call again with the continuation to go on.",
             answer.deleted, answer.failed
@@ -329,7 +336,13 @@ async fn reported(svc: &Services, c: Candidate, why: String) -> Option<(Candidat
         },
         ResourceKind::TaskDefinition => {
             let family = crate::domain::names::task_family(&c.target);
-            if svc.aws.ecs.list_task_definitions(&family).await.is_ok_and(|arns| arns.is_empty()) {
+            if svc
+                .aws
+                .ecs
+                .list_task_definitions(&family)
+                .await
+                .is_ok_and(|arns| arns.is_empty())
+            {
                 return None;
             }
         }

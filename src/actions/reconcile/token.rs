@@ -143,7 +143,10 @@ mod tests {
             marker: Some("foundry-bob-12345678".into()),
         };
         let t = c.encode();
-        assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{t}");
+        assert!(
+            t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{t}"
+        );
         assert_eq!(Cursor::decode(&t).unwrap(), c);
         assert_eq!(Cursor::decode(&Cursor::start().encode()).unwrap(), Cursor::start());
     }

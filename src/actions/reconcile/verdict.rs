@@ -51,7 +51,8 @@ pub enum Verdict {
 }
 
 pub const YOUNG: &str = "younger than a create's lease: a create may be making it";
-pub const LEASED: &str = "an instance record that names it is under a live lease (a create, start or destroy is at work)";
+pub const LEASED: &str =
+    "an instance record that names it is under a live lease (a create, start or destroy is at work)";
 
 /// The verdict on `c`, given the instance records its names point at (`related`), at
 /// `now`. The safety checks come first: a resource younger than `min_age` (a create's
@@ -206,10 +207,7 @@ mod tests {
             verdict(&c, &[record("99999999999", "bob")], NOW, LEASE),
             Verdict::Orphan(_)
         ));
-        assert_eq!(
-            verdict(&c, &[record("912345678", "bob")], NOW, LEASE),
-            Verdict::Owned
-        );
+        assert_eq!(verdict(&c, &[record("912345678", "bob")], NOW, LEASE), Verdict::Owned);
     }
 
     #[test]
@@ -246,7 +244,9 @@ mod tests {
         let mut r = record("912345678", "bob");
         r.status = InstanceStatus::Creating;
         r.lease_until = Some(NOW - 1);
-        assert!(matches!(verdict(&c, &[r.clone()], NOW, LEASE), Verdict::Orphan(why) if why.starts_with("left by a create that died")));
+        assert!(
+            matches!(verdict(&c, &[r.clone()], NOW, LEASE), Verdict::Orphan(why) if why.starts_with("left by a create that died"))
+        );
         // While its lease lives, the create is at work: nothing of it is touched.
         r.lease_until = Some(NOW + 1);
         assert_eq!(verdict(&c, &[r], NOW, LEASE), Verdict::Spared(LEASED));
@@ -254,7 +254,10 @@ mod tests {
 
     #[test]
     fn names_that_are_not_ours_are_not_candidates() {
-        assert_eq!(split_named("foundry-alice-12345678"), Some(("alice".into(), "12345678".into())));
+        assert_eq!(
+            split_named("foundry-alice-12345678"),
+            Some(("alice".into(), "12345678".into()))
+        );
         assert_eq!(split_named("foundry-a-b-42"), Some(("a-b".into(), "42".into())));
         assert_eq!(split_named("foundry-vtt-artifacts-123456789012"), None);
         assert_eq!(split_named("foundry-12345678"), None);

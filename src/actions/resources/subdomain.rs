@@ -155,7 +155,10 @@ pub(crate) async fn remove_alias_to_us(svc: &Services, username: &str, left: &mu
     let comment = format!("Delete DNS record for Foundry user {username}");
     match svc.aws.route53.get_alias(&ours.hosted_zone_id, &ours.name).await {
         Ok(Some(record)) if aliases_our_alb(svc, &record) => {
-            left.note(ResourceKind::DnsRecord, svc.aws.route53.delete_alias(&record, &comment).await);
+            left.note(
+                ResourceKind::DnsRecord,
+                svc.aws.route53.delete_alias(&record, &comment).await,
+            );
         }
         Ok(_) => {}
         Err(e) => left.push(format!("{}: {e}", ResourceKind::DnsRecord.label())),

@@ -29,8 +29,8 @@ use async_trait::async_trait;
 
 use super::{aws_err, lock, ops, Env, ACCOUNT_ID, HEX, REGION};
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::Page;
 use crate::managers::ecs::{ContainerState, DescribedTaskDefinition, Ecs, RunTask, TaskDefinition, TaskInfo};
+use crate::managers::Page;
 
 const SERVICE: &str = "ecs";
 const STOPPED: &str = "STOPPED";
@@ -615,7 +615,9 @@ impl Ecs for FakeEcs {
         families.dedup();
         families.sort();
         families.dedup();
-        Ok(self.env.page(families.into_iter().map(|f| (f.clone(), f)).collect(), token))
+        Ok(self
+            .env
+            .page(families.into_iter().map(|f| (f.clone(), f)).collect(), token))
     }
 }
 

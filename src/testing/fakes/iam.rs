@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use super::{aws_err, lock, ops, Env, ALNUM};
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::{Listed, Page};
 use crate::managers::iam::{AccessKey, Iam, KnownParts};
+use crate::managers::{Listed, Page};
 use crate::secret::Sensitive;
 
 const SERVICE: &str = "iam";

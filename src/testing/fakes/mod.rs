@@ -221,7 +221,11 @@ impl Env {
         rest.sort_by(|a, b| a.0.cmp(&b.0));
         let more = rest.len() > size;
         rest.truncate(size);
-        let next = if more { rest.last().map(|(k, _)| k.clone()) } else { None };
+        let next = if more {
+            rest.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
         crate::managers::Page {
             items: rest.into_iter().map(|(_, v)| v).collect(),
             next,

@@ -202,7 +202,11 @@ impl Route53 for FakeRoute53 {
         Ok(())
     }
 
-    async fn list_aliases_page(&self, hosted_zone_id: &str, start: Option<&str>) -> Result<Page<AliasRecord>, AwsError> {
+    async fn list_aliases_page(
+        &self,
+        hosted_zone_id: &str,
+        start: Option<&str>,
+    ) -> Result<Page<AliasRecord>, AwsError> {
         self.env.enter(SERVICE, ops::LIST_RESOURCE_RECORD_SETS).await?;
         let zone = crate::managers::route53::bare_zone_id(hosted_zone_id).to_string();
         let items = lock(&self.state)
