@@ -254,6 +254,7 @@ impl App {
                 actions::admin::system_maintenance(svc, f.force_reason.as_deref()).await
             }
             Action::AdminMaintenanceReset(f) => actions::admin::maintenance_reset(svc, f.force_reason.as_deref()).await,
+            Action::AdminBackfillRunIndex(_) => actions::admin::backfill_run_index(svc).await,
             Action::KofiWebhook(f) => actions::kofi::kofi_webhook(svc, f.body.as_ref()).await,
         }
     }

@@ -273,6 +273,7 @@ actions! {
     RequestLicense(NoFields) = "request-license",
     ReleaseLicense(NoFields) = "release-license",
     HealthCheck(NoFields) = "health-check",
+    AdminBackfillRunIndex(NoFields) = "admin-backfill-run-index",
 }
 
 impl Action {

@@ -44,7 +44,8 @@ fn allowed(action: &str, caller: Caller, admins: bool) -> bool {
         | "admin-cancel-session"
         | "admin-cancel-all-sessions"
         | "admin-system-maintenance"
-        | "admin-maintenance-reset" => admin,
+        | "admin-maintenance-reset"
+        | "admin-backfill-run-index" => admin,
         "list-all" | "admin-overview" | "get-all-costs" | "shutdown-stats" | "send-notification" | "health-check" => {
             admin || caller == System
         }
