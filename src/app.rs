@@ -255,6 +255,7 @@ impl App {
             }
             Action::AdminMaintenanceReset(f) => actions::admin::maintenance_reset(svc, f.force_reason.as_deref()).await,
             Action::AdminReconcile(f) => actions::reconcile::admin_reconcile(svc, ctx, &f).await,
+            Action::AdminBackfillRunIndex(_) => actions::admin::backfill_run_index(svc).await,
             Action::KofiWebhook(f) => actions::kofi::kofi_webhook(svc, f.body.as_ref()).await,
         }
     }

@@ -5,7 +5,7 @@
 //!
 //! | actions | callers |
 //! |---|---|
-//! | `admin-force-shutdown`, `admin-cancel-session`, `admin-cancel-all-sessions`, `admin-system-maintenance`, `admin-maintenance-reset`, `admin-reconcile` | an admin (`ADMIN_USER_IDS`); none when it names no one |
+//! | `admin-force-shutdown`, `admin-cancel-session`, `admin-cancel-all-sessions`, `admin-system-maintenance`, `admin-maintenance-reset`, `admin-reconcile`, `admin-backfill-run-index` | an admin (`ADMIN_USER_IDS`); none when it names no one |
 //! | `list-all`, `admin-overview`, `get-all-costs`, `shutdown-stats`, `send-notification`, `health-check` | an admin, or the bot's `system` |
 //! | `auto-shutdown-check`, `prepare-sessions` | `system` (the EventBridge schedules) |
 //! | `get-sessions-for-license`, `cancel-sessions-for-license` | the license's owner, an admin, or `system` |
@@ -50,6 +50,7 @@ pub fn authorize(config: &Config, action: &Action, user_id: &str) -> Result<(), 
         | Action::AdminSystemMaintenance(_)
         | Action::AdminMaintenanceReset(_)
         | Action::AdminReconcile(_)
+        | Action::AdminBackfillRunIndex(_)
             if config.admin_user_ids.is_empty() =>
         {
             refuse(format!(
@@ -62,6 +63,7 @@ pub fn authorize(config: &Config, action: &Action, user_id: &str) -> Result<(), 
         | Action::AdminSystemMaintenance(_)
         | Action::AdminMaintenanceReset(_)
         | Action::AdminReconcile(_)
+        | Action::AdminBackfillRunIndex(_)
             if !admin =>
         {
             refuse(format!("Only an admin may call {name}"))

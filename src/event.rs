@@ -284,6 +284,7 @@ actions! {
     ReleaseLicense(NoFields) = "release-license",
     HealthCheck(NoFields) = "health-check",
     AdminReconcile(ReconcileFields) = "admin-reconcile",
+    AdminBackfillRunIndex(NoFields) = "admin-backfill-run-index",
 }
 
 impl Action {

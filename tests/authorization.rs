@@ -45,7 +45,8 @@ fn allowed(action: &str, caller: Caller, admins: bool) -> bool {
         | "admin-cancel-all-sessions"
         | "admin-system-maintenance"
         | "admin-maintenance-reset"
-        | "admin-reconcile" => admin,
+        | "admin-reconcile"
+        | "admin-backfill-run-index" => admin,
         "list-all" | "admin-overview" | "get-all-costs" | "shutdown-stats" | "send-notification" | "health-check" => {
             admin || caller == System
         }

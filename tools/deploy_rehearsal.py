@@ -255,7 +255,8 @@ def main() -> int:
     # --- the tables
     ddb = client("dynamodb")
     expect = {
-        "InstancesTable": ("userId", {"TaskArnIndex": ["taskArn"], "sanitizedUsername-index": ["sanitizedUsername"]}),
+        "InstancesTable": ("userId", {"TaskArnIndex": ["taskArn"], "sanitizedUsername-index": ["sanitizedUsername"],
+                                      "runShard-runDeadline-index": ["runShard", "runDeadline"]}),
         "LicensePoolTable": ("licenseId", {"ownerId-index": ["ownerId"]}),
         "ScheduledSessionsTable": ("sessionId", {"userId-index": ["userId"], "startTime-index": ["startTime"],
                                                  "licenseId-startTime-index": ["licenseId", "startTime"],

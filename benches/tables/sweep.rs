@@ -2,10 +2,14 @@
 //! fakes, every AWS call taking 20 ms (as calls over a network do). Each instance is made
 //! and started by the actions themselves; the clock then moves seven hours on, so every run
 //! is past its limit, and one `auto-shutdown-check` stops them all.
+//!
+//! Table 6: the DynamoDB items one sweep reads, at 1,000, 10,000 and 100,000 instances of
+//! which 100 run ([`reads`]).
 
 use std::time::{Duration, Instant};
 
 use foundry_lambda::app::{App, Ctx};
+use foundry_lambda::managers::dynamodb::{AttributeValue, Dynamo, Table};
 use foundry_lambda::testing::{fake_app, FakeAws};
 use serde_json::{json, Value};
 
@@ -79,6 +83,81 @@ pub fn run() {
     println!(
         "One instance's stop makes its calls one after another; the sweep works on 16 instances at once, \
          so the wall time is about calls × 20 ms × instances / 16."
+    );
+    println!();
+}
+
+/// Table 6: the DynamoDB items one `auto-shutdown-check` reads, on the fakes, at 1,000,
+/// 10,000 and 100,000 instances of which 100 run and are past their deadline (started by
+/// the actions, so their index attributes are the ones `start` writes; the rest of the
+/// fleet are copies of a created record). The fake DynamoDB counts every item a GetItem,
+/// Query or Scan returns; no read filters, so that is every item read. Next to it, the
+/// items of `shutdown-stats`, and those a Scan of the table reads: what both read before
+/// the index of runs.
+pub fn reads() {
+    const INSTANCES: &str = "foundry-vtt-instances";
+    const RUNNING: usize = 100;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    println!();
+    println!(
+        "Table 6. DynamoDB items read by one auto-shutdown-check that stops the {RUNNING} running instances, on the fakes."
+    );
+    println!();
+    println!("| instances | running | items the sweep reads | its Queries | items shutdown-stats reads | items a Scan of the table reads (both, before) |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for fleet in [1_000, 10_000, 100_000] {
+        let (app, fake) = due(&rt, RUNNING);
+        // The rest of the fleet: created, never started.
+        let uid = user(RUNNING);
+        handle(
+            &rt,
+            &app,
+            json!({"action":"create","userId":uid,"sanitizedUsername":"fleettemplate",
+                   "foundryUsername":"gm@example.com","foundryPassword":"bench-password",
+                   "licenseType":"byol","allowLicenseSharing":false,"maxConcurrentUsers":1}),
+        );
+        let template = fake.dynamo.item(INSTANCES, &uid).expect("the created record");
+        for i in RUNNING + 1..fleet {
+            let mut item = template.clone();
+            item.insert("userId".into(), AttributeValue::S(user(i)));
+            item.insert("sanitizedUsername".into(), AttributeValue::S(format!("fleet{i:06}")));
+            fake.dynamo.put_raw(INSTANCES, "userId", item);
+        }
+        assert_eq!(fake.dynamo.items(INSTANCES).len(), fleet);
+
+        let read0 = fake.dynamo.items_read();
+        let stats = handle(&rt, &app, json!({"action":"shutdown-stats","userId":"system"}));
+        assert_eq!(stats["stats"]["totalRunning"], RUNNING, "{stats}");
+        let stats_read = fake.dynamo.items_read() - read0;
+
+        let read0 = fake.dynamo.items_read();
+        let calls0 = fake.faults.calls().len();
+        let body = handle(&rt, &app, json!({"action":"auto-shutdown-check","userId":"system"}));
+        assert_eq!(body["shutdownCount"], RUNNING, "{body}");
+        let sweep_read = fake.dynamo.items_read() - read0;
+        let calls = fake.faults.calls();
+        let queries = calls[calls0..].iter().filter(|c| c.contains("Query")).count();
+        assert!(
+            !calls[calls0..].iter().any(|c| c.contains("Scan")),
+            "the sweep scans nothing"
+        );
+
+        let read0 = fake.dynamo.items_read();
+        let scanned = rt
+            .block_on(fake.dynamo.scan(&Table::new(INSTANCES, "userId")))
+            .expect("Scan")
+            .len();
+        assert_eq!(fake.dynamo.items_read() - read0, scanned as u64);
+        println!("| {fleet} | {RUNNING} | {sweep_read} | {queries} | {stats_read} | {scanned} |");
+    }
+    println!();
+    println!(
+        "The sweep and shutdown-stats query the sparse index of runs, one Query per shard, and read only the \
+         records that have a run; a Scan reads the whole fleet."
     );
     println!();
 }

@@ -554,3 +554,61 @@ pub async fn maintenance_reset(svc: &Services, reason: Option<&str>) -> Result<V
         )
     })
 }
+
+// ---------------------------------------------------------------------- the index of runs
+
+/// The answer of `admin-backfill-run-index`.
+#[skip_serializing_none]
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Backfill {
+    message: &'static str,
+    /// Records read (the whole table).
+    scanned: usize,
+    /// Records that have a run.
+    with_run: usize,
+    /// Runs put in the index now (the others were in it already, or ended meanwhile).
+    listed: usize,
+    errors: Option<Vec<String>>,
+}
+
+/// `admin-backfill-run-index`: the one-off migration of the index of runs. Every record
+/// that has a run (starting, running, or naming a task) and is not in the index, written
+/// before the index existed, is put in it by the deadline the sweep applies to it. A
+/// conditional write each: a run listed already, or ended since the table was read, is
+/// left alone, so running it twice, or while runs begin and end, is harmless.
+pub async fn backfill_run_index(svc: &Services) -> Result<Value> {
+    let all = svc.store.instances.all().await?;
+    let scanned = all.len();
+    let with_run: Vec<Instance> = all.into_iter().filter(crate::store::has_run).collect();
+    let outcomes: Vec<(String, Result<bool>)> = stream::iter(with_run.iter().cloned())
+        .map(|inst| async move {
+            let outcome = svc.store.instances.list_unlisted_run(&inst).await;
+            (inst.user_id, outcome)
+        })
+        .buffer_unordered(BULK_CONCURRENCY)
+        .collect()
+        .await;
+    let mut listed = 0;
+    let mut errors = Vec::new();
+    for (user, outcome) in outcomes {
+        match outcome {
+            Ok(true) => listed += 1,
+            Ok(false) => {}
+            Err(e) => errors.push(format!("Instance {user}: {e}")),
+        }
+    }
+    tracing::info!(
+        scanned,
+        with_run = with_run.len(),
+        listed,
+        "backfilled the index of runs"
+    );
+    crate::response::to_body(&Backfill {
+        message: "Run index backfilled",
+        scanned,
+        with_run: with_run.len(),
+        listed,
+        errors: (!errors.is_empty()).then_some(errors),
+    })
+}

@@ -17,6 +17,33 @@ pub(super) const KEY: &str = "userId";
 /// GSI of the instances table by `sanitizedUsername` (keys only): who uses a subdomain.
 pub const BY_USERNAME: &str = "sanitizedUsername-index";
 
+/// Sparse GSI of the instances table over the runs that exist (all attributes projected):
+/// partition key `runShard`, sort key `runDeadline`. Both attributes are written in the
+/// same write that begins a run, and removed in the one that ends it, so a record is in
+/// the index exactly while it has a run (from `starting` until the run's end).
+pub const BY_RUN_DEADLINE: &str = "runShard-runDeadline-index";
+
+/// How many partitions the index of runs is spread over: each shard is one Query, and no
+/// one partition takes every start's and stop's writes. Changing it needs a re-backfill.
+pub const RUN_SHARDS: u32 = 4;
+
+/// The shard of `user_id` in [`BY_RUN_DEADLINE`]: FNV-1a of the id, modulo [`RUN_SHARDS`]
+/// (stable across processes and versions, unlike the standard library's hasher).
+pub fn run_shard(user_id: &str) -> u32 {
+    let hash = user_id
+        .bytes()
+        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    hash % RUN_SHARDS
+}
+
+/// Statuses the sweep stops a run from (its deadline applies to them).
+const RUNNING: &[&str] = &["starting", "running"];
+
+/// Whether `inst` has a run: it is starting or running, or names a task.
+pub fn has_run(inst: &Instance) -> bool {
+    matches!(inst.status, InstanceStatus::Starting | InstanceStatus::Running) || inst.task_arn.is_some()
+}
+
 /// Attribute names of an instance item.
 mod attr {
     pub const USER_ID: &str = "userId";
@@ -51,6 +78,32 @@ mod attr {
     pub const LEASE_ID: &str = "leaseId";
     pub const LEASE_UNTIL: &str = "leaseUntil";
     pub const DNS_RECORD: &str = "dnsRecord";
+    /// Present only while a run exists: the partition key of the index of runs.
+    pub const RUN_SHARD: &str = "runShard";
+    /// Present only while a run exists: its deadline, the sort key of the index of runs.
+    pub const RUN_DEADLINE: &str = "runDeadline";
+}
+
+/// Puts the record in the index of runs (or moves it there to `deadline`).
+fn list_run(update: Update, user_id: &str, deadline: i64) -> Update {
+    update
+        .set(attr::RUN_SHARD, num(i64::from(run_shard(user_id))))
+        .set(attr::RUN_DEADLINE, num(deadline))
+}
+
+/// Takes the record out of the index of runs.
+fn unlist_run(update: Update) -> Update {
+    update.remove(attr::RUN_SHARD).remove(attr::RUN_DEADLINE)
+}
+
+/// The deadline a run of `inst` is listed with: the one the sweep applies to it, as if it
+/// were running (a recorded deadline, else its run limit from when it started).
+pub fn run_deadline(inst: &Instance) -> i64 {
+    let as_running = Instance {
+        status: InstanceStatus::Running,
+        ..inst.clone()
+    };
+    crate::domain::schedule::shutdown_deadline(&as_running).unwrap_or_default()
 }
 
 /// Statuses a start may begin from: never started, stopped, or left by the original in a
@@ -240,6 +293,44 @@ impl Instances {
         Ok(decode_all("instance", KEY, self.db.dynamo.scan(self.table()).await?))
     }
 
+    /// The records of the index of runs: every shard (at once), every page. Eventually
+    /// consistent, as any GSI: an entry may show a run that has just ended, and a run
+    /// that has just begun may not show yet.
+    pub async fn running(&self) -> Result<Vec<Instance>> {
+        let shards = (0..RUN_SHARDS).map(|shard| {
+            let q = Query {
+                index: Some(BY_RUN_DEADLINE.to_string()),
+                hash_attr: attr::RUN_SHARD.to_string(),
+                hash_value: num(i64::from(shard)),
+                range: None,
+            };
+            async move { self.db.dynamo.query(self.table(), &q).await }
+        });
+        let pages = futures_util::future::try_join_all(shards).await?;
+        Ok(decode_all("instance", KEY, pages.into_iter().flatten().collect()))
+    }
+
+    /// Takes the record of `user_id` out of the index of runs when it has no run (an
+    /// entry no write of this version leaves behind) → whether it was taken out.
+    pub async fn unlist_ended(&self, user_id: &str) -> Result<bool> {
+        let mut conds = vec![Cond::exists(attr::RUN_SHARD), Cond::not_exists(attr::TASK_ARN)];
+        conds.extend(RUNNING.iter().map(|s| Cond::ne_s(attr::STATUS, s)));
+        let update = unlist_run(Update::new());
+        Ok(self.update(user_id, update, Cond::And(conds)).await?.is_some())
+    }
+
+    /// Puts a run the index of runs lacks (a record written before the index existed)
+    /// in it, by the deadline the sweep applies to it → whether it was put there (false:
+    /// it was listed already, or its run has ended since it was read).
+    pub async fn list_unlisted_run(&self, inst: &Instance) -> Result<bool> {
+        let update = list_run(Update::new(), &inst.user_id, run_deadline(inst));
+        let cond = Cond::And(vec![
+            Cond::not_exists(attr::RUN_SHARD),
+            Cond::Or(vec![Cond::in_s(attr::STATUS, RUNNING), Cond::exists(attr::TASK_ARN)]),
+        ]);
+        Ok(self.update(&inst.user_id, update, cond).await?.is_some())
+    }
+
     /// The users other than `user_id` whose instance uses the subdomain `username`.
     pub async fn others_named(&self, username: &str, user_id: &str) -> Result<Vec<String>> {
         let q = Query {
@@ -408,6 +499,20 @@ impl Instances {
                 .remove(attr::ACTIVE_LICENSE_ID)
                 .remove(attr::AUTO_SHUTDOWN_AT),
         };
+        // The record after it, as written here (a transaction returns no item).
+        let mut after = Instance {
+            status: InstanceStatus::Starting,
+            attempt_id: Some(attempt_id.to_string()),
+            lease_id: Some(lease.id.clone()),
+            lease_until: Some(lease.until),
+            updated_at: Some(now),
+            ..inst.clone()
+        };
+        after.linked_session_id = session.map(|r| r.session_id.clone());
+        after.active_license_id = session.map(|r| r.license_id.clone());
+        after.auto_shutdown_at = session.map(|r| r.auto_shutdown_at);
+        // The run exists from here on: in the index of runs, by its deadline.
+        let update = list_run(update, &inst.user_id, run_deadline(&after));
         // Never while the record names a task: one user never has two.
         let cond = Cond::And(vec![
             Cond::not_exists(attr::TASK_ARN),
@@ -436,18 +541,6 @@ impl Instances {
         if written(self.db.dynamo.transact(ops).await)?.is_none() {
             return Ok(None);
         }
-        // A transaction returns no item: the record after it, as written above.
-        let mut after = Instance {
-            status: InstanceStatus::Starting,
-            attempt_id: Some(attempt_id.to_string()),
-            lease_id: Some(lease.id.clone()),
-            lease_until: Some(lease.until),
-            updated_at: Some(now),
-            ..inst.clone()
-        };
-        after.linked_session_id = session.map(|r| r.session_id.clone());
-        after.active_license_id = session.map(|r| r.license_id.clone());
-        after.auto_shutdown_at = session.map(|r| r.auto_shutdown_at);
         Ok(Some(after))
     }
 
@@ -479,7 +572,15 @@ impl Instances {
     /// start is booked in the usage table, in one transaction → the record after it, or
     /// `None` when another invocation already did this (and booked it).
     pub async fn mark_running(&self, inst: &Instance, run: &Run) -> Result<Option<Instance>> {
-        let update = Lease::drop_from(Update::new())
+        let listed = Instance {
+            status: InstanceStatus::Running,
+            started_at: Some(run.started_at),
+            auto_shutdown_at: Some(run.auto_shutdown_at),
+            ..inst.clone()
+        };
+        // The run's deadline is known now: its entry in the index of runs moves there.
+        let update = list_run(Update::new(), &inst.user_id, run_deadline(&listed));
+        let update = Lease::drop_from(update)
             .set_s(attr::STATUS, InstanceStatus::Running.as_str())
             .set_s(attr::TASK_PRIVATE_IP, run.private_ip.as_str())
             .set_s(attr::ALB_RULE_ARN, run.rule_arn.as_str())
@@ -535,7 +636,8 @@ impl Instances {
     /// already ended this run (and booked it).
     pub async fn end_run(&self, inst: &Instance, end: &RunEnd) -> Result<Option<Instance>> {
         let keep_status = inst.status == InstanceStatus::Destroying;
-        let mut update = Update::new()
+        // The run no longer exists: out of the index of runs, in the same write.
+        let mut update = unlist_run(Update::new())
             .set(attr::UPDATED_AT, num(end.at))
             .remove(attr::TASK_ARN)
             .remove(attr::AUTO_SHUTDOWN_AT)

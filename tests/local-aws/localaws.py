@@ -462,8 +462,12 @@ def provision(port: int, env_out: Path, patched: bool) -> dict:
         (
             INSTANCE_TABLE,
             "userId",
-            {"userId": "S", "taskArn": "S", "sanitizedUsername": "S"},
-            [gsi("TaskArnIndex", "taskArn"), gsi("sanitizedUsername-index", "sanitizedUsername", projection="KEYS_ONLY")],
+            {"userId": "S", "taskArn": "S", "sanitizedUsername": "S", "runShard": "N", "runDeadline": "N"},
+            [
+                gsi("TaskArnIndex", "taskArn"),
+                gsi("sanitizedUsername-index", "sanitizedUsername", projection="KEYS_ONLY"),
+                gsi("runShard-runDeadline-index", "runShard", "runDeadline"),
+            ],
         ),
         (f"{INSTANCE_TABLE}-license-pool", "licenseId", {"licenseId": "S", "ownerId": "S"}, [gsi("ownerId-index", "ownerId")]),
         (

@@ -418,6 +418,8 @@ struct State {
     seq: u64,
     /// Indexes that lag: a query on one sees the table as it was when the lag began.
     lagging: HashMap<String, Vec<Item>>,
+    /// Items read so far: one per item a GetItem, Scan or Query returned.
+    items_read: u64,
 }
 
 impl State {
@@ -514,6 +516,12 @@ impl FakeDynamo {
         lock(&self.state).lagging.insert(index.to_string(), snapshot);
     }
 
+    /// How many items reads have returned so far (GetItem, Scan and Query; a Scan or a
+    /// Query without a filter returns every item it reads, so this is the items read).
+    pub fn items_read(&self) -> u64 {
+        lock(&self.state).items_read
+    }
+
     /// Ends every lag of [`FakeDynamo::lag_index`].
     pub fn catch_up(&self) {
         lock(&self.state).lagging.clear();
@@ -577,7 +585,9 @@ impl FakeDynamo {
         validate_key(key).map_err(|e| invalid(OP, e))?;
         let mut st = lock(&self.state);
         let t = st.table(&table.name, table.key).map_err(|e| invalid(OP, e))?;
-        Ok(t.get(key).cloned())
+        let item = t.get(key).cloned();
+        st.items_read += u64::from(item.is_some());
+        Ok(item)
     }
 
     async fn op_put(&self, table: &Table, item: Item, cond: Cond) -> Result<(), AwsError> {
@@ -638,7 +648,9 @@ impl FakeDynamo {
         self.env.enter(SERVICE, OP).await?;
         let mut st = lock(&self.state);
         let t = st.table(&table.name, table.key).map_err(|e| invalid(OP, e))?;
-        Ok(t.ordered().into_iter().cloned().collect())
+        let items: Vec<Item> = t.ordered().into_iter().cloned().collect();
+        st.items_read += items.len() as u64;
+        Ok(items)
     }
 
     async fn op_query(&self, table: &Table, query: &Query) -> Result<Vec<Item>, AwsError> {
@@ -695,7 +707,9 @@ impl FakeDynamo {
                 _ => Ordering::Equal,
             });
         }
-        Ok(out.into_iter().cloned().collect())
+        let out: Vec<Item> = out.into_iter().cloned().collect();
+        st.items_read += out.len() as u64;
+        Ok(out)
     }
 
     async fn op_transact(&self, ops_list: Vec<TransactOp>) -> Result<(), AwsError> {
