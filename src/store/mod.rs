@@ -23,7 +23,7 @@ use serde::Serialize;
 
 pub use claims::{Claims, RunClaim};
 pub use instances::{
-    BeginStart, CreateDone, DestroyTaken, Instances, Lease, Progress, Run, RunEnd, SessionRun, SharingState,
+    BeginStart, CreateDone, DestroyTaken, Instances, Lease, ProbeNote, Progress, Run, RunEnd, SessionRun, SharingState,
 };
 pub use pools::{PoolEntry, Pools};
 pub use reservations::Reservations;
