@@ -5,7 +5,8 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_with::skip_serializing_none;
 
-use crate::actions::{idle, run};
+use crate::actions::idle;
+use crate::actions::run;
 use crate::context::{Ctx, Services};
 use crate::domain::model::{Instance, InstanceStatus};
 use crate::domain::schedule::shutdown_deadline;
