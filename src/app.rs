@@ -236,7 +236,7 @@ impl App {
             Action::HealthCheck(_) => actions::health::health_check(svc).await,
             Action::LicensePoolStatus(_) => actions::licenses::license_pool_status(svc, uid).await,
             Action::ShutdownStats(_) => actions::automation::shutdown_stats(svc).await,
-            Action::AutoShutdownCheck(_) => actions::automation::auto_shutdown_check(svc).await,
+            Action::AutoShutdownCheck(_) => actions::automation::auto_shutdown_check(svc, ctx).await,
             Action::GetUserCosts(_) => actions::billing::get_user_costs(svc, uid).await,
             Action::GetAllCosts(_) => actions::billing::get_all_costs(svc).await,
             Action::SendNotification(f) => actions::notify::send_notification(&f).await,

@@ -48,6 +48,17 @@ pub struct Config {
     pub metrics_namespace: String,
     /// Retention of the per-user ECS log groups, in days (new).
     pub log_retention_days: i32,
+    /// Minutes without a player after which auto-shutdown stops a server (new;
+    /// `IDLE_SHUTDOWN_MINUTES`, default 30; 0 turns idle detection off).
+    pub idle_shutdown_minutes: i64,
+    /// The longest an on-demand run may last when its deadline follows play, in hours
+    /// (new; `IDLE_MAX_RUN_HOURS`, default 12).
+    pub idle_max_run_hours: i64,
+    /// Where a server's `/api/status` is asked (new; `FOUNDRY_STATUS_URL_TEMPLATE`).
+    pub foundry_status_url_template: String,
+    /// How long one probe of a server may take, in milliseconds (new;
+    /// `FOUNDRY_STATUS_TIMEOUT_MS`, default 3000).
+    pub foundry_status_timeout_ms: u64,
 }
 
 /// The variables without which the function cannot work.
@@ -111,6 +122,19 @@ pub const DEFAULT_RESERVED_SUBDOMAINS: &[&str] = &[
 /// Default of `MAX_SESSION_SECONDS`: a session lasts at most a day.
 pub const DEFAULT_MAX_SESSION_SECONDS: i64 = 86_400;
 
+/// Default of `IDLE_SHUTDOWN_MINUTES`: a server nobody plays on stops after half an hour.
+pub const DEFAULT_IDLE_SHUTDOWN_MINUTES: i64 = 30;
+
+/// Default of `IDLE_MAX_RUN_HOURS`: a deadline that follows play stops 12 h into the run.
+pub const DEFAULT_IDLE_MAX_RUN_HOURS: i64 = 12;
+
+/// Default of `FOUNDRY_STATUS_URL_TEMPLATE`: the server's public URL (the function is not
+/// in the VPC).
+pub const DEFAULT_FOUNDRY_STATUS_URL_TEMPLATE: &str = "https://{sanitizedUsername}.{domain}/api/status";
+
+/// Default of `FOUNDRY_STATUS_TIMEOUT_MS`: one probe may take 3 s.
+pub const DEFAULT_FOUNDRY_STATUS_TIMEOUT_MS: i64 = 3_000;
+
 /// Default of `LOG_RETENTION_DAYS`: the original deployment kept its ECS log group 3 days.
 pub const DEFAULT_LOG_RETENTION_DAYS: i32 = 3;
 
@@ -129,6 +153,30 @@ fn seconds_in(
         _ => {
             invalid.push(format!(
                 "{var} must be a whole number of seconds between {} and {}, got '{v}'",
+                range.start(),
+                range.end()
+            ));
+            default
+        }
+    }
+}
+
+/// A whole number within `range`, or `default` when unset. A value outside is reported
+/// in `invalid`, with its `unit`.
+fn whole_in(
+    value: Option<String>,
+    var: &str,
+    unit: &str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+    invalid: &mut Vec<String>,
+) -> i64 {
+    let Some(v) = value else { return default };
+    match v.trim().parse::<i64>() {
+        Ok(n) if range.contains(&n) => n,
+        _ => {
+            invalid.push(format!(
+                "{var} must be a whole number of {unit} between {} and {}, got '{v}'",
                 range.start(),
                 range.end()
             ));
@@ -231,6 +279,29 @@ impl Config {
         let session_lead_seconds = seconds("SESSION_LEAD_SECONDS", DEFAULT_SESSION_LEAD_SECONDS, 0..=86_400);
         let max_session_seconds = seconds("MAX_SESSION_SECONDS", DEFAULT_MAX_SESSION_SECONDS, 900..=604_800);
 
+        let mut whole = |var: &str, unit: &str, default: i64, range: std::ops::RangeInclusive<i64>| {
+            whole_in(get(var), var, unit, default, range, &mut invalid)
+        };
+        let idle_shutdown_minutes = whole(
+            "IDLE_SHUTDOWN_MINUTES",
+            "minutes",
+            DEFAULT_IDLE_SHUTDOWN_MINUTES,
+            0..=1_440,
+        );
+        let idle_max_run_hours = whole("IDLE_MAX_RUN_HOURS", "hours", DEFAULT_IDLE_MAX_RUN_HOURS, 1..=168);
+        let foundry_status_timeout_ms = whole(
+            "FOUNDRY_STATUS_TIMEOUT_MS",
+            "milliseconds",
+            DEFAULT_FOUNDRY_STATUS_TIMEOUT_MS,
+            100..=10_000,
+        );
+        let foundry_status_url_template = get("FOUNDRY_STATUS_URL_TEMPLATE")
+            .map(|t| t.trim().to_string())
+            .unwrap_or_else(|| DEFAULT_FOUNDRY_STATUS_URL_TEMPLATE.to_string());
+        if let Err(why) = crate::domain::idle::check_url_template(&foundry_status_url_template) {
+            invalid.push(format!("FOUNDRY_STATUS_URL_TEMPLATE {why}"));
+        }
+
         let log_retention_days = retention_days(get("LOG_RETENTION_DAYS"), DEFAULT_LOG_RETENTION_DAYS, &mut invalid);
 
         let kofi_currency = get("KOFI_CURRENCY")
@@ -287,6 +358,10 @@ impl Config {
             metrics_namespace: get("METRICS_NAMESPACE")
                 .unwrap_or_else(|| crate::telemetry::DEFAULT_NAMESPACE.to_string()),
             log_retention_days,
+            idle_shutdown_minutes,
+            idle_max_run_hours,
+            foundry_status_url_template,
+            foundry_status_timeout_ms: u64::try_from(foundry_status_timeout_ms).unwrap_or(3_000),
         })
     }
 
@@ -301,6 +376,14 @@ impl Config {
             task_role_arn: &self.task_role_arn,
             subnets: &self.private_subnet_ids,
             security_group: &self.task_security_group_id,
+        }
+    }
+
+    /// The idle rule of this deployment.
+    pub fn idle_rule(&self) -> crate::domain::idle::IdleRule {
+        crate::domain::idle::IdleRule {
+            idle_seconds: self.idle_shutdown_minutes * 60,
+            max_run_seconds: self.idle_max_run_hours * 3_600,
         }
     }
 
@@ -460,6 +543,39 @@ mod tests {
         let err = cfg(&vars).unwrap_err();
         assert!(err.to_string().contains("SESSION_LEAD_SECONDS"));
         assert_eq!(err.missing.len(), REQUIRED.len());
+    }
+
+    #[test]
+    fn idle_detection_is_on_for_30_minutes_by_default_and_can_be_turned_off() {
+        let c = cfg(&test_vars()).unwrap();
+        assert_eq!(c.idle_shutdown_minutes, 30);
+        assert_eq!(c.idle_rule().idle_seconds, 1_800);
+        assert_eq!(c.idle_rule().max_run_seconds, 43_200);
+        assert_eq!(c.foundry_status_url_template, DEFAULT_FOUNDRY_STATUS_URL_TEMPLATE);
+        assert_eq!(c.foundry_status_timeout_ms, 3_000);
+        let mut vars = test_vars();
+        vars.extend([
+            ("IDLE_SHUTDOWN_MINUTES", "0"),
+            ("IDLE_MAX_RUN_HOURS", "8"),
+            ("FOUNDRY_STATUS_URL_TEMPLATE", "http://{taskPrivateIp}:30000/api/status"),
+        ]);
+        let c = cfg(&vars).unwrap();
+        assert!(!c.idle_rule().on());
+        assert_eq!(c.idle_rule().max_run_seconds, 8 * 3_600);
+        let mut vars = test_vars();
+        vars.extend([
+            ("IDLE_SHUTDOWN_MINUTES", "-5"),
+            ("FOUNDRY_STATUS_URL_TEMPLATE", "https://{name}.x/api/status"),
+            ("FOUNDRY_STATUS_TIMEOUT_MS", "60000"),
+        ]);
+        let text = cfg(&vars).unwrap_err().to_string();
+        for var in [
+            "IDLE_SHUTDOWN_MINUTES",
+            "FOUNDRY_STATUS_URL_TEMPLATE",
+            "FOUNDRY_STATUS_TIMEOUT_MS",
+        ] {
+            assert!(text.contains(var), "{text} should name {var}");
+        }
     }
 
     #[test]

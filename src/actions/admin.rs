@@ -55,6 +55,10 @@ struct RunningView<'a> {
     auto_shutdown_at: Option<i64>,
     linked_session_id: Option<&'a str>,
     foundry_version: Option<&'a str>,
+    /// New: the players the last probe counted (idle detection).
+    players: Option<i64>,
+    /// New: since when the server has had no player (Unix seconds).
+    idle_since: Option<i64>,
 }
 
 #[skip_serializing_none]
@@ -78,6 +82,8 @@ impl<'a> RunningView<'a> {
             auto_shutdown_at: i.auto_shutdown_at,
             linked_session_id: i.linked_session_id.as_deref(),
             foundry_version: i.foundry_version.as_deref(),
+            players: crate::domain::idle::players_now(i),
+            idle_since: crate::domain::idle::idle_since(i),
         }
     }
 }

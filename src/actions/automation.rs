@@ -5,10 +5,11 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_with::skip_serializing_none;
 
+use crate::actions::idle;
 use crate::actions::run;
-use crate::context::Services;
+use crate::context::{Ctx, Services};
 use crate::domain::model::{Instance, InstanceStatus};
-use crate::domain::schedule::{shutdown_deadline, shutdown_reason};
+use crate::domain::schedule::shutdown_deadline;
 use crate::error::Result;
 use crate::store::Lease;
 
@@ -91,18 +92,18 @@ struct Sweep {
 
 /// `auto-shutdown-check`: every instance past its deadline (read from the index of runs,
 /// every shard and page, so the sweep reads the runs and not the whole table; a running or
-/// starting one without a deadline by its run limit) is stopped through the full teardown,
-/// which books its hours and completes an active session, a few at a time. One failure
-/// never stops the sweep: it is reported in `results`.
-pub async fn auto_shutdown_check(svc: &Services) -> Result<Value> {
+/// starting one without a deadline by its run limit) and, with idle detection on, every
+/// server without players for the idle time (see `idle::plan`) is stopped through the full
+/// teardown, which books its hours and completes an active session, a few at a time. One
+/// failure never stops the sweep: it is reported in `results`.
+pub async fn auto_shutdown_check(svc: &Services, ctx: &Ctx) -> Result<Value> {
     let now = svc.now();
     let instances = svc.store.instances.running().await?;
     unlist_without_run(svc, &instances).await;
     let running = instances.iter().filter(|i| i.status == InstanceStatus::Running).count();
-    let due: Vec<Instance> = instances.into_iter().filter(|i| due(i, now)).collect();
-    let results: Vec<Stopped> = stream::iter(due)
-        .map(|inst| async move {
-            let reason = shutdown_reason(&inst, now);
+    let stops = idle::plan(svc, ctx, instances, now).await;
+    let results: Vec<Stopped> = stream::iter(stops)
+        .map(|idle::Stop { instance: inst, reason }| async move {
             match run::end_run(svc, &inst).await {
                 Ok(_) => Stopped {
                     user_id: inst.user_id,

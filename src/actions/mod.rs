@@ -3,13 +3,14 @@
 //!
 //! Module graph (an arrow is "uses"; none points back):
 //! `admin` → `automation`, `sessions`, `run`; `licenses` → `sessions`, `run`;
-//! `instance` → `sessions`, `run`, `resources`; `sessions` → `run`; `automation` → `run`;
+//! `instance` → `sessions`, `run`, `resources`; `sessions` → `run`; `automation` → `idle`, `run`;
 //! `run` → `resources`; `reconcile` → `resources`. `billing`, `kofi` and `notify` use only the store; `health` only the managers.
 
 pub mod admin;
 pub mod automation;
 pub mod billing;
 pub mod health;
+pub mod idle;
 pub mod instance;
 pub mod kofi;
 pub mod licenses;

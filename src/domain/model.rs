@@ -200,6 +200,20 @@ pub struct Instance {
     /// CREATE: the name then belongs to this user alone.
     #[serde(deserialize_with = "lenient::opt_bool")]
     pub dns_record: Option<bool>,
+    // --- idle detection (new in the port; written by auto-shutdown's probe of the server) ---
+    /// When the last probe of the server's `/api/status` was made.
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub last_probe_at: Option<i64>,
+    /// How it went: `ok`, or why nothing could be said (`timeout`, `refused`, `http-500`,
+    /// `not-json`, …).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub last_probe_result: Option<String>,
+    /// The players the last probe counted (absent when it failed).
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub players: Option<i64>,
+    /// The last time a probe saw a player connected.
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub last_players_seen_at: Option<i64>,
 }
 
 impl Instance {

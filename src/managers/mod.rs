@@ -1,4 +1,5 @@
-//! One trait per AWS service, each with its SDK adapter (`SdkX`).
+//! One trait per AWS service, each with its SDK adapter (`SdkX`), and the one service
+//! outside AWS, a Foundry server's status ([`foundry`], over the small [`http`] client).
 //!
 //! A manager performs one AWS operation, or a small idempotent group of them, and
 //! maps AWS errors to [`AwsError`]. It never decides policy: whether "not found"
@@ -8,6 +9,8 @@ pub mod alb;
 pub mod dynamodb;
 pub mod ecs;
 pub mod efs;
+pub mod foundry;
+pub mod http;
 pub mod iam;
 pub mod instrument;
 pub mod logs;
@@ -27,6 +30,7 @@ pub use alb::Alb;
 pub use dynamodb::Dynamo;
 pub use ecs::Ecs;
 pub use efs::Efs;
+pub use foundry::FoundryStatus;
 pub use iam::Iam;
 pub use logs::Logs;
 pub use route53::Route53;
@@ -78,6 +82,8 @@ pub struct Managers {
     pub secrets: Arc<dyn Secrets>,
     pub logs: Arc<dyn Logs>,
     pub dynamo: Arc<dyn Dynamo>,
+    /// Foundry's `/api/status` of a user's server (outside AWS).
+    pub foundry: Arc<dyn FoundryStatus>,
 }
 
 impl Managers {
@@ -96,6 +102,7 @@ impl Managers {
             secrets: Arc::new(secrets::SdkSecrets::new(sdk)),
             logs: Arc::new(logs::SdkLogs::new(sdk)),
             dynamo: Arc::new(dynamodb::SdkDynamo::new(sdk)),
+            foundry: Arc::new(foundry::HttpFoundryStatus::new()),
         }
     }
 }

@@ -82,6 +82,10 @@ mod attr {
     pub const RUN_SHARD: &str = "runShard";
     /// Present only while a run exists: its deadline, the sort key of the index of runs.
     pub const RUN_DEADLINE: &str = "runDeadline";
+    pub const LAST_PROBE_AT: &str = "lastProbeAt";
+    pub const LAST_PROBE_RESULT: &str = "lastProbeResult";
+    pub const PLAYERS: &str = "players";
+    pub const LAST_PLAYERS_SEEN_AT: &str = "lastPlayersSeenAt";
 }
 
 /// Puts the record in the index of runs (or moves it there to `deadline`).
@@ -243,6 +247,19 @@ pub struct RunEnd {
     pub target_gone: bool,
     /// The listener rule was deleted (or there was none).
     pub rule_gone: bool,
+}
+
+/// What one probe of a running server found (idle detection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeNote<'a> {
+    /// When the probe was made.
+    pub at: i64,
+    /// The players it counted; `None` when it failed.
+    pub players: Option<u32>,
+    /// `ok`, or why it failed.
+    pub outcome: &'a str,
+    /// Players keep the run going: its deadline moves to this time.
+    pub extend_to: Option<i64>,
 }
 
 /// A record a destroy has taken.
@@ -625,6 +642,34 @@ impl Instances {
         self.update(user_id, update, Cond::eq_s(attr::TASK_ARN, task_arn))
             .await?
             .ok_or_else(|| Error::failed("Another invocation ended this run"))
+    }
+
+    // ------------------------------------------------------------------ idle detection
+
+    /// Records what a probe of the server of the run of `task_arn` found (and, with
+    /// `extend_to`, its new deadline), only while that run is still running → the record
+    /// after it, or `None` when the run has ended or changed meanwhile: a probe's result
+    /// never brings a stopped run back.
+    pub async fn note_probe(&self, user_id: &str, task_arn: &str, note: &ProbeNote<'_>) -> Result<Option<Instance>> {
+        let mut update = Update::new()
+            .set(attr::LAST_PROBE_AT, num(note.at))
+            .set_s(attr::LAST_PROBE_RESULT, note.outcome);
+        update = match note.players {
+            Some(n) => update.set(attr::PLAYERS, num(i64::from(n))),
+            None => update.remove(attr::PLAYERS),
+        };
+        if note.players.is_some_and(|n| n > 0) {
+            update = update.set(attr::LAST_PLAYERS_SEEN_AT, num(note.at));
+        }
+        if let Some(until) = note.extend_to {
+            // The deadline moves, and the run's entry in the index of runs with it.
+            update = list_run(update.set(attr::AUTO_SHUTDOWN_AT, num(until)), user_id, until);
+        }
+        let cond = Cond::And(vec![
+            Cond::eq_s(attr::TASK_ARN, task_arn),
+            Cond::eq_s(attr::STATUS, InstanceStatus::Running.as_str()),
+        ]);
+        self.update(user_id, update, cond).await
     }
 
     // ------------------------------------------------------------------ stop

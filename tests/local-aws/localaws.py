@@ -562,6 +562,10 @@ def provision(port: int, env_out: Path, patched: bool) -> dict:
         "KOFI_VERIFICATION_TOKEN": "local-kofi-token",
         "ADMIN_USER_IDS": "000000000000000001",
         "SESSION_LEAD_SECONDS": "300",
+        # No Foundry server runs locally (moto's tasks run nothing): auto-shutdown's idle
+        # probe asks a local port where nothing listens, rather than looking up
+        # <user>.foundry.test, and finds nothing (a failed probe: only deadlines apply).
+        "FOUNDRY_STATUS_URL_TEMPLATE": "http://127.0.0.1:1/{sanitizedUsername}/api/status",
     }
     env_out.parent.mkdir(parents=True, exist_ok=True)
     tmp = env_out.with_name(env_out.name + f".tmp{os.getpid()}")

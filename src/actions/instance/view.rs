@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_with::skip_serializing_none;
 
 use crate::config::Config;
+use crate::domain::idle;
 use crate::domain::model::{Instance, ScheduledSession};
 use crate::domain::names;
 
@@ -31,6 +32,10 @@ pub struct InstanceView<'a> {
     max_concurrent_users: Option<i64>,
     /// `null` when there is none (the original sends `null` here).
     next_scheduled_session: Option<Option<&'a ScheduledSession>>,
+    /// New: the players the last probe of the running server counted (idle detection).
+    players: Option<i64>,
+    /// New: since when the running server has had no player (Unix seconds).
+    idle_since: Option<i64>,
 }
 
 impl<'a> InstanceView<'a> {
@@ -56,6 +61,8 @@ impl<'a> InstanceView<'a> {
             linked_session_id: None,
             max_concurrent_users: None,
             next_scheduled_session: None,
+            players: None,
+            idle_since: None,
         }
     }
 
@@ -66,6 +73,8 @@ impl<'a> InstanceView<'a> {
             auto_shutdown_at: i.auto_shutdown_at,
             linked_session_id: i.linked_session_id.as_deref(),
             next_scheduled_session: Some(next),
+            players: idle::players_now(i),
+            idle_since: idle::idle_since(i),
             ..Self::common(i, config)
         }
     }

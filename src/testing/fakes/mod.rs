@@ -30,6 +30,7 @@ mod alb;
 mod dynamodb;
 mod ecs;
 mod efs;
+mod foundry;
 mod iam;
 mod logs;
 mod route53;
@@ -40,6 +41,7 @@ pub use alb::{FakeAlb, FakeTargetGroup};
 pub use dynamodb::FakeDynamo;
 pub use ecs::{FakeEcs, FakeTask, FakeTaskDefinition};
 pub use efs::{FakeAccessPoint, FakeEfs};
+pub use foundry::{FakeAnswer, FakeFoundry};
 pub use iam::{FakeIam, FakeUser};
 pub use logs::{FakeLogGroup, FakeLogs};
 pub use route53::{FakeRoute53, RecordChange};
@@ -332,6 +334,8 @@ pub struct FakeAws {
     pub secrets: Arc<FakeSecrets>,
     pub logs: Arc<FakeLogs>,
     pub dynamo: Arc<FakeDynamo>,
+    /// The Foundry servers' status (outside AWS).
+    pub foundry: Arc<FakeFoundry>,
     env: Arc<Env>,
 }
 
@@ -356,6 +360,7 @@ impl FakeAws {
             secrets: Arc::new(FakeSecrets::with_env(env.clone())),
             logs: Arc::new(FakeLogs::with_env(env.clone())),
             dynamo: Arc::new(FakeDynamo::with_env(env.clone())),
+            foundry: Arc::new(FakeFoundry::new()),
             env,
         }
     }
@@ -372,6 +377,7 @@ impl FakeAws {
             secrets: self.secrets.clone(),
             logs: self.logs.clone(),
             dynamo: self.dynamo.clone(),
+            foundry: self.foundry.clone(),
         }
     }
 
