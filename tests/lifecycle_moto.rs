@@ -261,6 +261,16 @@ impl Iam for DiesAfterCreateUser {
     async fn delete_user(&self, user_name: &str, known: &KnownParts<'_>) -> Result<(), AwsError> {
         self.0.delete_user(user_name, known).await
     }
+    async fn list_users_page(
+        &self,
+        path_prefix: &str,
+        marker: Option<&str>,
+    ) -> Result<foundry_lambda::managers::Page<foundry_lambda::managers::Listed>, AwsError> {
+        self.0.list_users_page(path_prefix, marker).await
+    }
+    async fn access_key_ids(&self, user_name: &str) -> Result<Vec<String>, AwsError> {
+        self.0.access_key_ids(user_name).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
