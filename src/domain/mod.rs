@@ -1,5 +1,6 @@
 //! Pure logic: no I/O, exhaustively unit-tested.
 
+pub mod backup;
 pub mod jsnum;
 pub mod kofi;
 pub mod lenient;
