@@ -48,7 +48,10 @@ impl Drop for Area {
 fn run(script: &str, area: &Area, env: &[(&str, &str)]) -> (i32, String) {
     let aws = local_aws();
     let venv_bin = repo_root().join(".venv/bin");
-    assert!(venv_bin.join("aws").exists(), "the AWS CLI is missing from .venv: run `make venv`");
+    assert!(
+        venv_bin.join("aws").exists(),
+        "the AWS CLI is missing from .venv: run `make venv`"
+    );
     let path = format!("{}:/usr/local/bin:/usr/bin:/bin", venv_bin.display());
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
@@ -179,7 +182,11 @@ fn make_tree(dir: &Path) {
     symlink("/nonexistent/target", dir.join("Data/dangling")).unwrap();
     // Modes.
     std::fs::set_permissions(dir.join("Config/options.json"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::set_permissions(dir.join("Data/assets/-leading-dash"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.join("Data/assets/-leading-dash"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::set_permissions(dir.join("Logs"), std::fs::Permissions::from_mode(0o750)).unwrap();
 }
 
@@ -225,24 +232,38 @@ fn assert_same_tree(a: &Path, b: &Path) {
     let (sa, sb) = (snapshot(a), snapshot(b));
     let only_a: Vec<_> = sa.keys().filter(|k| !sb.contains_key(*k)).collect();
     let only_b: Vec<_> = sb.keys().filter(|k| !sa.contains_key(*k)).collect();
-    assert!(only_a.is_empty() && only_b.is_empty(), "missing: {only_a:?}; extra: {only_b:?}");
+    assert!(
+        only_a.is_empty() && only_b.is_empty(),
+        "missing: {only_a:?}; extra: {only_b:?}"
+    );
     for (k, v) in &sa {
         assert_eq!(Some(v), sb.get(k), "entry {k:?} differs");
     }
     for (k, v) in &sa {
         if v.starts_with("file") {
-            assert!(std::fs::read(a.join(k)).unwrap() == std::fs::read(b.join(k)).unwrap(), "{k:?}");
+            assert!(
+                std::fs::read(a.join(k)).unwrap() == std::fs::read(b.join(k)).unwrap(),
+                "{k:?}"
+            );
         }
     }
 }
 
 fn backup_run(area: &Area, user: &str, bucket: &str, previous: &str) -> String {
-    let (code, out) = run(ARCHIVE_SCRIPT, area, &[("USER_ID", user), ("PREVIOUS_MANIFEST", previous)]);
+    let (code, out) = run(
+        ARCHIVE_SCRIPT,
+        area,
+        &[("USER_ID", user), ("PREVIOUS_MANIFEST", previous)],
+    );
     assert_eq!(code, 0, "archive failed: {out}");
     let (code, out2) = run(
         UPLOAD_SCRIPT,
         area,
-        &[("USER_ID", user), ("BACKUP_BUCKET", bucket), ("BACKUP_CAUSE", "run-end")],
+        &[
+            ("USER_ID", user),
+            ("BACKUP_BUCKET", bucket),
+            ("BACKUP_CAUSE", "run-end"),
+        ],
     );
     assert_eq!(code, 0, "upload failed: {out2}");
     format!("{out}{out2}")
@@ -252,7 +273,11 @@ fn restore_run(area: &Area, user: &str, bucket: &str, version: &str) -> String {
     let (code, out) = run(
         FETCH_SCRIPT,
         area,
-        &[("USER_ID", user), ("BACKUP_BUCKET", bucket), ("BACKUP_VERSION", version)],
+        &[
+            ("USER_ID", user),
+            ("BACKUP_BUCKET", bucket),
+            ("BACKUP_VERSION", version),
+        ],
     );
     assert_eq!(code, 0, "fetch failed: {out}");
     let (code, out2) = run(RESTORE_SCRIPT, area, &[("USER_ID", user)]);
@@ -272,7 +297,11 @@ async fn a_backup_restores_the_tree_byte_for_byte() {
     assert!(out.contains("archived") && out.contains("uploaded"), "{out}");
     let v = versions(&s3, &bucket, &user).await;
     assert_eq!(v.len(), 1, "one backup");
-    assert!(v[0].1 > (LARGE / 2) as i64, "the archive holds the large file: {} bytes", v[0].1);
+    assert!(
+        v[0].1 > (LARGE / 2) as i64,
+        "the archive holds the large file: {} bytes",
+        v[0].1
+    );
     let head = s3
         .head_object()
         .bucket(&bucket)
@@ -295,7 +324,11 @@ async fn a_backup_restores_the_tree_byte_for_byte() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(leftovers, [std::ffi::OsString::from(&user)], "no marker, no .new, no .old");
+    assert_eq!(
+        leftovers,
+        [std::ffi::OsString::from(&user)],
+        "no marker, no .new, no .old"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -312,7 +345,11 @@ async fn an_unchanged_tree_is_not_archived_again_and_a_changed_one_is() {
     // Unchanged: skipped, no new version.
     let out = backup_run(&area, &user, &bucket, &first);
     assert!(out.contains("unchanged") && out.contains("nothing to upload"), "{out}");
-    assert_eq!(versions(&s3, &bucket, &user).await.len(), 1, "an unchanged tree is skipped");
+    assert_eq!(
+        versions(&s3, &bucket, &user).await.len(),
+        1,
+        "an unchanged tree is skipped"
+    );
 
     // A change that keeps the size and puts the modification time back (as a module update
     // from an archive can): still a change.
@@ -320,10 +357,18 @@ async fn an_unchanged_tree_is_not_archived_again_and_a_changed_one_is() {
     let mtime = std::fs::metadata(&db).unwrap().modified().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(&db, [9u8, 9, 9, 9, 9, 9, 9]).unwrap();
-    std::fs::File::options().write(true).open(&db).unwrap().set_modified(mtime).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&db)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
     assert_eq!(std::fs::metadata(&db).unwrap().len(), 7);
     let out = backup_run(&area, &user, &bucket, &first);
-    assert!(out.contains("archived") && out.contains("uploaded"), "a changed tree is archived: {out}");
+    assert!(
+        out.contains("archived") && out.contains("uploaded"),
+        "a changed tree is archived: {out}"
+    );
     let v = versions(&s3, &bucket, &user).await;
     assert_eq!(v.len(), 2, "a new version");
     let second = latest_manifest(&s3, &bucket, &user).await;
@@ -384,7 +429,12 @@ async fn the_scripts_refuse_an_unsafe_user_id() {
             let (code, out) = run(
                 script,
                 &area,
-                &[("USER_ID", bad), ("BACKUP_BUCKET", "b"), ("BACKUP_CAUSE", "run-end"), ("BACKUP_VERSION", "v")],
+                &[
+                    ("USER_ID", bad),
+                    ("BACKUP_BUCKET", "b"),
+                    ("BACKUP_CAUSE", "run-end"),
+                    ("BACKUP_VERSION", "v"),
+                ],
             );
             assert_eq!(code, 2, "{bad:?}: {out}");
         }

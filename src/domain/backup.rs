@@ -8,10 +8,12 @@
 //!
 //! Each task has two containers that share a task-local scratch volume: one from the AWS
 //! CLI image (the S3 side) and one from alpine (tar, find, stat, sha256sum: the file side),
-//! because no small, pinned, official image carries both. The backup runs [`ARCHIVE_SCRIPT`]
-//! then [`UPLOAD_SCRIPT`]; a restore [`FETCH_SCRIPT`] then [`RESTORE_SCRIPT`]. The tests run
+//! because no small, pinned, official image carries both. The backup runs [`WAIT_SCRIPT`],
+//! [`ARCHIVE_SCRIPT`] then [`UPLOAD_SCRIPT`]; a restore [`FETCH_SCRIPT`] then [`RESTORE_SCRIPT`]. The tests run
 //! these very texts with `sh` against a temporary directory and moto's S3.
 
+/// The first step of a backup: waits until the ended run's tasks have stopped.
+pub const WAIT_SCRIPT: &str = include_str!("backup/wait.sh");
 /// The file side of a backup: the manifest, the skip when unchanged, the archive.
 pub const ARCHIVE_SCRIPT: &str = include_str!("backup/archive.sh");
 /// The S3 side of a backup: uploads the archive as a new version, unless it was skipped.
@@ -75,8 +77,10 @@ mod tests {
 
     #[test]
     fn every_script_refuses_an_unsafe_user_id_first() {
-        for s in [ARCHIVE_SCRIPT, UPLOAD_SCRIPT, FETCH_SCRIPT, RESTORE_SCRIPT] {
+        for s in [WAIT_SCRIPT, ARCHIVE_SCRIPT, UPLOAD_SCRIPT, FETCH_SCRIPT, RESTORE_SCRIPT] {
             assert!(s.contains("set -eu"));
+        }
+        for s in [ARCHIVE_SCRIPT, UPLOAD_SCRIPT, FETCH_SCRIPT, RESTORE_SCRIPT] {
             assert!(s.contains(r#"*[!A-Za-z0-9]*) echo "refusing unsafe USER_ID"#));
         }
     }

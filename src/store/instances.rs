@@ -51,6 +51,9 @@ mod attr {
     pub const LEASE_ID: &str = "leaseId";
     pub const LEASE_UNTIL: &str = "leaseUntil";
     pub const DNS_RECORD: &str = "dnsRecord";
+    pub const BACKUP_TASK_ARN: &str = "backupTaskArn";
+    pub const BACKUP_LAUNCHED_AT: &str = "backupLaunchedAt";
+    pub const LAST_BACKUP_AT: &str = "lastBackupAt";
 }
 
 /// Statuses a start may begin from: never started, stopped, or left by the original in a
@@ -678,6 +681,21 @@ impl Instances {
                 .set_s(attr::LICENSE_SHARING_STATE, "active"),
         };
         self.update(user_id, update, Cond::exists(attr::USER_ID)).await
+    }
+
+    // ------------------------------------------------------------------ backups
+
+    /// Records a launched backup task and, when one exists, the time of the latest good
+    /// backup. Nothing when the record is gone.
+    pub async fn note_backup(&self, user_id: &str, task_arn: &str, at: i64, last_good: Option<i64>) -> Result<()> {
+        let mut update = Update::new()
+            .set_s(attr::BACKUP_TASK_ARN, task_arn)
+            .set(attr::BACKUP_LAUNCHED_AT, num(at));
+        if let Some(t) = last_good {
+            update = update.set(attr::LAST_BACKUP_AT, num(t));
+        }
+        self.update(user_id, update, Cond::exists(attr::USER_ID)).await?;
+        Ok(())
     }
 
     // ------------------------------------------------------------------ version

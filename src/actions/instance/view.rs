@@ -31,6 +31,8 @@ pub struct InstanceView<'a> {
     max_concurrent_users: Option<i64>,
     /// `null` when there is none (the original sends `null` here).
     next_scheduled_session: Option<Option<&'a ScheduledSession>>,
+    /// New: when the latest good world backup was made (owner's view; only once known).
+    last_backup_at: Option<i64>,
 }
 
 impl<'a> InstanceView<'a> {
@@ -56,6 +58,7 @@ impl<'a> InstanceView<'a> {
             linked_session_id: None,
             max_concurrent_users: None,
             next_scheduled_session: None,
+            last_backup_at: None,
         }
     }
 
@@ -66,6 +69,7 @@ impl<'a> InstanceView<'a> {
             auto_shutdown_at: i.auto_shutdown_at,
             linked_session_id: i.linked_session_id.as_deref(),
             next_scheduled_session: Some(next),
+            last_backup_at: i.last_backup_at,
             ..Self::common(i, config)
         }
     }
