@@ -194,6 +194,13 @@ pub struct NotificationFields {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
+pub struct BackupListFields {
+    /// Another user whose backups an admin lists (default: the caller).
+    pub target_user_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct LicenseFields {
     pub license_id: Option<String>,
 }
@@ -273,6 +280,7 @@ actions! {
     RequestLicense(NoFields) = "request-license",
     ReleaseLicense(NoFields) = "release-license",
     HealthCheck(NoFields) = "health-check",
+    ListBackups(BackupListFields) = "list-backups",
 }
 
 impl Action {
