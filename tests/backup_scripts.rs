@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use foundry_lambda::domain::backup::{self, ARCHIVE_SCRIPT, FETCH_SCRIPT, RESTORE_SCRIPT, UPLOAD_SCRIPT};
+use foundry_lambda::managers::s3::{SdkS3, S3};
 use moto_env::{local_aws, repo_root, sdk_config, unique_user_id};
 
 /// A scratch area of one test: an EFS root and a task's scratch volume.
@@ -371,6 +372,36 @@ async fn an_unchanged_tree_is_not_archived_again_and_a_changed_one_is() {
     );
     let v = versions(&s3, &bucket, &user).await;
     assert_eq!(v.len(), 2, "a new version");
+    // The function's S3 adapter reads the same versions and metadata over the wire.
+    let sdk = SdkS3::new(&sdk_config().await);
+    let listed = sdk.list_versions(&bucket, &backup::object_key(&user)).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|l| (l.version_id.clone(), l.size))
+            .collect::<Vec<_>>(),
+        v,
+        "newest first"
+    );
+    assert!(listed[0].is_latest && !listed[1].is_latest);
+    let head = sdk
+        .head_object(&bucket, &backup::object_key(&user), None)
+        .await
+        .unwrap()
+        .unwrap();
+    let old = sdk
+        .head_object(&bucket, &backup::object_key(&user), Some(&v[1].0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.metadata.get("manifest"), Some(&first));
+    assert_eq!(head.metadata.get("cause").map(String::as_str), Some("run-end"));
+    assert!(head.last_modified > 0);
+    assert!(sdk
+        .head_object(&bucket, "nobody/world.tar.gz", None)
+        .await
+        .unwrap()
+        .is_none());
     let second = latest_manifest(&s3, &bucket, &user).await;
     assert_ne!(second, first);
 
@@ -424,6 +455,14 @@ async fn a_half_done_restore_is_detected_and_the_next_one_finishes_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_scripts_refuse_an_unsafe_user_id() {
     let area = Area::new("unsafe");
+    let (code, out) = run(backup::WAIT_SCRIPT, &area, &[("AFTER_TASKS", ""), ("CLUSTER", "c")]);
+    assert_eq!(code, 0, "nothing to wait for: {out}");
+    let (code, out) = run(
+        backup::WAIT_SCRIPT,
+        &area,
+        &[("AFTER_TASKS", "arn;rm -rf /"), ("CLUSTER", "c")],
+    );
+    assert_eq!(code, 2, "{out}");
     for script in [ARCHIVE_SCRIPT, UPLOAD_SCRIPT, FETCH_SCRIPT, RESTORE_SCRIPT] {
         for bad in ["", "../x", "a b", "*"] {
             let (code, out) = run(

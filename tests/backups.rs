@@ -226,3 +226,79 @@ async fn a_failed_backup_launch_does_not_fail_the_stop() {
     let (_, status) = invoke(&app, ev("status", UID)).await;
     assert_eq!(status["status"], "stopped");
 }
+
+#[tokio::test]
+async fn list_backups_answers_the_users_backups_newest_first_with_time_size_and_cause() {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    let key = backup::object_key(UID);
+    fake.s3
+        .put_version(BUCKET, &key, 100, T0 - 7200, &[("cause", "run-end")]);
+    let newest = fake.s3.put_version(BUCKET, &key, 300, T0 - 60, &[("cause", "run-end")]);
+    fake.s3
+        .put_version(BUCKET, &backup::object_key("223456789012345678"), 5, T0, &[]);
+    let (code, body) = invoke(&app, ev("list-backups", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["userId"], UID);
+    assert_eq!(body["count"], 2);
+    let b = body["backups"].as_array().unwrap();
+    assert_eq!(b[0]["backupId"], newest.as_str());
+    assert_eq!(
+        (
+            b[0]["createdAt"].as_i64(),
+            b[0]["size"].as_i64(),
+            b[0]["latest"].as_bool()
+        ),
+        (Some(T0 - 60), Some(300), Some(true))
+    );
+    assert_eq!(b[0]["cause"], "run-end");
+    assert_eq!(
+        (
+            b[1]["createdAt"].as_i64(),
+            b[1]["size"].as_i64(),
+            b[1]["latest"].as_bool()
+        ),
+        (Some(T0 - 7200), Some(100), Some(false))
+    );
+}
+
+#[tokio::test]
+async fn list_backups_of_another_user_is_for_an_admin_only() {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    let other = "223456789012345678";
+    fake.s3
+        .put_version(BUCKET, &backup::object_key(other), 5, T0, &[("cause", "run-end")]);
+    let ask = |caller: &str| serde_json::json!({"action":"list-backups","userId":caller,"targetUserId":other});
+    let (code, body) = invoke(&app, ask(UID)).await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(body["error"], "Only an admin may list another user's backups");
+    let (code, body) = invoke(&app, ask("000000000000000001")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        (body["userId"].as_str(), body["count"].as_i64()),
+        (Some(other), Some(1))
+    );
+    // Naming oneself needs no admin.
+    let (code, _) = invoke(
+        &app,
+        serde_json::json!({"action":"list-backups","userId":other,"targetUserId":other}),
+    )
+    .await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn list_backups_without_backups_is_a_clear_400_and_without_any_an_empty_list() {
+    let (app, _, _) = fake_app(T0);
+    let (code, body) = invoke(&app, ev("list-backups", UID)).await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        body["error"],
+        "Backups are not enabled in this deployment (BACKUPS is off)"
+    );
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    fake.s3.put_version(BUCKET, "someone-else/world.tar.gz", 1, T0, &[]);
+    let (code, body) = invoke(&app, ev("list-backups", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["backups"], serde_json::json!([]));
+    assert_eq!(body["count"], 0);
+}
