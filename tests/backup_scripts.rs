@@ -120,7 +120,7 @@ async fn versions(s3: &aws_sdk_s3::Client, bucket: &str, user: &str) -> Vec<(Str
             )
         })
         .collect();
-    v.sort_by(|a, b| b.0.cmp(&a.0));
+    v.sort_by_key(|x| std::cmp::Reverse(x.0));
     v.into_iter().map(|(_, id, size)| (id, size)).collect()
 }
 

@@ -16,11 +16,14 @@ struct Bucket {
     objects: BTreeSet<String>,
 }
 
+/// One stored version of an object and its user metadata.
+type StoredVersion = (ObjectVersion, BTreeMap<String, String>);
+
 #[derive(Default)]
 struct State {
     buckets: BTreeMap<String, Bucket>,
     /// `(bucket, key)` → its versions, oldest first: (version, metadata).
-    versions: BTreeMap<(String, String), Vec<(ObjectVersion, BTreeMap<String, String>)>>,
+    versions: BTreeMap<(String, String), Vec<StoredVersion>>,
     /// Names owned by another account: EnsureBucket answers BucketAlreadyExists.
     foreign: BTreeSet<String>,
 }
