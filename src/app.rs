@@ -234,6 +234,7 @@ impl App {
             Action::RequestLicense(_) => actions::sessions::request_license(svc, uid).await,
             Action::ReleaseLicense(_) => actions::sessions::release_license(svc, uid).await,
             Action::HealthCheck(_) => actions::health::health_check(svc).await,
+            Action::ListBackups(f) => actions::backups::list_backups(svc, ctx, uid, f.target_user_id.as_deref()).await,
             Action::LicensePoolStatus(_) => actions::licenses::license_pool_status(svc, uid).await,
             Action::ShutdownStats(_) => actions::automation::shutdown_stats(svc).await,
             Action::AutoShutdownCheck(_) => actions::automation::auto_shutdown_check(svc, ctx).await,

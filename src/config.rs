@@ -59,6 +59,44 @@ pub struct Config {
     /// How long one probe of a server may take, in milliseconds (new;
     /// `FOUNDRY_STATUS_TIMEOUT_MS`, default 3000).
     pub foundry_status_timeout_ms: u64,
+    /// World backups (new; `BACKUPS=on`): `None` while they are off, the default.
+    pub backups: Option<BackupSettings>,
+}
+
+/// The settings of world backups, all required once `BACKUPS=on`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSettings {
+    /// `BACKUP_BUCKET`: the deployment's versioned backup bucket (one prefix per user).
+    pub bucket: String,
+    /// `BACKUP_TASK_ROLE_ARN`: the role of the backup task (write to the bucket, no more).
+    pub task_role_arn: String,
+}
+
+/// `BACKUPS` (`on`/`off`, default off) and, when on, the settings it needs.
+fn backup_settings(
+    get: impl Fn(&str) -> Option<String>,
+    missing: &mut Vec<String>,
+    invalid: &mut Vec<String>,
+) -> Option<BackupSettings> {
+    match get("BACKUPS").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("off") => None,
+        Some("on") => {
+            let mut req = |k: &str| {
+                get(k).map(|v| v.trim().to_string()).unwrap_or_else(|| {
+                    missing.push(format!("{k} (BACKUPS=on)"));
+                    String::new()
+                })
+            };
+            Some(BackupSettings {
+                bucket: req("BACKUP_BUCKET"),
+                task_role_arn: req("BACKUP_TASK_ROLE_ARN"),
+            })
+        }
+        Some(other) => {
+            invalid.push(format!("BACKUPS must be 'on' or 'off', got '{other}'"));
+            None
+        }
+    }
 }
 
 /// The variables without which the function cannot work.
@@ -318,6 +356,8 @@ impl Config {
             None => DEFAULT_RESERVED_SUBDOMAINS.iter().map(|l| l.to_string()).collect(),
         };
 
+        let backups = backup_settings(get, &mut missing, &mut invalid);
+
         let admin_user_ids = get("ADMIN_USER_IDS")
             .map(|v| comma_list(&v).collect())
             .unwrap_or_default();
@@ -362,6 +402,7 @@ impl Config {
             idle_max_run_hours,
             foundry_status_url_template,
             foundry_status_timeout_ms: u64::try_from(foundry_status_timeout_ms).unwrap_or(3_000),
+            backups,
         })
     }
 
@@ -434,6 +475,41 @@ mod tests {
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn backups_are_off_unless_enabled_and_then_need_their_bucket_and_role() {
+        let base = test_vars();
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut v = base.clone();
+            v.extend_from_slice(extra);
+            cfg(&v)
+        };
+        assert_eq!(with(&[]).unwrap().backups, None);
+        assert_eq!(
+            with(&[("BACKUPS", "off"), ("BACKUP_BUCKET", "b")]).unwrap().backups,
+            None
+        );
+        let err = with(&[("BACKUPS", "on")]).unwrap_err();
+        assert_eq!(
+            err.missing,
+            ["BACKUP_BUCKET (BACKUPS=on)", "BACKUP_TASK_ROLE_ARN (BACKUPS=on)"]
+        );
+        let err = with(&[("BACKUPS", "yes")]).unwrap_err();
+        assert_eq!(err.invalid, ["BACKUPS must be 'on' or 'off', got 'yes'"]);
+        let on = with(&[
+            ("BACKUPS", "ON"),
+            ("BACKUP_BUCKET", "bk"),
+            ("BACKUP_TASK_ROLE_ARN", "arn:r"),
+        ])
+        .unwrap();
+        assert_eq!(
+            on.backups,
+            Some(BackupSettings {
+                bucket: "bk".into(),
+                task_role_arn: "arn:r".into()
+            })
+        );
     }
 
     #[test]

@@ -204,6 +204,13 @@ pub struct NotificationFields {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
+pub struct BackupListFields {
+    /// Another user whose backups an admin lists (default: the caller).
+    pub target_user_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct LicenseFields {
     pub license_id: Option<String>,
 }
@@ -285,6 +292,7 @@ actions! {
     HealthCheck(NoFields) = "health-check",
     AdminReconcile(ReconcileFields) = "admin-reconcile",
     AdminBackfillRunIndex(NoFields) = "admin-backfill-run-index",
+    ListBackups(BackupListFields) = "list-backups",
 }
 
 impl Action {
@@ -588,8 +596,8 @@ mod tests {
             assert_eq!(inv.action.name(), *name);
         }
         // 29 of the original + 2 the bot sends + 5 its API reference documents + the reconcile
-        // + the backfill of the index of runs
-        assert_eq!(Action::NAMES.len(), 38);
+        // + the backfill of the index of runs + list-backups
+        assert_eq!(Action::NAMES.len(), 39);
     }
 
     #[test]

@@ -56,6 +56,8 @@ fn allowed(action: &str, caller: Caller, admins: bool) -> bool {
         | "start-scheduled-session"
         | "end-scheduled-session" => admin || caller == System || caller == Owner,
         "cancel-session" => admin || caller == Owner,
+        // The event names the owner's backups (targetUserId): the owner, or an admin.
+        "list-backups" => admin || caller == Owner,
         // Anyone; the answer itself shows other users' entries only to an admin or the system.
         "license-pool-status" => true,
         // Own records: the caller's sessions, the caller's "play now" window.
@@ -96,6 +98,7 @@ fn event(action: &str, caller: Caller, session: &str) -> Value {
         "manage-license-state" => json!({"licenseStateOperation":"cancel_scheduled_stop"}),
         "set-license-sharing" => json!({"allowLicenseSharing":true}),
         "admin-force-shutdown" => json!({"targetUserId": UID, "forceReason": "test"}),
+        "list-backups" => json!({"targetUserId": UID}),
         "get-sessions-for-license" | "cancel-sessions-for-license" => json!({"licenseId": format!("byol-{UID}")}),
         "send-notification" => json!({"notificationType":"session-ready","targetUserId":UID}),
         "kofi-webhook" => json!({"body": json!({"verification_token":"kofi-test-token","message_id":"m-1",
@@ -118,9 +121,21 @@ async fn world(admins: bool) -> (App, FakeAws, String) {
     if admins {
         vars.push(("ADMIN_USER_IDS", ADMIN));
     }
+    vars.extend([
+        ("BACKUPS", "on"),
+        ("BACKUP_BUCKET", "vtt-world-backups-test"),
+        ("BACKUP_TASK_ROLE_ARN", "arn:aws:iam::123456789012:role/backup"),
+    ]);
     let config = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
         .expect("a complete configuration");
     let (app, fake, _) = fake_app_with(T0, config);
+    fake.s3.put_version(
+        "vtt-world-backups-test",
+        &format!("{UID}/world.tar.gz"),
+        10,
+        T0 - 60,
+        &[("cause", "run-end")],
+    );
     let mut create = create_event(UID, "alice");
     create["allowLicenseSharing"] = json!(true);
     assert_eq!(invoke(&app, create).await.0, 200);

@@ -404,6 +404,7 @@ fn foundry_task_definition(family: &str, access_point_id: &str) -> TaskDefinitio
             access_point_id: Some(access_point_id.to_string()),
             transit_encryption: true,
         }],
+        scratch_volumes: Vec::new(),
         tags: vec![("UserId".to_string(), "test".to_string())],
     }
 }

@@ -236,6 +236,7 @@ fn legacy_definition(uid: &str, secret_key: &str) -> TaskDefinition {
             ..Default::default()
         }],
         volumes: vec![],
+        scratch_volumes: Vec::new(),
         tags: vec![],
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod automation;
+pub mod backups;
 pub mod billing;
 pub mod health;
 pub mod idle;

@@ -214,6 +214,15 @@ pub struct Instance {
     /// The last time a probe saw a player connected.
     #[serde(deserialize_with = "lenient::opt_i64")]
     pub last_players_seen_at: Option<i64>,
+    /// The last world backup task launched for the user, and when (new; with backups on).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub backup_task_arn: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub backup_launched_at: Option<i64>,
+    /// When the latest good backup was made (the latest version in the backup bucket when
+    /// the last backup was launched; Unix seconds). `status` shows it.
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub last_backup_at: Option<i64>,
 }
 
 impl Instance {

@@ -83,6 +83,8 @@ pub struct TaskDefinition {
     pub task_role_arn: String,
     pub containers: Vec<ContainerDef>,
     pub volumes: Vec<EfsVolume>,
+    /// Task-local volumes (Fargate ephemeral storage) that containers of the task share.
+    pub scratch_volumes: Vec<String>,
     pub tags: Vec<(String, String)>,
 }
 
@@ -244,6 +246,7 @@ pub fn foundry_task_definition(cfg: &Deployment<'_>, t: &FoundryTask<'_>) -> Tas
             access_point_id: Some(t.access_point_id.to_string()),
             transit_encryption: true,
         }],
+        scratch_volumes: Vec::new(),
         tags: vec![
             ("UserId".into(), t.user_id.to_string()),
             ("Application".into(), "FoundryVTT".into()),
@@ -293,6 +296,7 @@ fn helper_task(cfg: &Deployment<'_>, family: &str, container: &str, prefix: &str
             access_point_id: None,
             transit_encryption: true,
         }],
+        scratch_volumes: Vec::new(),
         tags: vec![("Application".into(), "FoundryVTT".into())],
     }
 }
@@ -303,6 +307,124 @@ pub fn cleanup_task_definition(cfg: &Deployment<'_>) -> TaskDefinition {
         r#"echo "Starting EFS cleanup for user $USER_ID"; {CHECK_USER_ID}; if [ -d "$D" ]; then rm -rf "$D" && echo "Removed $D"; else echo "Nothing to clean: $D does not exist"; fi"#
     );
     helper_task(cfg, CLEANUP_FAMILY, CLEANUP_CONTAINER, "cleanup", script)
+}
+
+pub const BACKUP_FAMILY: &str = "foundry-world-backup";
+/// The backup task's container that waits for the ended run's tasks to stop (AWS CLI).
+pub const BACKUP_WAIT_CONTAINER: &str = "wait";
+/// The backup task's container that reads the user's directory (alpine).
+pub const BACKUP_ARCHIVE_CONTAINER: &str = "archive";
+/// The backup task's container that writes to S3 (AWS CLI); its exit code is the task's.
+pub const BACKUP_UPLOAD_CONTAINER: &str = "upload";
+const SCRATCH_VOLUME: &str = "scratch";
+
+/// The image of the file side of the helper tasks that need a pinned toolset: alpine, for
+/// busybox's tar, gzip, find, stat, sort, xargs and sha256sum, nothing else. From the ECR
+/// Public mirror of Docker's official images, so that Fargate's pulls meet no Docker Hub
+/// rate limit; pinned to a patch release so that the tools the scripts rely on never change
+/// under them (and the task definition's fingerprint changes with the pin).
+pub const ALPINE_IMAGE: &str = "public.ecr.aws/docker/library/alpine:3.22.1";
+/// The image of the S3 side: the official AWS CLI v2 image (Amazon Linux 2 based; it has
+/// no tar or gzip, hence the two containers), from ECR Public, pinned to a release.
+pub const AWS_CLI_IMAGE: &str = "public.ecr.aws/aws-cli/aws-cli:2.26.5";
+
+/// The deployment's backup settings that the backup task's definition holds.
+#[derive(Debug, Clone, Copy)]
+pub struct BackupTarget<'a> {
+    pub bucket: &'a str,
+    /// The role the backup task runs with: write access to the backup bucket, nothing else.
+    pub task_role_arn: &'a str,
+}
+
+/// The `startedBy` of a backup of `user_id`: finds the user's running backup (ListTasks).
+pub fn backup_started_by(user_id: &str) -> String {
+    format!("backup-{user_id}")
+}
+
+/// The world backup task: `wait` (AWS CLI) waits until the ended run's tasks have
+/// stopped; then `archive` (alpine) writes the manifest and, unless the tree is
+/// unchanged, the archive to a task-local scratch volume, reading EFS read-only; then
+/// `upload` (AWS CLI, the task role's credentials) puts it in the backup bucket. The user,
+/// the previous manifest and the cause come as environment overrides.
+pub fn backup_task_definition(cfg: &Deployment<'_>, target: &BackupTarget<'_>) -> TaskDefinition {
+    use super::backup::{ARCHIVE_SCRIPT, UPLOAD_SCRIPT, WAIT_SCRIPT};
+    let log = |prefix: &str| LogConfig {
+        group: helper_log_group(BACKUP_FAMILY),
+        region: cfg.region.to_string(),
+        stream_prefix: prefix.to_string(),
+        create_group: true,
+    };
+    let scratch = MountPoint {
+        source_volume: SCRATCH_VOLUME.into(),
+        container_path: "/scratch".into(),
+        read_only: false,
+    };
+    TaskDefinition {
+        family: BACKUP_FAMILY.to_string(),
+        cpu: "512".into(),
+        memory: "1024".into(),
+        execution_role_arn: cfg.execution_role_arn.to_string(),
+        task_role_arn: target.task_role_arn.to_string(),
+        containers: vec![
+            ContainerDef {
+                name: BACKUP_WAIT_CONTAINER.into(),
+                image: AWS_CLI_IMAGE.into(),
+                essential: false,
+                memory_mib: Some(256),
+                entry_point: vec!["sh".into(), "-c".into()],
+                command: vec![WAIT_SCRIPT.to_string()],
+                environment: vec![
+                    ("CLUSTER".to_string(), cfg.cluster.to_string()),
+                    ("AWS_DEFAULT_REGION".to_string(), cfg.region.to_string()),
+                ],
+                log: Some(log("wait")),
+                ..Default::default()
+            },
+            ContainerDef {
+                name: BACKUP_ARCHIVE_CONTAINER.into(),
+                image: ALPINE_IMAGE.into(),
+                essential: false,
+                depends_on: vec![(BACKUP_WAIT_CONTAINER.to_string(), "SUCCESS".to_string())],
+                memory_mib: Some(256),
+                command: vec!["sh".into(), "-c".into(), ARCHIVE_SCRIPT.to_string()],
+                mounts: vec![
+                    MountPoint {
+                        source_volume: "efs-root".into(),
+                        container_path: "/efs".into(),
+                        read_only: true,
+                    },
+                    scratch.clone(),
+                ],
+                log: Some(log("archive")),
+                ..Default::default()
+            },
+            ContainerDef {
+                name: BACKUP_UPLOAD_CONTAINER.into(),
+                image: AWS_CLI_IMAGE.into(),
+                essential: true,
+                memory_mib: Some(512),
+                entry_point: vec!["sh".into(), "-c".into()],
+                command: vec![UPLOAD_SCRIPT.to_string()],
+                environment: vec![
+                    ("BACKUP_BUCKET".to_string(), target.bucket.to_string()),
+                    ("AWS_DEFAULT_REGION".to_string(), cfg.region.to_string()),
+                ],
+                mounts: vec![scratch],
+                log: Some(log("upload")),
+                depends_on: vec![(BACKUP_ARCHIVE_CONTAINER.to_string(), "SUCCESS".to_string())],
+                ..Default::default()
+            },
+        ],
+        volumes: vec![EfsVolume {
+            name: "efs-root".into(),
+            file_system_id: cfg.file_system_id.to_string(),
+            root_directory: Some("/".into()),
+            access_point_id: None,
+            transit_encryption: true,
+        }],
+        scratch_volumes: vec![SCRATCH_VOLUME.to_string()],
+        tags: vec![("Application".into(), "FoundryVTT".into())],
+    }
 }
 
 /// RunTask for `task_definition` with the deployment's network settings.

@@ -237,7 +237,13 @@ fn register_request(
         .iter()
         .map(container_definition)
         .collect::<Result<Vec<_>, _>>()?;
-    let volumes = def.volumes.iter().map(volume).collect::<Result<Vec<_>, _>>()?;
+    let mut volumes = def.volumes.iter().map(volume).collect::<Result<Vec<_>, _>>()?;
+    // A volume with neither EFS nor host configuration: Fargate's task-local storage.
+    volumes.extend(
+        def.scratch_volumes
+            .iter()
+            .map(|name| ecs::Volume::builder().name(name).build()),
+    );
     let tags = def
         .tags
         .iter()
@@ -629,6 +635,7 @@ mod tests {
                 access_point_id: Some("fsap-1".into()),
                 transit_encryption: true,
             }],
+            scratch_volumes: Vec::new(),
             tags: vec![("UserId".into(), "u1".into())],
         }
     }

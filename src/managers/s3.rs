@@ -1,5 +1,7 @@
 //! S3: the per-user asset bucket.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_s3::types as s3;
 use aws_smithy_types::error::operation::BuildError;
@@ -30,6 +32,37 @@ pub trait S3: Send + Sync {
 
     /// One page of ListBuckets: the buckets whose name starts with `prefix`, from `token`.
     async fn list_buckets_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<Listed>, AwsError>;
+
+    /// The versions of the object `key` (not of other keys under it, not delete markers),
+    /// every page of ListObjectVersions, in S3's order (newest first). A missing bucket is a
+    /// `NotFound` error.
+    async fn list_versions(&self, bucket: &str, key: &str) -> Result<Vec<ObjectVersion>, AwsError>;
+
+    /// HeadObject of `key` (its latest version, or `version`) → its user metadata and
+    /// time; `None` when there is no such object or version (or the latest is a delete
+    /// marker).
+    async fn head_object(&self, bucket: &str, key: &str, version: Option<&str>)
+        -> Result<Option<ObjectHead>, AwsError>;
+}
+
+/// What HeadObject says of one object version.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectHead {
+    /// The user metadata (`x-amz-meta-*`), names in lower case.
+    pub metadata: BTreeMap<String, String>,
+    /// Unix seconds.
+    pub last_modified: i64,
+}
+
+/// One version of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub version_id: String,
+    /// Bytes.
+    pub size: i64,
+    /// Unix seconds.
+    pub last_modified: i64,
+    pub is_latest: bool,
 }
 
 /// The SDK adapter. Uses path-style addressing when an endpoint URL is configured
@@ -350,6 +383,80 @@ impl S3 for SdkS3 {
                 .collect(),
             next: next_token(out.continuation_token()),
         })
+    }
+
+    async fn list_versions(&self, bucket: &str, key: &str) -> Result<Vec<ObjectVersion>, AwsError> {
+        const OP: &str = "ListObjectVersions";
+        let mut out = Vec::new();
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(bucket)
+                .prefix(key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error(SERVICE, OP, e))?;
+            out.extend(
+                page.versions()
+                    .iter()
+                    .filter(|v| v.key() == Some(key))
+                    .map(|v| ObjectVersion {
+                        version_id: v.version_id().unwrap_or("null").to_string(),
+                        size: v.size().unwrap_or(0),
+                        last_modified: v.last_modified().map(|t| t.secs()).unwrap_or(0),
+                        is_latest: v.is_latest() == Some(true),
+                    }),
+            );
+            if page.is_truncated() != Some(true) {
+                return Ok(out);
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+            if key_marker.is_none() && version_marker.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Option<ObjectHead>, AwsError> {
+        const OP: &str = "HeadObject";
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version.map(str::to_string))
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some(ObjectHead {
+                metadata: head
+                    .metadata()
+                    .map(|m| m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect())
+                    .unwrap_or_default(),
+                last_modified: head.last_modified().map(|t| t.secs()).unwrap_or(0),
+            })),
+            Err(e) => {
+                // A HEAD has no body: a 404 (no such key or version, or a delete marker) is
+                // "none"; a 400 for a malformed version id too.
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                let err = sdk_error(SERVICE, OP, e);
+                if matches!(status, Some(404) | Some(400)) || err.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
     }
 }
 

@@ -86,6 +86,9 @@ mod attr {
     pub const LAST_PROBE_RESULT: &str = "lastProbeResult";
     pub const PLAYERS: &str = "players";
     pub const LAST_PLAYERS_SEEN_AT: &str = "lastPlayersSeenAt";
+    pub const BACKUP_TASK_ARN: &str = "backupTaskArn";
+    pub const BACKUP_LAUNCHED_AT: &str = "backupLaunchedAt";
+    pub const LAST_BACKUP_AT: &str = "lastBackupAt";
 }
 
 /// Puts the record in the index of runs (or moves it there to `deadline`).
@@ -825,6 +828,21 @@ impl Instances {
                 .set_s(attr::LICENSE_SHARING_STATE, "active"),
         };
         self.update(user_id, update, Cond::exists(attr::USER_ID)).await
+    }
+
+    // ------------------------------------------------------------------ backups
+
+    /// Records a launched backup task and, when one exists, the time of the latest good
+    /// backup. Nothing when the record is gone.
+    pub async fn note_backup(&self, user_id: &str, task_arn: &str, at: i64, last_good: Option<i64>) -> Result<()> {
+        let mut update = Update::new()
+            .set_s(attr::BACKUP_TASK_ARN, task_arn)
+            .set(attr::BACKUP_LAUNCHED_AT, num(at));
+        if let Some(t) = last_good {
+            update = update.set(attr::LAST_BACKUP_AT, num(t));
+        }
+        self.update(user_id, update, Cond::exists(attr::USER_ID)).await?;
+        Ok(())
     }
 
     // ------------------------------------------------------------------ version

@@ -36,6 +36,8 @@ pub struct InstanceView<'a> {
     players: Option<i64>,
     /// New: since when the running server has had no player (Unix seconds).
     idle_since: Option<i64>,
+    /// New: when the latest good world backup was made (owner's view; only once known).
+    last_backup_at: Option<i64>,
 }
 
 impl<'a> InstanceView<'a> {
@@ -63,6 +65,7 @@ impl<'a> InstanceView<'a> {
             next_scheduled_session: None,
             players: None,
             idle_since: None,
+            last_backup_at: None,
         }
     }
 
@@ -75,6 +78,7 @@ impl<'a> InstanceView<'a> {
             next_scheduled_session: Some(next),
             players: idle::players_now(i),
             idle_since: idle::idle_since(i),
+            last_backup_at: i.last_backup_at,
             ..Self::common(i, config)
         }
     }

@@ -31,15 +31,29 @@ pub enum CleanupOutcome {
 /// revision when it is the same definition, or a new revision. `fresh`: the revision in use
 /// turned out to be unusable, register a new one.
 async fn definition(svc: &Services, fresh: bool) -> Result<String> {
+    helper_definition(svc, fresh, || {
+        taskdef::cleanup_task_definition(&svc.config.deployment())
+    })
+    .await
+}
+
+/// A helper task's definition (`build` makes it; its family names it): the one this process
+/// uses already, the family's active revision when it is the same definition (by its
+/// fingerprint), or a new revision, after which the one before is deregistered. `fresh`:
+/// the revision in use turned out to be unusable, register a new one.
+pub(super) async fn helper_definition(
+    svc: &Services,
+    fresh: bool,
+    build: impl FnOnce() -> taskdef::TaskDefinition,
+) -> Result<String> {
+    let def = taskdef::fingerprinted(build());
+    let family = def.family.clone();
     if !fresh {
-        if let Some(arn) = svc.registered.get(taskdef::CLEANUP_FAMILY) {
+        if let Some(arn) = svc.registered.get(&family) {
             return Ok(arn);
         }
-    }
-    let def = taskdef::fingerprinted(taskdef::cleanup_task_definition(&svc.config.deployment()));
-    if !fresh {
         if let Some(arn) = active_revision_like(svc, &def).await {
-            svc.registered.set(taskdef::CLEANUP_FAMILY, &arn);
+            svc.registered.set(&family, &arn);
             return Ok(arn);
         }
     }
@@ -53,7 +67,7 @@ async fn definition(svc: &Services, fresh: bool) -> Result<String> {
             }
         }
     }
-    svc.registered.set(taskdef::CLEANUP_FAMILY, &arn);
+    svc.registered.set(&family, &arn);
     Ok(arn)
 }
 

@@ -4,6 +4,7 @@
 //!
 //! This file only declares the parts and re-exports what the rest of the crate uses.
 
+mod backup_task;
 mod cleanup_task;
 mod compute;
 mod files;
@@ -13,6 +14,7 @@ mod storage;
 mod subdomain;
 mod waits;
 
+pub use backup_task::{launch_after_run as launch_backup_after_run, BackupLaunch};
 pub use compute::{deregister_target, ensure_log_group, ensure_target_group, target_group_spec};
 pub use files::{ensure_access_point, wait_for_access_point, Files};
 pub use kind::{removed, Leftovers, ResourceKind};

@@ -79,7 +79,22 @@ pub async fn end_run(svc: &Services, inst: &Instance) -> Result<Instance> {
             }));
     };
     after_run(svc, inst).await;
+    backup_after_run(svc, inst, &tasks).await;
     Ok(after)
+}
+
+/// With backups on, a backup of the user's directory once the run's tasks have stopped
+/// (the backup task waits for them; the end of the run does not wait for the backup). A
+/// backup that cannot be launched is logged: the run has ended either way, and the next
+/// end of a run tries again.
+async fn backup_after_run(svc: &Services, inst: &Instance, tasks: &[String]) {
+    use crate::domain::backup::Cause;
+    match resources::launch_backup_after_run(svc, &inst.user_id, tasks, Cause::RunEnd).await {
+        Ok(resources::BackupLaunch::Off) => {}
+        Ok(resources::BackupLaunch::Launched(task)) => tracing::info!(task = %task, "backup launched"),
+        Ok(resources::BackupLaunch::Skipped(why)) => tracing::info!(why, "no backup after this run"),
+        Err(e) => tracing::warn!(error = %e, "could not launch the backup after the run"),
+    }
 }
 
 /// What follows the end of a run: the license it used is free, its session is over, and a

@@ -641,6 +641,7 @@ mod tests {
                 ..ContainerDef::default()
             }],
             volumes: vec![],
+            scratch_volumes: Vec::new(),
             tags: vec![],
         }
     }

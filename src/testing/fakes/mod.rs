@@ -72,6 +72,8 @@ pub mod ops {
     pub const ENSURE_BUCKET: &str = "EnsureBucket";
     pub const EMPTY_BUCKET_PAGE: &str = "EmptyBucketPage";
     pub const DELETE_BUCKET: &str = "DeleteBucket";
+    pub const LIST_OBJECT_VERSIONS: &str = "ListObjectVersions";
+    pub const HEAD_OBJECT: &str = "HeadObject";
     // IAM
     pub const CREATE_USER: &str = "CreateUser";
     pub const PUT_USER_POLICY: &str = "PutUserPolicy";

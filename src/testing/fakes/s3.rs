@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use super::{aws_err, lock, ops, Env};
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::s3::S3;
 use crate::managers::{Listed, Page};
+use crate::managers::s3::{ObjectHead, ObjectVersion, S3};
 
 const SERVICE: &str = "s3";
 
@@ -17,9 +17,14 @@ struct Bucket {
     objects: BTreeSet<String>,
 }
 
+/// One stored version of an object and its user metadata.
+type StoredVersion = (ObjectVersion, BTreeMap<String, String>);
+
 #[derive(Default)]
 struct State {
     buckets: BTreeMap<String, Bucket>,
+    /// `(bucket, key)` → its versions, oldest first: (version, metadata).
+    versions: BTreeMap<(String, String), Vec<StoredVersion>>,
     /// Names owned by another account: EnsureBucket answers BucketAlreadyExists.
     foreign: BTreeSet<String>,
 }
@@ -66,6 +71,35 @@ impl FakeS3 {
             }
             None => false,
         }
+    }
+
+    /// Adds a version of `key` to `bucket` (created when missing; no fault check), as the
+    /// backup task's upload does → its version id.
+    pub fn put_version(&self, bucket: &str, key: &str, size: i64, at: i64, metadata: &[(&str, &str)]) -> String {
+        let mut st = lock(&self.state);
+        st.buckets.entry(bucket.to_string()).or_insert_with(|| Bucket {
+            region: "us-east-1".into(),
+            objects: BTreeSet::new(),
+        });
+        if let Some(b) = st.buckets.get_mut(bucket) {
+            b.objects.insert(key.to_string());
+        }
+        let list = st.versions.entry((bucket.to_string(), key.to_string())).or_default();
+        for (v, _) in list.iter_mut() {
+            v.is_latest = false;
+        }
+        let id = format!("v{}-{}", list.len() + 1, at);
+        let meta = metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        list.push((
+            ObjectVersion {
+                version_id: id.clone(),
+                size,
+                last_modified: at,
+                is_latest: true,
+            },
+            meta,
+        ));
+        id
     }
 
     /// Makes `bucket` a name taken by another account: EnsureBucket fails with
@@ -194,6 +228,44 @@ impl S3 for FakeS3 {
             })
             .collect();
         Ok(self.env.page(items, token))
+    }
+
+    async fn list_versions(&self, bucket: &str, key: &str) -> Result<Vec<ObjectVersion>, AwsError> {
+        const OP: &str = ops::LIST_OBJECT_VERSIONS;
+        self.env.enter(SERVICE, OP).await?;
+        let st = lock(&self.state);
+        if !st.buckets.contains_key(bucket) {
+            return Err(no_such_bucket(OP));
+        }
+        let mut out: Vec<ObjectVersion> = st
+            .versions
+            .get(&(bucket.to_string(), key.to_string()))
+            .map(|l| l.iter().map(|(v, _)| v.clone()).collect())
+            .unwrap_or_default();
+        out.reverse();
+        Ok(out)
+    }
+
+    async fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Option<ObjectHead>, AwsError> {
+        const OP: &str = ops::HEAD_OBJECT;
+        self.env.enter(SERVICE, OP).await?;
+        let st = lock(&self.state);
+        let Some(list) = st.versions.get(&(bucket.to_string(), key.to_string())) else {
+            return Ok(None);
+        };
+        let found = match version {
+            Some(id) => list.iter().find(|(v, _)| v.version_id == id),
+            None => list.iter().find(|(v, _)| v.is_latest),
+        };
+        Ok(found.map(|(v, m)| ObjectHead {
+            metadata: m.clone(),
+            last_modified: v.last_modified,
+        }))
     }
 }
 

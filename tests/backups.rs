@@ -1,0 +1,304 @@
+//! World backups on the fakes: the backup task a run's end launches (its definition,
+//! overrides and mount), the guard against backing up while a run is under way, and what
+//! `status` shows. The scripts themselves run for real in tests/backup_scripts.rs.
+
+mod fake_env;
+
+use fake_env::{ev, running, T0, UID};
+use foundry_lambda::actions::resources::{launch_backup_after_run, BackupLaunch};
+use foundry_lambda::config::{BackupSettings, Config};
+use foundry_lambda::domain::backup::{self, Cause};
+use foundry_lambda::domain::taskdef::{self, RunTask, BACKUP_FAMILY};
+use foundry_lambda::testing::{fake_app, fake_app_with, invoke, FakeAws};
+
+const BUCKET: &str = "foundry-backups-test";
+const BACKUP_ROLE: &str = "arn:aws:iam::123456789012:role/foundry-vtt-backup-task-role";
+
+fn with_backups() -> Config {
+    let mut cfg = Config::for_tests();
+    cfg.backups = Some(BackupSettings {
+        bucket: BUCKET.into(),
+        task_role_arn: BACKUP_ROLE.into(),
+    });
+    cfg
+}
+
+/// The RunTask requests of `uid`'s backup task.
+fn backup_runs(fake: &FakeAws, uid: &str) -> Vec<RunTask> {
+    let by = taskdef::backup_started_by(uid);
+    fake.ecs
+        .run_requests()
+        .into_iter()
+        .filter(|r| r.started_by.as_deref() == Some(by.as_str()))
+        .collect()
+}
+
+/// The environment override `name` of `container` in `req`.
+fn env_of<'a>(req: &'a RunTask, container: &str, name: &str) -> Option<&'a str> {
+    req.overrides
+        .iter()
+        .find(|o| o.name == container)?
+        .environment
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test]
+async fn backups_are_off_by_default_and_a_stop_then_launches_none() {
+    let (app, fake, _) = fake_app(T0);
+    running(&app).await;
+    let (code, body) = invoke(&app, ev("stop", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(backup_runs(&fake, UID).is_empty());
+    assert!(fake.ecs.task_definitions().iter().all(|d| d.family != BACKUP_FAMILY));
+    let (_, status) = invoke(&app, ev("status", UID)).await;
+    assert!(status.get("lastBackupAt").is_none(), "{status}");
+}
+
+#[tokio::test]
+async fn a_stop_launches_one_backup_of_the_users_directory_with_the_backup_role() {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    running(&app).await;
+    let (code, body) = invoke(&app, ev("stop", UID)).await;
+    assert_eq!(code, 200, "{body}");
+
+    let runs = backup_runs(&fake, UID);
+    assert_eq!(runs.len(), 1, "one backup per end of a run");
+    let req = &runs[0];
+    assert_eq!(req.started_by.as_deref(), Some(format!("backup-{UID}").as_str()));
+    assert_eq!(env_of(req, taskdef::BACKUP_ARCHIVE_CONTAINER, "USER_ID"), Some(UID));
+    assert_eq!(
+        env_of(req, taskdef::BACKUP_ARCHIVE_CONTAINER, "PREVIOUS_MANIFEST"),
+        Some("")
+    );
+    assert_eq!(env_of(req, taskdef::BACKUP_UPLOAD_CONTAINER, "USER_ID"), Some(UID));
+    assert_eq!(
+        env_of(req, taskdef::BACKUP_UPLOAD_CONTAINER, "BACKUP_CAUSE"),
+        Some("run-end")
+    );
+    // The fake stops a task at StopTask: nothing left to wait for.
+    assert_eq!(env_of(req, taskdef::BACKUP_WAIT_CONTAINER, "AFTER_TASKS"), Some(""));
+
+    // The definition: the backup role (never the Foundry tasks' role, never user keys),
+    // EFS read-only for the archive, a shared scratch volume, pinned images, a fingerprint.
+    let defs: Vec<_> = fake
+        .ecs
+        .task_definitions()
+        .into_iter()
+        .filter(|d| d.family == BACKUP_FAMILY)
+        .collect();
+    assert_eq!(defs.len(), 1);
+    let def = &defs[0].definition;
+    assert_eq!(req.task_definition, defs[0].arn);
+    assert_eq!(def.task_role_arn, BACKUP_ROLE);
+    assert_ne!(def.task_role_arn, Config::for_tests().task_role_arn);
+    assert!(def.tags.iter().any(|(k, _)| k == taskdef::FINGERPRINT_TAG));
+    assert_eq!(def.volumes.len(), 1);
+    assert_eq!(def.volumes[0].root_directory.as_deref(), Some("/"));
+    assert_eq!(def.scratch_volumes, ["scratch"]);
+    let names: Vec<_> = def.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["wait", "archive", "upload"]);
+    for c in &def.containers {
+        assert!(
+            !c.image.ends_with(":latest") && c.image.contains(':'),
+            "{} is pinned",
+            c.image
+        );
+        assert!(c.secrets.is_empty(), "no secret reaches the backup task");
+        assert!(!c.environment.iter().any(|(k, _)| k.starts_with("AWS_ACCESS_KEY")));
+    }
+    let archive = &def.containers[1];
+    assert!(archive.mounts.iter().any(|m| m.container_path == "/efs" && m.read_only));
+    assert_eq!(archive.depends_on, [("wait".to_string(), "SUCCESS".to_string())]);
+    assert_eq!(archive.command[2], backup::ARCHIVE_SCRIPT);
+    let upload = &def.containers[2];
+    assert!(upload.essential && !archive.essential && !def.containers[0].essential);
+    assert_eq!(upload.depends_on, [("archive".to_string(), "SUCCESS".to_string())]);
+    assert!(upload
+        .environment
+        .contains(&("BACKUP_BUCKET".to_string(), BUCKET.to_string())));
+    assert!(
+        !upload.mounts.iter().any(|m| m.container_path == "/efs"),
+        "the S3 side never sees EFS"
+    );
+
+    // Recorded on the instance; no good backup known yet.
+    let (_, status) = invoke(&app, ev("status", UID)).await;
+    assert!(status.get("lastBackupAt").is_none(), "{status}");
+    let item = fake.dynamo.items(fake_env::INSTANCES);
+    let rec = item
+        .iter()
+        .find(|i| format!("{:?}", i.get("userId")).contains(UID))
+        .unwrap();
+    assert!(format!("{:?}", rec.get("backupTaskArn")).contains("arn:"), "{rec:?}");
+}
+
+#[tokio::test]
+async fn the_latest_backups_manifest_goes_to_the_archive_and_status_shows_its_time() {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    let manifest = "ab".repeat(32);
+    fake.s3.put_version(
+        BUCKET,
+        &backup::object_key(UID),
+        1234,
+        T0 - 3600,
+        &[("manifest", &manifest), ("cause", "run-end")],
+    );
+    running(&app).await;
+    invoke(&app, ev("stop", UID)).await;
+    let runs = backup_runs(&fake, UID);
+    assert_eq!(
+        env_of(&runs[0], taskdef::BACKUP_ARCHIVE_CONTAINER, "PREVIOUS_MANIFEST"),
+        Some(manifest.as_str())
+    );
+    let (_, status) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(status["lastBackupAt"], T0 - 3600, "{status}");
+}
+
+#[tokio::test]
+async fn a_manifest_that_is_not_a_digest_is_not_passed_on() {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    fake.s3.put_version(
+        BUCKET,
+        &backup::object_key(UID),
+        1,
+        T0 - 60,
+        &[("manifest", "x; rm -rf /")],
+    );
+    running(&app).await;
+    invoke(&app, ev("stop", UID)).await;
+    let runs = backup_runs(&fake, UID);
+    assert_eq!(
+        env_of(&runs[0], taskdef::BACKUP_ARCHIVE_CONTAINER, "PREVIOUS_MANIFEST"),
+        Some("")
+    );
+}
+
+#[tokio::test]
+async fn no_backup_while_a_run_of_the_user_is_under_way() {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    running(&app).await;
+    // The end of an earlier run asks for a backup after a new run has begun.
+    let got = launch_backup_after_run(&app.services, UID, &[], Cause::RunEnd)
+        .await
+        .unwrap();
+    assert_eq!(got, BackupLaunch::Skipped("a run of the user is under way"));
+    assert!(backup_runs(&fake, UID).is_empty());
+}
+
+#[tokio::test]
+async fn a_task_of_the_run_still_stopping_is_waited_for_by_the_backup() {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    running(&app).await;
+    let task = fake.ecs.running_tasks()[0].arn.clone();
+    invoke(&app, ev("stop", UID)).await;
+    // As on AWS, where a task takes a while to stop after StopTask.
+    fake.ecs.set_task_status(&task, "DEACTIVATING");
+    let before = backup_runs(&fake, UID).len();
+    // The first backup still runs (the fake keeps it RUNNING): the second is not launched.
+    let got = launch_backup_after_run(&app.services, UID, std::slice::from_ref(&task), Cause::RunEnd)
+        .await
+        .unwrap();
+    assert_eq!(got, BackupLaunch::Skipped("a backup of the user is running"));
+    for t in fake.ecs.running_tasks().iter().filter(|t| t.family == BACKUP_FAMILY) {
+        fake.ecs.set_task_status(&t.arn, "STOPPED");
+    }
+    let got = launch_backup_after_run(&app.services, UID, std::slice::from_ref(&task), Cause::RunEnd)
+        .await
+        .unwrap();
+    assert!(matches!(got, BackupLaunch::Launched(_)), "{got:?}");
+    let runs = backup_runs(&fake, UID);
+    assert_eq!(runs.len(), before + 1);
+    assert_eq!(
+        env_of(runs.last().unwrap(), taskdef::BACKUP_WAIT_CONTAINER, "AFTER_TASKS"),
+        Some(task.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_failed_backup_launch_does_not_fail_the_stop() {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    running(&app).await;
+    fake.ecs.push_run_task_failure("RESOURCE:MEMORY");
+    let (code, body) = invoke(&app, ev("stop", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    let (_, status) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(status["status"], "stopped");
+}
+
+#[tokio::test]
+async fn list_backups_answers_the_users_backups_newest_first_with_time_size_and_cause() {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    let key = backup::object_key(UID);
+    fake.s3
+        .put_version(BUCKET, &key, 100, T0 - 7200, &[("cause", "run-end")]);
+    let newest = fake.s3.put_version(BUCKET, &key, 300, T0 - 60, &[("cause", "run-end")]);
+    fake.s3
+        .put_version(BUCKET, &backup::object_key("223456789012345678"), 5, T0, &[]);
+    let (code, body) = invoke(&app, ev("list-backups", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["userId"], UID);
+    assert_eq!(body["count"], 2);
+    let b = body["backups"].as_array().unwrap();
+    assert_eq!(b[0]["backupId"], newest.as_str());
+    assert_eq!(
+        (
+            b[0]["createdAt"].as_i64(),
+            b[0]["size"].as_i64(),
+            b[0]["latest"].as_bool()
+        ),
+        (Some(T0 - 60), Some(300), Some(true))
+    );
+    assert_eq!(b[0]["cause"], "run-end");
+    assert_eq!(
+        (
+            b[1]["createdAt"].as_i64(),
+            b[1]["size"].as_i64(),
+            b[1]["latest"].as_bool()
+        ),
+        (Some(T0 - 7200), Some(100), Some(false))
+    );
+}
+
+#[tokio::test]
+async fn list_backups_of_another_user_is_for_an_admin_only() {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    let other = "223456789012345678";
+    fake.s3
+        .put_version(BUCKET, &backup::object_key(other), 5, T0, &[("cause", "run-end")]);
+    let ask = |caller: &str| serde_json::json!({"action":"list-backups","userId":caller,"targetUserId":other});
+    let (code, body) = invoke(&app, ask(UID)).await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(body["error"], "Only an admin may list another user's backups");
+    let (code, body) = invoke(&app, ask("000000000000000001")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        (body["userId"].as_str(), body["count"].as_i64()),
+        (Some(other), Some(1))
+    );
+    // Naming oneself needs no admin.
+    let (code, _) = invoke(
+        &app,
+        serde_json::json!({"action":"list-backups","userId":other,"targetUserId":other}),
+    )
+    .await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn list_backups_without_backups_is_a_clear_400_and_without_any_an_empty_list() {
+    let (app, _, _) = fake_app(T0);
+    let (code, body) = invoke(&app, ev("list-backups", UID)).await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        body["error"],
+        "Backups are not enabled in this deployment (BACKUPS is off)"
+    );
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    fake.s3.put_version(BUCKET, "someone-else/world.tar.gz", 1, T0, &[]);
+    let (code, body) = invoke(&app, ev("list-backups", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["backups"], serde_json::json!([]));
+    assert_eq!(body["count"], 0);
+}
