@@ -111,7 +111,10 @@ async fn related(svc: &Services, owner: &OwnerKey) -> Result<Vec<Instance>> {
     Ok(found)
 }
 
-async fn judge(svc: &Services, c: &Candidate) -> Result<(Verdict, Vec<Instance>)> {
+/// A verdict, with the records it was taken on.
+type Judged = (Verdict, Vec<Instance>);
+
+async fn judge(svc: &Services, c: &Candidate) -> Result<Judged> {
     let rel = related(svc, &c.owner).await?;
     let v = verdict::verdict(c, &rel, svc.now(), min_age());
     // A destroy with keepLicenseSharing keeps the owner's secret for the sessions booked on
@@ -239,7 +242,7 @@ pub async fn admin_reconcile(svc: &Services, ctx: &Ctx, f: &ReconcileFields) -> 
             }
         };
         answer.scanned += page.items.len();
-        let judged: Vec<(Candidate, Result<(Verdict, Vec<Instance>)>)> = stream::iter(page.items)
+        let judged: Vec<(Candidate, Result<Judged>)> = stream::iter(page.items)
             .map(|c| async move {
                 let v = judge(svc, &c).await;
                 (c, v)
