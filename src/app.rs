@@ -255,6 +255,7 @@ impl App {
             }
             Action::AdminMaintenanceReset(f) => actions::admin::maintenance_reset(svc, f.force_reason.as_deref()).await,
             Action::KofiWebhook(f) => actions::kofi::kofi_webhook(svc, f.body.as_ref()).await,
+            Action::EcsTaskStateChange(f) => actions::run::task_state_change(svc, &f.members).await,
         }
     }
 }

@@ -48,6 +48,21 @@ pub struct Config {
     pub metrics_namespace: String,
     /// Retention of the per-user ECS log groups, in days (new).
     pub log_retention_days: i32,
+    /// Whether a start waits for its task to run (new; `START_WAIT`, default `poll`).
+    pub start_wait: StartWait,
+}
+
+/// How a start learns that its task runs (`START_WAIT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartWait {
+    /// `poll` (the default): the start polls ECS until the task runs (or its time is up),
+    /// then routes it.
+    #[default]
+    Poll,
+    /// `events`: the start answers `starting` right after RunTask; the task's `RUNNING`
+    /// event (or the next `status`) finishes the run. Needs the EventBridge rule on the
+    /// cluster's task-state events.
+    Events,
 }
 
 /// The variables without which the function cannot work.
@@ -233,6 +248,15 @@ impl Config {
 
         let log_retention_days = retention_days(get("LOG_RETENTION_DAYS"), DEFAULT_LOG_RETENTION_DAYS, &mut invalid);
 
+        let start_wait = match get("START_WAIT").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("poll") => StartWait::Poll,
+            Some("events") => StartWait::Events,
+            Some(other) => {
+                invalid.push(format!("START_WAIT must be 'poll' or 'events', got '{other}'"));
+                StartWait::Poll
+            }
+        };
+
         let kofi_currency = get("KOFI_CURRENCY")
             .map(|c| c.trim().to_ascii_uppercase())
             .unwrap_or_else(|| "USD".to_string());
@@ -287,6 +311,7 @@ impl Config {
             metrics_namespace: get("METRICS_NAMESPACE")
                 .unwrap_or_else(|| crate::telemetry::DEFAULT_NAMESPACE.to_string()),
             log_retention_days,
+            start_wait,
         })
     }
 
@@ -460,6 +485,17 @@ mod tests {
         let err = cfg(&vars).unwrap_err();
         assert!(err.to_string().contains("SESSION_LEAD_SECONDS"));
         assert_eq!(err.missing.len(), REQUIRED.len());
+    }
+
+    #[test]
+    fn start_wait_is_poll_unless_set_to_events() {
+        assert_eq!(cfg(&test_vars()).unwrap().start_wait, StartWait::Poll);
+        let mut vars = test_vars();
+        vars.push(("START_WAIT", " Events "));
+        assert_eq!(cfg(&vars).unwrap().start_wait, StartWait::Events);
+        let mut vars = test_vars();
+        vars.push(("START_WAIT", "never"));
+        assert!(cfg(&vars).unwrap_err().to_string().contains("START_WAIT"));
     }
 
     #[test]

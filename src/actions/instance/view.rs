@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_with::skip_serializing_none;
 
 use crate::config::Config;
-use crate::domain::model::{Instance, ScheduledSession};
+use crate::domain::model::{Instance, ScheduledSession, StopReason};
 use crate::domain::names;
 
 /// One instance in an answer. `status` and `list-all` show different members of it:
@@ -31,6 +31,8 @@ pub struct InstanceView<'a> {
     max_concurrent_users: Option<i64>,
     /// `null` when there is none (the original sends `null` here).
     next_scheduled_session: Option<Option<&'a ScheduledSession>>,
+    /// Why the last task stopped by itself (`status` only; new in the port).
+    last_stop_reason: Option<&'a StopReason>,
 }
 
 impl<'a> InstanceView<'a> {
@@ -56,6 +58,7 @@ impl<'a> InstanceView<'a> {
             linked_session_id: None,
             max_concurrent_users: None,
             next_scheduled_session: None,
+            last_stop_reason: None,
         }
     }
 
@@ -66,6 +69,7 @@ impl<'a> InstanceView<'a> {
             auto_shutdown_at: i.auto_shutdown_at,
             linked_session_id: i.linked_session_id.as_deref(),
             next_scheduled_session: Some(next),
+            last_stop_reason: i.last_stop_reason.as_ref(),
             ..Self::common(i, config)
         }
     }
