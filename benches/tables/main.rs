@@ -10,6 +10,8 @@
 //!    fakes, with 20 ms per AWS call ([`sweep`]).
 //! 5. AWS calls and wall time per action against the local AWS, next to the original's
 //!    counts ([`aws_calls`]).
+//! 6. The billed duration of a start, polling and with task-state events, on the fakes with
+//!    a 60 s task start ([`start_wait`]).
 //!
 //! The Makefile builds the two binaries, starts the local AWS (moto on its own port) and
 //! sets `BENCH_ENV_FILE` to its env file. `BENCH_TABLES=1,2,3,5` picks tables (default: all).
@@ -17,6 +19,7 @@
 mod aws_calls;
 mod coldstart;
 mod handler;
+mod start_wait;
 mod sweep;
 
 use std::collections::BTreeMap;
@@ -44,7 +47,7 @@ fn main() {
         println!("benches/tables: built; `make bench` prints the tables");
         return;
     }
-    let tables = std::env::var("BENCH_TABLES").unwrap_or_else(|_| "1,2,3,4,5".into());
+    let tables = std::env::var("BENCH_TABLES").unwrap_or_else(|_| "1,2,3,4,5,6".into());
     let want = |n: &str| tables.split(',').any(|t| t.trim() == n);
     let env_file = std::env::var("BENCH_ENV_FILE").unwrap_or_else(|_| "target/bench/env".into());
     let needs_aws = want("1") || want("2") || want("5");
@@ -65,5 +68,8 @@ fn main() {
     }
     if want("5") {
         aws_calls::run(&env);
+    }
+    if want("6") {
+        start_wait::run();
     }
 }
