@@ -258,6 +258,7 @@ impl App {
             Action::AdminReconcile(f) => actions::reconcile::admin_reconcile(svc, ctx, &f).await,
             Action::AdminBackfillRunIndex(_) => actions::admin::backfill_run_index(svc).await,
             Action::KofiWebhook(f) => actions::kofi::kofi_webhook(svc, f.body.as_ref()).await,
+            Action::EcsTaskStateChange(f) => actions::run::task_state_change(svc, &f.members).await,
         }
     }
 }

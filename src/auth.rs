@@ -8,6 +8,7 @@
 //! | `admin-force-shutdown`, `admin-cancel-session`, `admin-cancel-all-sessions`, `admin-system-maintenance`, `admin-maintenance-reset`, `admin-reconcile`, `admin-backfill-run-index` | an admin (`ADMIN_USER_IDS`); none when it names no one |
 //! | `list-all`, `admin-overview`, `get-all-costs`, `shutdown-stats`, `send-notification`, `health-check` | an admin, or the bot's `system` |
 //! | `auto-shutdown-check`, `prepare-sessions` | `system` (the EventBridge schedules) |
+//! | `ecs-task-state-change` | `system` (the EventBridge rule on the cluster's task-state events) |
 //! | `get-sessions-for-license`, `cancel-sessions-for-license` | the license's owner, an admin, or `system` |
 //! | `start-scheduled-session`, `end-scheduled-session` | the session's owner, an admin, or `system` (the owner is checked by the action) |
 //! | `cancel-session` | the session's owner or an admin (checked by the action) |
@@ -81,6 +82,9 @@ pub fn authorize(config: &Config, action: &Action, user_id: &str) -> Result<(), 
         }
         Action::AutoShutdownCheck(_) | Action::PrepareSessions(_) if !system => refuse(format!(
             "{name} is run by the EventBridge schedules (userId \"system\") only"
+        )),
+        Action::EcsTaskStateChange(_) if !system => refuse(format!(
+            "{name} is sent by the EventBridge rule on ECS task-state events (userId \"system\") only"
         )),
         Action::GetSessionsForLicense(f) | Action::CancelSessionsForLicense(f) if !(admin || system || licensee(f)) => {
             refuse(format!(

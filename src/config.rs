@@ -61,6 +61,8 @@ pub struct Config {
     pub foundry_status_timeout_ms: u64,
     /// World backups (new; `BACKUPS=on`): `None` while they are off, the default.
     pub backups: Option<BackupSettings>,
+    /// Whether a start waits for its task to run (new; `START_WAIT`, default `poll`).
+    pub start_wait: StartWait,
 }
 
 /// The settings of world backups, all required once `BACKUPS=on`.
@@ -97,6 +99,19 @@ fn backup_settings(
             None
         }
     }
+}
+
+/// How a start learns that its task runs (`START_WAIT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartWait {
+    /// `poll` (the default): the start polls ECS until the task runs (or its time is up),
+    /// then routes it.
+    #[default]
+    Poll,
+    /// `events`: the start answers `starting` right after RunTask; the task's `RUNNING`
+    /// event (or the next `status`) finishes the run. Needs the EventBridge rule on the
+    /// cluster's task-state events.
+    Events,
 }
 
 /// The variables without which the function cannot work.
@@ -342,6 +357,15 @@ impl Config {
 
         let log_retention_days = retention_days(get("LOG_RETENTION_DAYS"), DEFAULT_LOG_RETENTION_DAYS, &mut invalid);
 
+        let start_wait = match get("START_WAIT").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("poll") => StartWait::Poll,
+            Some("events") => StartWait::Events,
+            Some(other) => {
+                invalid.push(format!("START_WAIT must be 'poll' or 'events', got '{other}'"));
+                StartWait::Poll
+            }
+        };
+
         let kofi_currency = get("KOFI_CURRENCY")
             .map(|c| c.trim().to_ascii_uppercase())
             .unwrap_or_else(|| "USD".to_string());
@@ -403,6 +427,7 @@ impl Config {
             foundry_status_url_template,
             foundry_status_timeout_ms: u64::try_from(foundry_status_timeout_ms).unwrap_or(3_000),
             backups,
+            start_wait,
         })
     }
 
@@ -652,6 +677,17 @@ mod tests {
         ] {
             assert!(text.contains(var), "{text} should name {var}");
         }
+    }
+
+    #[test]
+    fn start_wait_is_poll_unless_set_to_events() {
+        assert_eq!(cfg(&test_vars()).unwrap().start_wait, StartWait::Poll);
+        let mut vars = test_vars();
+        vars.push(("START_WAIT", " Events "));
+        assert_eq!(cfg(&vars).unwrap().start_wait, StartWait::Events);
+        let mut vars = test_vars();
+        vars.push(("START_WAIT", "never"));
+        assert!(cfg(&vars).unwrap_err().to_string().contains("START_WAIT"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Invocation parsing: raw event JSON → [`Invocation`].
 //!
-//! Three envelopes are recognised:
+//! Four envelopes are recognised:
 //! * a **direct invoke** (`{"action": …, "userId": …, …}`), which is also what an
 //!   EventBridge rule with a constant input delivers;
 //! * a raw EventBridge **`Scheduled Event`** (no constant input): the action is taken
@@ -9,7 +9,11 @@
 //!   `…prepare-sessions…` → `prepare-sessions`); the caller is `system`;
 //! * an **HTTP event** from a Lambda Function URL or API Gateway (REST v1 or HTTP v2):
 //!   the body (base64 or not) is either form-encoded `data=<json>` (how Ko-fi posts),
-//!   a Ko-fi JSON payload, or a direct-invoke JSON object.
+//!   a Ko-fi JSON payload, or a direct-invoke JSON object;
+//! * an EventBridge **ECS event** (`source` `aws.ecs`), such as an `ECS Task State
+//!   Change`: the action is `ecs-task-state-change`, the members of `detail` are its
+//!   fields (never refused: the action itself ignores what it cannot use), and the caller
+//!   is `system`.
 //!
 //! The guard and unknown-action errors are the original's, word for word. A
 //! field of the wrong type is a 400 that names the field. Unknown fields are ignored.
@@ -31,6 +35,8 @@ pub enum Source {
     Schedule,
     /// A Function URL or API Gateway request.
     Http,
+    /// An EventBridge event from ECS (a task-state change).
+    EcsEvent,
 }
 
 impl Source {
@@ -39,6 +45,7 @@ impl Source {
             Source::Direct => "direct",
             Source::Schedule => "schedule",
             Source::Http => "http",
+            Source::EcsEvent => "ecs-event",
         }
     }
 }
@@ -215,6 +222,15 @@ pub struct LicenseFields {
     pub license_id: Option<String>,
 }
 
+/// An ECS event as it arrived: the members of its `detail`, plus `detailType` (the
+/// envelope's `detail-type`) and `eventId`. Any object is accepted: the action reads what
+/// it can use and ignores the rest, so a malformed event is a no-op, never a 400.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EcsTaskFields {
+    #[serde(flatten)]
+    pub members: Map<String, Value>,
+}
+
 macro_rules! actions {
     ($( $variant:ident ( $fields:ty ) = $name:literal $(| $alias:literal)* ),+ $(,)?) => {
         /// Every action, with its request fields.
@@ -293,6 +309,7 @@ actions! {
     AdminReconcile(ReconcileFields) = "admin-reconcile",
     AdminBackfillRunIndex(NoFields) = "admin-backfill-run-index",
     ListBackups(BackupListFields) = "list-backups",
+    EcsTaskStateChange(EcsTaskFields) = "ecs-task-state-change",
 }
 
 impl Action {
@@ -405,6 +422,9 @@ pub fn parse(event: &Value) -> Result<Invocation, Error> {
         if is_scheduled_event(obj) {
             return parse_scheduled(obj);
         }
+        if is_ecs_event(obj) {
+            return parse_ecs(obj);
+        }
     }
     parse_direct(event, Source::Direct)
 }
@@ -496,6 +516,28 @@ fn parse_scheduled(obj: &Map<String, Value>) -> Result<Invocation, Error> {
     direct.insert("action".into(), Value::String(action));
     direct.insert("userId".into(), Value::String(SYSTEM_CALLER.into()));
     parse_direct(&Value::Object(direct), Source::Schedule)
+}
+
+fn is_ecs_event(obj: &Map<String, Value>) -> bool {
+    obj.get("source").and_then(Value::as_str) == Some("aws.ecs") && obj.contains_key("detail-type")
+}
+
+/// An ECS event becomes `ecs-task-state-change` from `system`, whatever it holds.
+fn parse_ecs(obj: &Map<String, Value>) -> Result<Invocation, Error> {
+    let mut members = Map::new();
+    if let Some(detail) = obj.get("detail").and_then(Value::as_object) {
+        members.extend(detail.clone());
+    }
+    for (from, to) in [("detail-type", "detailType"), ("id", "eventId")] {
+        if let Some(v) = obj.get(from) {
+            members.insert(to.into(), v.clone());
+        }
+    }
+    Ok(Invocation {
+        source: Source::EcsEvent,
+        user_id: SYSTEM_CALLER.to_string(),
+        action: Action::EcsTaskStateChange(EcsTaskFields { members }),
+    })
 }
 
 // ---------------------------------------------------------------- HTTP
@@ -596,8 +638,8 @@ mod tests {
             assert_eq!(inv.action.name(), *name);
         }
         // 29 of the original + 2 the bot sends + 5 its API reference documents + the reconcile
-        // + the backfill of the index of runs + list-backups
-        assert_eq!(Action::NAMES.len(), 39);
+        // + the backfill of the index of runs + list-backups + the ECS task-state events
+        assert_eq!(Action::NAMES.len(), 40);
     }
 
     #[test]
@@ -770,6 +812,33 @@ mod tests {
         let inv = parse(&ev("anything", json!({"action":"prepare-sessions"}))).unwrap();
         assert_eq!(inv.action.name(), "prepare-sessions");
         assert!(matches!(err(ev("mystery", json!({}))), Error::BadRequest(_)));
+    }
+
+    #[test]
+    fn ecs_events_are_task_state_changes_from_system_whatever_they_hold() {
+        let inv = parse(
+            &json!({"version":"0","id":"e-1","detail-type":"ECS Task State Change","source":"aws.ecs",
+                                "detail":{"taskArn":"arn:t","lastStatus":"RUNNING","userId":"someone"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            (inv.source, inv.action.name(), inv.user_id.as_str()),
+            (Source::EcsEvent, "ecs-task-state-change", "system")
+        );
+        match inv.action {
+            Action::EcsTaskStateChange(f) => {
+                assert_eq!(f.members["taskArn"], "arn:t");
+                assert_eq!(f.members["detailType"], "ECS Task State Change");
+                assert_eq!(f.members["eventId"], "e-1");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Malformed: still the action (which ignores it), never a 400.
+        for detail in [json!("text"), json!(null), json!([1]), json!({"taskArn": 5})] {
+            let inv =
+                parse(&json!({"detail-type":"ECS Task State Change","source":"aws.ecs","detail":detail})).unwrap();
+            assert_eq!(inv.action.name(), "ecs-task-state-change");
+        }
     }
 
     fn http_v2(body: &str, b64: bool, content_type: &str) -> Value {

@@ -300,6 +300,20 @@ def main() -> int:
         check(len(targets) == 1 and targets[0]["Arn"] == fn_arn and json.loads(targets[0]["Input"]) == body,
               f"{logical} targets {targets}")
 
+    # --- the task-state rule: the cluster's task-state changes of the function's families
+    rule_name = physical["TaskStateRule"].split("/")[-1]
+    rule = events.describe_rule(Name=rule_name)
+    pattern = json.loads(rule.get("EventPattern") or "{}")
+    cluster_arn = f"arn:aws:ecs:{env['AWS_REGION']}:123456789012:cluster/{env['CLUSTER_NAME']}"
+    check(rule["State"] == "ENABLED" and pattern == {
+        "source": ["aws.ecs"], "detail-type": ["ECS Task State Change"],
+        "detail": {"clusterArn": [cluster_arn], "group": [{"prefix": "family:foundry-"}],
+                   "lastStatus": ["RUNNING", "STOPPED"]}}, f"TaskStateRule {rule['State']} {pattern}")
+    targets = events.list_targets_by_rule(Rule=rule_name)["Targets"]
+    check(len(targets) == 1 and targets[0]["Arn"] == fn_arn and "Input" not in targets[0],
+          f"TaskStateRule targets {targets}")
+    check(variables.get("START_WAIT") == "poll", f"START_WAIT={variables.get('START_WAIT')}")
+
     # --- the log group, the on-failure queue and its alarm
     logs = client("logs")
     groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{fn_name}")["logGroups"]

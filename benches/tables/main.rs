@@ -12,6 +12,8 @@
 //!    counts ([`aws_calls`]).
 //! 6. DynamoDB items read by one `auto-shutdown-check` at 1,000, 10,000 and 100,000
 //!    instances with 100 running, on the fakes ([`sweep::reads`]).
+//! 7. The billed duration of a start, polling and with task-state events, on the fakes with
+//!    a 60 s task start ([`start_wait`]).
 //!
 //! The Makefile builds the two binaries, starts the local AWS (moto on its own port) and
 //! sets `BENCH_ENV_FILE` to its env file. `BENCH_TABLES=1,2,3,5,6` picks tables (default: all).
@@ -19,6 +21,7 @@
 mod aws_calls;
 mod coldstart;
 mod handler;
+mod start_wait;
 mod sweep;
 
 use std::collections::BTreeMap;
@@ -70,5 +73,8 @@ fn main() {
     }
     if want("6") {
         sweep::reads();
+    }
+    if want("7") {
+        start_wait::run();
     }
 }

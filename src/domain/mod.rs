@@ -1,7 +1,7 @@
 //! Pure logic: no I/O, exhaustively unit-tested.
 
-pub mod idle;
 pub mod backup;
+pub mod idle;
 pub mod jsnum;
 pub mod kofi;
 pub mod lenient;

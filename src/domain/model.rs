@@ -223,6 +223,41 @@ pub struct Instance {
     /// the last backup was launched; Unix seconds). `status` shows it.
     #[serde(deserialize_with = "lenient::opt_i64")]
     pub last_backup_at: Option<i64>,
+    /// Why the last task stopped by itself, as ECS reported it (new in the port): written
+    /// when a run ends because ECS reports its task stopped (a task-state event or a
+    /// refresh), removed when the function itself ends a run that had a task.
+    #[serde(deserialize_with = "lenient_stop_reason")]
+    pub last_stop_reason: Option<StopReason>,
+}
+
+/// Why a task stopped, as ECS reported it: the instance item's `lastStopReason` map and
+/// the `status` answer's member of the same name.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StopReason {
+    /// ECS's `stoppedReason` (e.g. `Essential container in task exited`).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub reason: Option<String>,
+    /// ECS's `stopCode` (e.g. `EssentialContainerExited`), when the report carried one.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub stop_code: Option<String>,
+    /// The exit code of the Foundry container, when it had one.
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub exit_code: Option<i64>,
+    /// The task that stopped.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub task_arn: Option<String>,
+    /// When the run was ended for it (Unix seconds).
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub at: Option<i64>,
+}
+
+/// A `lastStopReason` that is not a map of the expected members reads as absent: one odd
+/// attribute must never make the whole item unreadable.
+fn lenient_stop_reason<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<StopReason>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(v.and_then(|v| serde_json::from_value(v).ok()))
 }
 
 impl Instance {

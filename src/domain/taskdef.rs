@@ -116,6 +116,8 @@ pub struct RunTask {
 pub const FOUNDRY_PORT: i32 = 30000;
 pub const DATA_VOLUME: &str = "foundry-data";
 pub const CLEANUP_FAMILY: &str = "foundry-efs-cleanup";
+/// The name of the Foundry container in a user's task definition.
+pub const FOUNDRY_CONTAINER: &str = "foundry";
 pub const CLEANUP_CONTAINER: &str = "cleanup";
 
 /// The tag that carries a registered definition's [`fingerprint`], so that a process can tell
@@ -219,7 +221,7 @@ pub fn foundry_task_definition(cfg: &Deployment<'_>, t: &FoundryTask<'_>) -> Tas
         execution_role_arn: cfg.execution_role_arn.to_string(),
         task_role_arn: cfg.task_role_arn.to_string(),
         containers: vec![ContainerDef {
-            name: "foundry".into(),
+            name: FOUNDRY_CONTAINER.into(),
             image: format!("felddy/foundryvtt:{}", t.foundry_version),
             essential: true,
             memory_mib: Some(2048),

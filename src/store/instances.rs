@@ -5,9 +5,9 @@
 //! progress write is conditional on it, and it is released at the end. A lease whose time
 //! has passed belongs to an invocation that died: the next one may take the record over.
 
-use crate::domain::model::{Instance, InstanceStatus};
+use crate::domain::model::{Instance, InstanceStatus, StopReason};
 use crate::error::{Error, Result};
-use crate::managers::dynamodb::{Cond, Query, TransactOp, Update};
+use crate::managers::dynamodb::{AttributeValue, Cond, Query, TransactOp, Update};
 
 use super::pools::PoolEntry;
 use super::{decode, decode_all, encode, num, text, written, Db};
@@ -89,6 +89,7 @@ mod attr {
     pub const BACKUP_TASK_ARN: &str = "backupTaskArn";
     pub const BACKUP_LAUNCHED_AT: &str = "backupLaunchedAt";
     pub const LAST_BACKUP_AT: &str = "lastBackupAt";
+    pub const LAST_STOP_REASON: &str = "lastStopReason";
 }
 
 /// Puts the record in the index of runs (or moves it there to `deadline`).
@@ -243,13 +244,16 @@ pub struct Run {
 }
 
 /// The end of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunEnd {
     pub at: i64,
     /// The target was deregistered (or was never registered).
     pub target_gone: bool,
     /// The listener rule was deleted (or there was none).
     pub rule_gone: bool,
+    /// Why the task stopped, when ECS reported it stopped by itself (`lastStopReason`);
+    /// `None` when the function ends the run.
+    pub stop_reason: Option<StopReason>,
 }
 
 /// What one probe of a running server found (idle detection).
@@ -702,6 +706,12 @@ impl Instances {
         if end.rule_gone {
             update = update.remove(attr::ALB_RULE_ARN);
         }
+        match &end.stop_reason {
+            Some(why) => update = update.set(attr::LAST_STOP_REASON, AttributeValue::M(encode("instance", why)?)),
+            // The function ends this task itself: the last stop is not one ECS reported.
+            None if inst.task_arn.is_some() => update = update.remove(attr::LAST_STOP_REASON),
+            None => {}
+        }
         let mut ops = vec![TransactOp::Update {
             table: self.table().clone(),
             key: inst.user_id.clone(),
@@ -743,6 +753,11 @@ impl Instances {
         }
         if end.rule_gone {
             after.alb_rule_arn = None;
+        }
+        match &end.stop_reason {
+            Some(why) => after.last_stop_reason = Some(why.clone()),
+            None if inst.task_arn.is_some() => after.last_stop_reason = None,
+            None => {}
         }
         Ok(Some(after))
     }

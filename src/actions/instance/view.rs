@@ -5,7 +5,7 @@ use serde_with::skip_serializing_none;
 
 use crate::config::Config;
 use crate::domain::idle;
-use crate::domain::model::{Instance, ScheduledSession};
+use crate::domain::model::{Instance, ScheduledSession, StopReason};
 use crate::domain::names;
 
 /// One instance in an answer. `status` and `list-all` show different members of it:
@@ -38,6 +38,8 @@ pub struct InstanceView<'a> {
     idle_since: Option<i64>,
     /// New: when the latest good world backup was made (owner's view; only once known).
     last_backup_at: Option<i64>,
+    /// Why the last task stopped by itself (`status` only; new in the port).
+    last_stop_reason: Option<&'a StopReason>,
 }
 
 impl<'a> InstanceView<'a> {
@@ -66,6 +68,7 @@ impl<'a> InstanceView<'a> {
             players: None,
             idle_since: None,
             last_backup_at: None,
+            last_stop_reason: None,
         }
     }
 
@@ -79,6 +82,7 @@ impl<'a> InstanceView<'a> {
             players: idle::players_now(i),
             idle_since: idle::idle_since(i),
             last_backup_at: i.last_backup_at,
+            last_stop_reason: i.last_stop_reason.as_ref(),
             ..Self::common(i, config)
         }
     }

@@ -5,13 +5,16 @@
 //! task, and the same write claims the license the run uses, so one license never runs
 //! two servers. The task ARN is stored the moment it exists. Every wait ends before the
 //! invocation's deadline: if the task is still pending then, the start answers `starting`
-//! and the next `status` finishes the routing. A late failure stops the task and undoes
+//! and the next `status` finishes the routing. With `START_WAIT=events` it does not wait
+//! at all: it answers `starting` right after RunTask, and the task's `RUNNING` event
+//! finishes the routing. A late failure stops the task and undoes
 //! the target and the rule.
 
 use serde::Serialize;
 use serde_with::skip_serializing_none;
 
 use crate::actions::resources::{self, removed, ResourceKind};
+use crate::config::StartWait;
 use crate::context::{Ctx, Services};
 use crate::domain::model::{Credentials, Instance, InstanceStatus};
 use crate::domain::names;
@@ -423,6 +426,12 @@ async fn launch(svc: &Services, ctx: &Ctx, inst: Instance, lease: &Lease, attemp
         }
     };
 
+    if svc.config.start_wait == StartWait::Events {
+        // The task's RUNNING event (or the next `status`) finishes the run.
+        svc.store.instances.release(&uid, lease).await;
+        tracing::info!(task = %task_arn, "started without waiting; the task's RUNNING event will finish the start");
+        return Ok(Started::starting(svc, &inst));
+    }
     match routing::wait_for_task(svc, ctx, &task_arn).await? {
         TaskWait::Running(task) => {
             let inst = routing::route(svc, &inst, &task).await?;

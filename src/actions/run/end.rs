@@ -3,7 +3,7 @@
 //! whenever a run ends happens here.
 
 use crate::context::Services;
-use crate::domain::model::{Instance, InstanceStatus};
+use crate::domain::model::{Instance, InstanceStatus, StopReason};
 use crate::error::Result;
 use crate::store::RunEnd;
 
@@ -19,6 +19,17 @@ use super::sessions;
 /// "Not found" counts as done. A target or rule that cannot be removed stays recorded
 /// (so the next teardown retries it); a task that cannot be stopped aborts the stop.
 pub async fn end_run(svc: &Services, inst: &Instance) -> Result<Instance> {
+    end_run_with(svc, inst, None).await
+}
+
+/// [`end_run`] of a run whose task ECS reports stopped: the same teardown (without a
+/// StopTask for the task that is already stopped), and `why` is recorded as the
+/// instance's `lastStopReason` in the same transaction.
+pub async fn end_stopped_run(svc: &Services, inst: &Instance, why: StopReason) -> Result<Instance> {
+    end_run_with(svc, inst, Some(why)).await
+}
+
+async fn end_run_with(svc: &Services, inst: &Instance, stop_reason: Option<StopReason>) -> Result<Instance> {
     let target_gone = match (inst.task_private_ip.as_deref(), inst.target_group_arn.as_deref()) {
         (Some(ip), Some(tg)) => match resources::deregister_target(svc, tg, ip).await {
             Ok(()) => true,
@@ -52,6 +63,10 @@ pub async fn end_run(svc: &Services, inst: &Instance) -> Result<Instance> {
                 .await?;
         }
     }
+    if stop_reason.is_some() {
+        // ECS reported the record's task stopped: nothing is left to stop.
+        tasks.retain(|t| Some(t.as_str()) != inst.task_arn.as_deref());
+    }
     for task in &tasks {
         removed(
             ResourceKind::Task,
@@ -65,6 +80,7 @@ pub async fn end_run(svc: &Services, inst: &Instance) -> Result<Instance> {
         at: svc.now(),
         target_gone,
         rule_gone,
+        stop_reason,
     };
     let Some(after) = svc.store.instances.end_run(inst, &end).await? else {
         tracing::info!("the run was already ended by another invocation");

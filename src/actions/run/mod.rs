@@ -10,12 +10,14 @@
 //! This file only declares the parts and re-exports what the rest of the crate uses.
 
 mod begin;
+mod ecs_event;
 mod end;
 mod refresh;
 mod routing;
 mod sessions;
 
 pub use begin::{launch_run, license_runner, start_for_session, SessionStart, SessionStartError, Started};
+pub use ecs_event::task_state_change;
 pub use end::end_run;
 pub use refresh::refresh;
 pub use routing::priority_hint;

@@ -67,6 +67,8 @@ pub struct FakeTask {
     pub containers: Vec<String>,
     /// The remaining script; `None` once a test or StopTask took the task off it.
     script: Option<(Vec<&'static str>, usize)>,
+    /// When RunTask launched it (the fakes' clock).
+    launched_at: Option<i64>,
 }
 
 #[derive(Default)]
@@ -81,6 +83,9 @@ struct State {
     exit_codes: HashMap<(String, String), i32>,
     run_failures: Vec<String>,
     next_ip: u32,
+    /// Seconds (on the fakes' clock) a new task stays at its first status before its script
+    /// goes on (see [`FakeEcs::set_start_delay`]).
+    start_delay: Option<i64>,
 }
 
 /// The in-memory ECS. See the module documentation for the status scripts.
@@ -185,6 +190,13 @@ impl FakeEcs {
         lock(&self.state)
             .exit_codes
             .insert((family.to_string(), container.to_string()), code);
+    }
+
+    /// Tasks stay at the first status of their script until `seconds` have passed on the
+    /// fakes' clock since RunTask (a Fargate task takes about a minute to start); only then
+    /// does each DescribeTasks move them along. Needs [`FakeAws::set_clock`](super::FakeAws::set_clock).
+    pub fn set_start_delay(&self, seconds: i64) {
+        lock(&self.state).start_delay = Some(seconds);
     }
 
     /// Puts a task at `status` and takes it off its script. Returns false when no such task.
@@ -523,6 +535,7 @@ impl Ecs for FakeEcs {
             request: req.clone(),
             containers: def.definition.containers.iter().map(|c| c.name.clone()).collect(),
             script: None,
+            launched_at: now,
         };
         set_status(&mut task, script[0], &mut st.next_ip, now);
         task.script = Some((script, 0));
@@ -541,6 +554,7 @@ impl Ecs for FakeEcs {
             tasks,
             next_ip,
             exit_codes,
+            start_delay,
             ..
         } = &mut *st;
         let Some(task) = tasks
@@ -550,6 +564,22 @@ impl Ecs for FakeEcs {
             return Ok(None);
         };
         let seen = info(task, exit_codes);
+        let starting = match (*start_delay, task.launched_at, now) {
+            (Some(delay), Some(at), Some(now)) => now < at + delay,
+            _ => false,
+        };
+        if starting {
+            return Ok(Some(seen));
+        }
+        if start_delay.is_some() {
+            // The delay is over: the task moves on now, and this look sees it.
+            if let Some((script, step)) = task.script.take() {
+                let next = (step + 1).min(script.len() - 1);
+                set_status(task, script[next], next_ip, now);
+                task.script = Some((script, next));
+            }
+            return Ok(Some(info(task, exit_codes)));
+        }
         if let Some((script, step)) = task.script.take() {
             let next = (step + 1).min(script.len() - 1);
             set_status(task, script[next], next_ip, now);

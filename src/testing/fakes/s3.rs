@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use super::{aws_err, lock, ops, Env};
 use crate::error::{AwsError, AwsErrorKind};
-use crate::managers::{Listed, Page};
 use crate::managers::s3::{ObjectHead, ObjectVersion, S3};
+use crate::managers::{Listed, Page};
 
 const SERVICE: &str = "s3";
 
