@@ -50,7 +50,8 @@ fn allowed(action: &str, caller: Caller, admins: bool) -> bool {
         "list-all" | "admin-overview" | "get-all-costs" | "shutdown-stats" | "send-notification" | "health-check" => {
             admin || caller == System
         }
-        "auto-shutdown-check" | "prepare-sessions" => caller == System,
+        // The EventBridge schedules, and the rule on the cluster's task-state events.
+        "auto-shutdown-check" | "prepare-sessions" | "ecs-task-state-change" => caller == System,
         "get-sessions-for-license"
         | "cancel-sessions-for-license"
         | "start-scheduled-session"
