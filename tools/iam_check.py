@@ -67,6 +67,9 @@ PREFIX = {
 OPERATION_ACTIONS = {
     # S3 API reference, HeadBucket: "you must have permissions to perform the s3:ListBucket action"
     ("s3", "HeadBucket"): ["s3:ListBucket"],
+    # S3 API reference, HeadObject: "you must have the s3:GetObject permission" (a request
+    # for a versionId is authorized as s3:GetObjectVersion; the function asks for the latest).
+    ("s3", "HeadObject"): ["s3:GetObject"],
     # S3 API reference, DeleteObjects: the request is authorized as s3:DeleteObject per key
     # (s3:DeleteObjectVersion for a key with a VersionId); handled per key in s3_requests().
     ("s3", "DeleteObjects"): [],
@@ -117,6 +120,7 @@ FIXTURE_NAMES = {
     "missing-": "tests/aws_health.rs probes a table and a cluster named missing-<id> for their not-found codes",
     "fs-00000000": "tests/aws_health.rs probes a file system fs-00000000<id> for its not-found code",
     "Z0MISSING": "tests/aws_health.rs probes a hosted zone Z0MISSING… for its not-found code",
+    "foundry-backups-test-": "tests/backup_scripts.rs stands in for the deployment's backup bucket with foundry-backups-test-<n> (the template grants the real one only with Backups=on)",
 }
 
 
