@@ -200,18 +200,7 @@ fn seconds_in(
     range: std::ops::RangeInclusive<i64>,
     invalid: &mut Vec<String>,
 ) -> i64 {
-    let Some(v) = value else { return default };
-    match v.trim().parse::<i64>() {
-        Ok(n) if range.contains(&n) => n,
-        _ => {
-            invalid.push(format!(
-                "{var} must be a whole number of seconds between {} and {}, got '{v}'",
-                range.start(),
-                range.end()
-            ));
-            default
-        }
-    }
+    whole_in(value, var, "seconds", default, range, invalid)
 }
 
 /// A whole number within `range`, or `default` when unset. A value outside is reported

@@ -197,23 +197,15 @@ impl Iam for FakeIam {
 
     async fn list_users_page(&self, path_prefix: &str, marker: Option<&str>) -> Result<Page<Listed>, AwsError> {
         self.env.enter(SERVICE, ops::LIST_USERS).await?;
-        let users: Vec<String> = lock(&self.state)
+        let users: Vec<(String, Option<String>)> = lock(&self.state)
             .values()
             .filter(|u| u.path.starts_with(path_prefix))
-            .map(|u| u.name.clone())
-            .collect();
-        let items = users
-            .into_iter()
-            .map(|name| {
-                let listed = Listed {
-                    name: name.clone(),
-                    arn: Some(format!("arn:aws:iam::{}:user{path_prefix}{name}", super::ACCOUNT_ID)),
-                    created_at: self.env.made_at("user", &name),
-                };
-                (name, listed)
+            .map(|u| {
+                let arn = format!("arn:aws:iam::{}:user{path_prefix}{}", super::ACCOUNT_ID, u.name);
+                (u.name.clone(), Some(arn))
             })
             .collect();
-        Ok(self.env.page(items, marker))
+        Ok(self.env.page_of_named("user", users, marker))
     }
 
     async fn access_key_ids(&self, user_name: &str) -> Result<Vec<String>, AwsError> {

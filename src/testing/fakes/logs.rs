@@ -141,23 +141,12 @@ impl Logs for FakeLogs {
 
     async fn list_log_groups_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<Listed>, AwsError> {
         self.env.enter(SERVICE, ops::DESCRIBE_LOG_GROUPS).await?;
-        let names: Vec<String> = lock(&self.state)
+        let names: Vec<(String, Option<String>)> = lock(&self.state)
             .keys()
             .filter(|n| n.starts_with(prefix))
-            .cloned()
+            .map(|n| (n.clone(), None))
             .collect();
-        let items = names
-            .into_iter()
-            .map(|name| {
-                let listed = Listed {
-                    name: name.clone(),
-                    arn: None,
-                    created_at: self.env.made_at("log-group", &name),
-                };
-                (name, listed)
-            })
-            .collect();
-        Ok(self.env.page(items, token))
+        Ok(self.env.page_of_named("log-group", names, token))
     }
 }
 

@@ -214,6 +214,28 @@ impl Env {
         lock(&self.created).get(&format!("{kind}/{name}")).copied()
     }
 
+    /// One page of named resources of `kind` (`(name, arn)`), each with the time the fake
+    /// made it, as `page` cuts them.
+    pub(crate) fn page_of_named(
+        &self,
+        kind: &str,
+        named: Vec<(String, Option<String>)>,
+        token: Option<&str>,
+    ) -> crate::managers::Page<crate::managers::Listed> {
+        let items = named
+            .into_iter()
+            .map(|(name, arn)| {
+                let listed = crate::managers::Listed {
+                    name: name.clone(),
+                    arn,
+                    created_at: self.made_at(kind, &name),
+                };
+                (name, listed)
+            })
+            .collect();
+        self.page(items, token)
+    }
+
     /// One page of `items` (sorted by their key) after the key `token`; the next token is
     /// the last key of the page when more follow.
     pub(crate) fn page<T>(&self, items: Vec<(String, T)>, token: Option<&str>) -> crate::managers::Page<T> {

@@ -210,24 +210,13 @@ impl S3 for FakeS3 {
 
     async fn list_buckets_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<Listed>, AwsError> {
         self.env.enter(SERVICE, ops::LIST_BUCKETS).await?;
-        let names: Vec<String> = lock(&self.state)
+        let names: Vec<(String, Option<String>)> = lock(&self.state)
             .buckets
             .keys()
             .filter(|n| n.starts_with(prefix))
-            .cloned()
+            .map(|n| (n.clone(), None))
             .collect();
-        let items = names
-            .into_iter()
-            .map(|name| {
-                let listed = Listed {
-                    name: name.clone(),
-                    arn: None,
-                    created_at: self.env.made_at("bucket", &name),
-                };
-                (name, listed)
-            })
-            .collect();
-        Ok(self.env.page(items, token))
+        Ok(self.env.page_of_named("bucket", names, token))
     }
 
     async fn list_versions(&self, bucket: &str, key: &str) -> Result<Vec<ObjectVersion>, AwsError> {

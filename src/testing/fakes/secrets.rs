@@ -222,23 +222,12 @@ impl Secrets for FakeSecrets {
 
     async fn list_secrets_page(&self, prefix: &str, token: Option<&str>) -> Result<Page<Listed>, AwsError> {
         self.env.enter(SERVICE, ops::LIST_SECRETS).await?;
-        let secrets: Vec<(String, String)> = lock(&self.state)
+        let secrets: Vec<(String, Option<String>)> = lock(&self.state)
             .values()
             .filter(|s| !s.scheduled_for_deletion && s.name.starts_with(prefix))
-            .map(|s| (s.name.clone(), s.arn.clone()))
+            .map(|s| (s.name.clone(), Some(s.arn.clone())))
             .collect();
-        let items = secrets
-            .into_iter()
-            .map(|(name, arn)| {
-                let listed = Listed {
-                    name: name.clone(),
-                    arn: Some(arn),
-                    created_at: self.env.made_at("secret", &name),
-                };
-                (name, listed)
-            })
-            .collect();
-        Ok(self.env.page(items, token))
+        Ok(self.env.page_of_named("secret", secrets, token))
     }
 }
 
