@@ -21,6 +21,10 @@ INVOKE_PORT := 9000
 WATCH_PORT  ?= 9001
 # How many invocations `make run` serves at once (cargo lambda watch instances).
 RUN_CONCURRENCY ?= 8
+# Settings of your own for `make run` (a file of KEY=VALUE lines, e.g. START_WAIT=events): they
+# are added to the function's environment and win over the local AWS's.
+RUN_ENV ?=
+RUN_ENV_FILE := target/local-aws/run-env
 FUNCTION    := foundry-vtt-instance-management
 EVENT       ?= events/status.json
 PIP_FLAGS   := -q --disable-pip-version-check --no-input
@@ -229,17 +233,27 @@ run: venv-run
 	}
 	trap cleanup EXIT
 	trap 'exit 130' INT TERM
-	set -a; source $(ENV_FILE); set +a
+	if [ -n "$(RUN_ENV)" ]; then
+	  [ -f "$(RUN_ENV)" ] || { echo "make run: no such file: RUN_ENV=$(RUN_ENV)" >&2; exit 2; }
+	  # Yours win: the local AWS's lines for the same keys are left out.
+	  awk -F= 'NR == FNR { if ($$0 ~ /^[A-Za-z_][A-Za-z0-9_]*=/) mine[$$1] = 1; next } !($$1 in mine)' \
+	    "$(RUN_ENV)" $(ENV_FILE) > $(RUN_ENV_FILE)
+	  grep -E '^[A-Za-z_][A-Za-z0-9_]*=' "$(RUN_ENV)" >> $(RUN_ENV_FILE) || true
+	  echo "make run: settings from $(RUN_ENV): $$(grep -E -o '^[A-Za-z_][A-Za-z0-9_]*' "$(RUN_ENV)" | paste -sd' ')"
+	else
+	  cp $(ENV_FILE) $(RUN_ENV_FILE)
+	fi
+	set -a; source $(RUN_ENV_FILE); set +a
 	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 	cargo build --bin bootstrap  # build first: compile errors show now, and the first invoke is fast
 	# Several instances of the function, as Lambda runs invocations in parallel.
 	cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) --concurrency $(RUN_CONCURRENCY) \
-	  --env-file $(ENV_FILE) &
+	  --env-file $(RUN_ENV_FILE) &
 	watch_pid=$$!
 	$(PY) $(LOCALAWS) invoke-proxy --listen $(INVOKE_PORT) --upstream $(WATCH_PORT) \
 	  --function $(FUNCTION) --binary bootstrap --quiet &
 	proxy_pid=$$!
-	echo "make run: moto on http://127.0.0.1:$(MOTO_PORT) ($${started_moto%% *}), env from $(ENV_FILE)"
+	echo "make run: moto on http://127.0.0.1:$(MOTO_PORT) ($${started_moto%% *}), env from $(RUN_ENV_FILE)"
 	echo "make run: Invoke API on http://127.0.0.1:$(INVOKE_PORT) for $(FUNCTION); Ctrl-C stops everything"
 	echo "  make invoke EVENT=$(EVENT)"
 	echo "  aws lambda invoke --endpoint-url http://127.0.0.1:$(INVOKE_PORT) --function-name $(FUNCTION) \\"

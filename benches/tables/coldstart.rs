@@ -396,6 +396,24 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[i]
 }
 
+/// The size of `path` zipped alone as `bootstrap` (deflate), in MiB: the deployment package's
+/// size for this binary. NaN when Python cannot make the zip.
+fn zipped_mib(path: &str) -> f64 {
+    const ZIP: &str = "import io, sys, zipfile\n\
+        buf = io.BytesIO()\n\
+        with zipfile.ZipFile(buf, 'w', zipfile.ZIP_DEFLATED) as z:\n    z.write(sys.argv[1], 'bootstrap')\n\
+        print(len(buf.getvalue()))";
+    let python = std::env::var("BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    Command::new(python)
+        .args(["-c", ZIP, path])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u64>().ok())
+        .map(|bytes| bytes as f64 / 1_048_576.0)
+        .unwrap_or(f64::NAN)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -462,6 +480,7 @@ pub fn run(env: &BTreeMap<String, String>) {
             .map(|m| m.len() as f64 / 1_048_576.0)
             .unwrap_or(f64::NAN)
     };
+    let zips: Vec<f64> = binaries.iter().map(|(_, path)| zipped_mib(path)).collect();
 
     println!();
     println!(
@@ -478,13 +497,14 @@ pub fn run(env: &BTreeMap<String, String>) {
         .map(|r| median(r.iter().map(|x| ms(x.cpu_answer)).collect()))
         .collect();
     println!(
-        "| binary | size | first /next | first answer | /next ÷ floor | answer ÷ floor | CPU to /next | CPU to answer |"
+        "| binary | size | zip | first /next | first answer | /next ÷ floor | answer ÷ floor | CPU to /next | CPU to answer |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (i, (name, path)) in binaries.iter().enumerate() {
         println!(
-            "| {name} | {:.1} MiB | {:.2} ms ({:.2}) | {:.2} ms ({:.2}) | {:.2}× | {:.2}× | {:.2} ms | {:.2} ms |",
+            "| {name} | {:.1} MiB | {:.2} MiB | {:.2} ms ({:.2}) | {:.2} ms ({:.2}) | {:.2}× | {:.2}× | {:.2} ms | {:.2} ms |",
             size(path),
+            zips[i],
             next[i],
             p90_next[i],
             answer[i],
@@ -496,6 +516,10 @@ pub fn run(env: &BTreeMap<String, String>) {
         );
     }
     println!();
+    println!(
+        "The zip is the binary alone as `bootstrap` in a deflated zip, as a Lambda deployment \
+         package holds it (Python's zipfile, default level)."
+    );
     println!(
         "Wall times are from just before spawn; CPU times are the binary's own (all threads, \
          /proc/<pid>/task/*/schedstat), read when it asks for its first and second event, and \
