@@ -49,7 +49,7 @@ fn main() {
         println!("benches/tables: built; `make bench` prints the tables");
         return;
     }
-    let tables = std::env::var("BENCH_TABLES").unwrap_or_else(|_| "1,2,3,4,5,6".into());
+    let tables = std::env::var("BENCH_TABLES").unwrap_or_else(|_| "1,2,3,4,5,6,7".into());
     let want = |n: &str| tables.split(',').any(|t| t.trim() == n);
     let env_file = std::env::var("BENCH_ENV_FILE").unwrap_or_else(|_| "target/bench/env".into());
     let needs_aws = want("1") || want("2") || want("5");
