@@ -104,7 +104,12 @@ pub async fn auto_shutdown_check(svc: &Services, ctx: &Ctx) -> Result<Value> {
     let stops = idle::plan(svc, ctx, instances, now).await;
     let results: Vec<Stopped> = stream::iter(stops)
         .map(|idle::Stop { instance: inst, reason }| async move {
-            match run::end_run(svc, &inst).await {
+            let cause = if reason.to_ascii_lowercase().contains("idle") {
+                crate::domain::notify::StopCause::Idle(reason.clone())
+            } else {
+                crate::domain::notify::StopCause::Deadline(reason.clone())
+            };
+            match run::end_run_because(svc, &inst, cause).await {
                 Ok(_) => Stopped {
                     user_id: inst.user_id,
                     reason,
@@ -126,6 +131,8 @@ pub async fn auto_shutdown_check(svc: &Services, ctx: &Ctx) -> Result<Value> {
         .collect()
         .await;
     let stopped = results.iter().filter(|r| r.success).count();
+    // The notifications earlier invocations left pending (none while they are off).
+    crate::actions::deliver::retry_pending(svc, ctx).await;
     crate::telemetry::count("InstancesRunning", running as f64);
     crate::telemetry::count("InstancesStopped", stopped as f64);
     crate::response::to_body(&Sweep {

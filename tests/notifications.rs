@@ -1,0 +1,381 @@
+//! Discord notifications, against a stub of Discord's API on 127.0.0.1 and on the fakes'
+//! clock: every notification is sent once with the right content; a duplicate invocation
+//! sends nothing new; a hanging API keeps the action within its budget and leaves the
+//! notification to the sweep; 429s are honoured; the webhook is the fallback on 50007; a
+//! user can turn notifications off; with the feature off nothing is recorded.
+
+mod discord_stub;
+mod fake_env;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use discord_stub::{Answer, Stub};
+use fake_env::*;
+use foundry_lambda::app::App;
+use foundry_lambda::clock::ManualClock;
+use foundry_lambda::config::{test_vars, Config};
+use foundry_lambda::managers::dynamodb::AttributeValue;
+use foundry_lambda::managers::Secrets;
+use foundry_lambda::secret::Sensitive;
+use foundry_lambda::testing::{fake_app_with, invoke, FakeAws};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "bot-token-that-must-stay-hidden";
+const OUTBOX: &str = "foundry-vtt-instances-notifications";
+const URL: &str = "https://alice.foundry.example.com";
+
+fn config(stub: &Stub, extra: &[(&'static str, String)]) -> Config {
+    let mut vars: Vec<(&str, String)> = test_vars().into_iter().map(|(k, v)| (k, v.to_string())).collect();
+    vars.extend([
+        ("NOTIFICATIONS", "on".to_string()),
+        ("DISCORD_TOKEN_SECRET", "discord-bot-token".to_string()),
+        ("DISCORD_WEBHOOK_SECRET", "discord-webhook".to_string()),
+        ("DISCORD_API_BASE_URL", stub.base()),
+        ("NOTIFY_BUDGET_MS", "500".to_string()),
+    ]);
+    vars.extend(extra.iter().cloned());
+    Config::from_lookup(|k| vars.iter().rev().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).expect("config")
+}
+
+/// An app on the fakes with notifications on, pointed at a fresh stub.
+async fn app(extra: &[(&'static str, String)]) -> (App, FakeAws, Arc<ManualClock>, Stub) {
+    let stub = discord_stub::start().await;
+    let (app, fake, clock) = fake_app_with(T0, config(&stub, extra));
+    fake.secrets
+        .create_secret("discord-bot-token", "bot", &[], &Sensitive::new(TOKEN))
+        .await
+        .expect("token secret");
+    fake.secrets
+        .create_secret("discord-webhook", "webhook", &[], &Sensitive::new(stub.webhook()))
+        .await
+        .expect("webhook secret");
+    (app, fake, clock, stub)
+}
+
+fn outbox(fake: &FakeAws, id: &str) -> Option<std::collections::HashMap<String, AttributeValue>> {
+    fake.dynamo.item(OUTBOX, id)
+}
+
+fn n_of(item: &std::collections::HashMap<String, AttributeValue>, attr: &str) -> Option<i64> {
+    match item.get(attr) {
+        Some(AttributeValue::N(v)) => v.parse().ok(),
+        _ => None,
+    }
+}
+
+fn task_arn(fake: &FakeAws) -> String {
+    match fake.dynamo.item(INSTANCES, UID).and_then(|i| i.get("taskArn").cloned()) {
+        Some(AttributeValue::S(t)) => t,
+        other => panic!("no task: {other:?}"),
+    }
+}
+
+fn sweep() -> Value {
+    json!({"action":"auto-shutdown-check","userId":"system"})
+}
+
+fn notification(kind: &str, session: &str) -> Value {
+    json!({"action":"send-notification","userId":"system","notificationType":kind,
+           "targetUserId":UID,"sessionId":session,"instanceUrl":URL})
+}
+
+#[tokio::test]
+async fn start_and_stop_each_send_one_direct_message_with_the_url_the_reason_and_the_hours() {
+    let (app, fake, clock, stub) = app(&[]).await;
+    running(&app).await;
+    let task = task_arn(&fake);
+    assert_eq!(stub.titles(), vec!["Your Foundry server is ready"]);
+    let ready = &stub.deliveries()[0];
+    assert_eq!(ready.path, format!("/api/v10/channels/dm-{UID}/messages"));
+    assert_eq!(ready.authorization.as_deref(), Some(format!("Bot {TOKEN}").as_str()));
+    assert_eq!(ready.body["embeds"][0]["url"], URL);
+    assert_eq!(ready.body["enforce_nonce"], true);
+    assert!(ready.body["nonce"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty() && n.len() <= 25));
+    let item = outbox(&fake, &format!("ready#{task}")).expect("the outbox item");
+    assert!(
+        item.contains_key("sentAt") && !item.contains_key("pendingShard"),
+        "{item:?}"
+    );
+
+    clock.advance(Duration::from_secs(2 * 3600));
+    let (code, body) = invoke(&app, ev("stop", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        stub.titles(),
+        vec!["Your Foundry server is ready", "Your Foundry server stopped"]
+    );
+    let stopped = &stub.deliveries()[1].body["embeds"][0];
+    assert_eq!(stopped["description"], "Stopped at your request.");
+    assert_eq!(
+        stopped["fields"][0],
+        json!({"name":"Hours","value":"2 h","inline":true})
+    );
+    // The DM channel was opened once (and cached).
+    let opened = stub
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/users/@me/channels"))
+        .count();
+    assert_eq!(opened, 1);
+
+    // A second stop, and a sweep, send nothing new.
+    invoke(&app, ev("stop", UID)).await;
+    invoke(&app, sweep()).await;
+    assert_eq!(stub.deliveries().len(), 2);
+}
+
+#[tokio::test]
+async fn a_duplicate_invocation_sends_nothing_new_and_the_answer_is_unchanged() {
+    let (app, fake, _, stub) = app(&[]).await;
+    let first = invoke(&app, notification("session-ready", "sess-1")).await;
+    let second = invoke(&app, notification("session-ready", "sess-1")).await;
+    assert_eq!(first, second);
+    assert_eq!(
+        first.1,
+        json!({"success":true,"message":"Notification queued successfully",
+               "notificationType":"session-ready","targetUserId":UID})
+    );
+    assert_eq!(stub.deliveries().len(), 1);
+    assert!(outbox(&fake, "session-ready#sess-1").is_some());
+    // Another cause is another notification.
+    invoke(&app, notification("session-failed", "sess-1")).await;
+    assert_eq!(stub.deliveries().len(), 2);
+}
+
+#[tokio::test]
+async fn a_hanging_api_keeps_the_action_within_its_budget_and_the_sweep_sends_once_later() {
+    let (app, fake, clock, stub) = app(&[]).await;
+    stub.always(Answer::Hangs);
+    let t = Instant::now();
+    running(&app).await;
+    let task = task_arn(&fake);
+    let (code, _) = invoke(&app, ev("stop", UID)).await;
+    assert_eq!(code, 200);
+    // Two actions (three with the create), each within its budget of 500 ms.
+    assert!(t.elapsed() < Duration::from_millis(2_500), "{:?}", t.elapsed());
+    let pending = outbox(&fake, &format!("stopped#{task}")).expect("recorded");
+    assert!(pending.contains_key("pendingShard"), "{pending:?}");
+
+    // The API recovers; a sweep before the backoff sends nothing, one after sends each once.
+    stub.always(Answer::Ok);
+    let hung = stub.deliveries().len();
+    assert_eq!(hung, 2);
+    invoke(&app, sweep()).await;
+    assert_eq!(stub.deliveries().len(), hung);
+    clock.advance(Duration::from_secs(31));
+    invoke(&app, sweep()).await;
+    let mut sent: Vec<String> = stub.titles()[hung..].to_vec();
+    sent.sort();
+    assert_eq!(
+        sent,
+        vec!["Your Foundry server is ready", "Your Foundry server stopped"]
+    );
+    clock.advance(Duration::from_secs(3_600));
+    invoke(&app, sweep()).await;
+    assert_eq!(stub.deliveries().len(), hung + 2);
+    let done = outbox(&fake, &format!("stopped#{task}")).expect("recorded");
+    assert!(
+        !done.contains_key("pendingShard") && done.contains_key("sentAt"),
+        "{done:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_that_fits_the_budget_is_waited_for_and_a_longer_one_leaves_it_pending() {
+    let (app, fake, clock, stub) = app(&[]).await;
+    stub.script(&[Answer::RateLimited(0.2)]);
+    let t = Instant::now();
+    invoke(&app, notification("session-ready", "s-short")).await;
+    assert!(t.elapsed() >= Duration::from_millis(200), "the wait was honoured");
+    assert_eq!(stub.deliveries().len(), 2, "tried again after retry_after");
+    assert!(outbox(&fake, "session-ready#s-short").unwrap().contains_key("sentAt"));
+
+    stub.script(&[Answer::RateLimited(30.0)]);
+    let t = Instant::now();
+    invoke(&app, notification("session-ready", "s-long")).await;
+    assert!(t.elapsed() < Duration::from_millis(500), "no wait beyond the budget");
+    assert_eq!(stub.deliveries().len(), 3, "not tried again within the run");
+    let item = outbox(&fake, "session-ready#s-long").unwrap();
+    assert!(item.contains_key("pendingShard"));
+    assert!(n_of(&item, "nextAttemptAt").unwrap() >= T0 + 30, "{item:?}");
+
+    // Not before Discord's time, then once.
+    clock.advance(Duration::from_secs(20));
+    invoke(&app, sweep()).await;
+    assert_eq!(stub.deliveries().len(), 3);
+    clock.advance(Duration::from_secs(11));
+    invoke(&app, sweep()).await;
+    assert_eq!(stub.deliveries().len(), 4);
+    assert!(outbox(&fake, "session-ready#s-long").unwrap().contains_key("sentAt"));
+}
+
+#[tokio::test]
+async fn a_rate_limited_sweep_stops_sending_and_leaves_the_rest_pending() {
+    let (app, fake, clock, stub) = app(&[("NOTIFY_MAX_PER_RUN", "5".to_string())]).await;
+    stub.always(Answer::Fails);
+    for i in 0..12 {
+        invoke(&app, notification("session-ready", &format!("bulk-{i}"))).await;
+    }
+    assert_eq!(stub.deliveries().len(), 12);
+    // The sweep sends at most NOTIFY_MAX_PER_RUN.
+    stub.always(Answer::Ok);
+    clock.advance(Duration::from_secs(31));
+    invoke(&app, sweep()).await;
+    assert_eq!(stub.deliveries().len(), 12 + 5);
+    // A 429 it cannot wait for ends the run's sends.
+    stub.script(&[Answer::RateLimited(60.0)]);
+    invoke(&app, sweep()).await;
+    let after = stub.deliveries().len();
+    assert!(after <= 12 + 5 + 4, "at most one round of concurrent sends: {after}");
+    let pending = (0..12)
+        .filter(|i| {
+            outbox(&fake, &format!("session-ready#bulk-{i}"))
+                .unwrap()
+                .contains_key("pendingShard")
+        })
+        .count();
+    assert!(pending >= 3, "{pending}");
+}
+
+#[tokio::test]
+async fn a_user_who_accepts_no_direct_messages_is_mentioned_through_the_webhook() {
+    let (app, fake, _, stub) = app(&[]).await;
+    stub.script(&[Answer::DmRefused]);
+    invoke(&app, notification("session-failed", "s-1")).await;
+    let hook = stub
+        .deliveries()
+        .into_iter()
+        .find(|r| r.is_webhook())
+        .expect("the webhook was used");
+    assert_eq!(hook.path, "/api/webhooks/1234/webhook-secret-token?wait=true");
+    assert_eq!(hook.authorization, None, "the bot's token never goes to a webhook");
+    assert_eq!(hook.body["content"], format!("<@{UID}>"));
+    assert_eq!(hook.body["allowed_mentions"], json!({"users":[UID]}));
+    assert_eq!(hook.body["embeds"][0]["title"], "Your session could not start");
+    let item = outbox(&fake, "session-failed#s-1").unwrap();
+    assert_eq!(item.get("via"), Some(&AttributeValue::S("webhook".into())));
+}
+
+#[tokio::test]
+async fn the_deployment_can_prefer_the_channel() {
+    let (app, _, _, stub) = app(&[("NOTIFY_VIA", "channel".to_string())]).await;
+    invoke(&app, notification("session-ready", "s-1")).await;
+    let d = stub.deliveries();
+    assert_eq!(d.len(), 1);
+    assert!(d[0].is_webhook());
+    assert!(stub.requests().iter().all(|r| !r.path.contains("/users/@me")));
+}
+
+#[tokio::test]
+async fn a_failing_notification_is_tried_again_with_backoff_and_dropped_after_the_age_limit() {
+    let (app, fake, clock, stub) = app(&[]).await;
+    stub.always(Answer::Fails);
+    invoke(&app, notification("session-ready", "s-1")).await;
+    // The second try comes 30 s after the first, the third 60 s after the second.
+    clock.advance(Duration::from_secs(31));
+    invoke(&app, sweep()).await;
+    assert_eq!(stub.deliveries().len(), 2);
+    clock.advance(Duration::from_secs(31));
+    invoke(&app, sweep()).await;
+    assert_eq!(stub.deliveries().len(), 2, "backoff");
+    clock.advance(Duration::from_secs(30));
+    invoke(&app, sweep()).await;
+    let mut tries = 3;
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(901));
+        invoke(&app, sweep()).await;
+        tries += 1;
+    }
+    assert_eq!(stub.deliveries().len(), tries, "tried again by each sweep");
+    clock.advance(Duration::from_secs(3_600));
+    invoke(&app, sweep()).await;
+    assert_eq!(stub.deliveries().len(), tries, "too old: not tried again");
+    let item = outbox(&fake, "session-ready#s-1").unwrap();
+    assert!(
+        item.contains_key("droppedAt") && !item.contains_key("pendingShard"),
+        "{item:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_user_who_turned_notifications_off_gets_none() {
+    let (app, _, clock, stub) = app(&[]).await;
+    created(&app).await;
+    let (code, body) = invoke(&app, json!({"action":"set-notifications","userId":UID,"enabled":false})).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"message":"Notifications are off","userId":UID,"notificationsEnabled":false})
+    );
+    invoke(&app, ev("start", UID)).await;
+    assert!(stub.deliveries().is_empty());
+    let (_, body) = invoke(&app, json!({"action":"set-notifications","userId":UID,"enabled":true})).await;
+    assert_eq!(body["notificationsEnabled"], true);
+    clock.advance(Duration::from_secs(600));
+    invoke(&app, ev("stop", UID)).await;
+    assert_eq!(stub.titles(), vec!["Your Foundry server stopped"]);
+    // Without a record, or without `enabled`, it is refused.
+    let (code, body) = invoke(
+        &app,
+        json!({"action":"set-notifications","userId":UID2,"enabled":false}),
+    )
+    .await;
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (500, Some("Internal error: Instance not found"))
+    );
+    let (code, _) = invoke(&app, json!({"action":"set-notifications","userId":UID})).await;
+    assert_eq!(code, 500);
+}
+
+#[tokio::test]
+async fn with_notifications_off_nothing_is_recorded_or_sent() {
+    let stub = discord_stub::start().await;
+    let (app, fake, _) = fake_app_with(T0, Config::for_tests());
+    let (code, body) = invoke(&app, notification("instance-shutdown", "s-1")).await;
+    assert_eq!(code, 200);
+    assert_eq!(body["message"], "Notification queued successfully");
+    running(&app).await;
+    invoke(&app, ev("stop", UID)).await;
+    assert!(stub.requests().is_empty());
+    assert!(fake.dynamo.item(OUTBOX, "instance-shutdown#s-1").is_none());
+}
+
+#[tokio::test]
+async fn an_admin_stop_and_a_deadline_say_why() {
+    let (app, _, clock, stub) = app(&[]).await;
+    running(&app).await;
+    invoke(
+        &app,
+        json!({"action":"admin-force-shutdown","userId":"000000000000000001","targetUserId":UID,"forceReason":"disk full"}),
+    )
+    .await;
+    let e = &stub.deliveries()[1].body["embeds"][0].clone();
+    assert_eq!(e["description"], "Stopped by an administrator.");
+    assert_eq!(
+        e["fields"][0],
+        json!({"name":"Reason","value":"disk full","inline":true})
+    );
+
+    invoke(&app, ev("start", UID)).await;
+    clock.advance(Duration::from_secs(7 * 3600));
+    invoke(&app, sweep()).await;
+    let e = &stub.deliveries().last().unwrap().body["embeds"][0].clone();
+    assert_eq!(e["description"], "Stopped at its auto-shutdown deadline.");
+    assert!(
+        e["fields"][0]["value"].as_str().unwrap().starts_with("Auto-shutdown"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn the_token_is_read_once_per_process() {
+    let (app, fake, _, _) = app(&[]).await;
+    for i in 0..3 {
+        invoke(&app, notification("session-ready", &format!("s-{i}"))).await;
+    }
+    assert_eq!(fake.faults.count("GetSecretValue"), 1);
+}
