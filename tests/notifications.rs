@@ -150,9 +150,14 @@ async fn a_hanging_api_keeps_the_action_within_its_budget_and_the_sweep_sends_on
     let (app, fake, clock, stub) = app(&[]).await;
     stub.always(Answer::Hangs);
     let t = Instant::now();
-    running(&app).await;
+    let limit = Duration::from_secs(5);
+    tokio::time::timeout(limit, running(&app))
+        .await
+        .expect("the start waited on the hung API");
     let task = task_arn(&fake);
-    let (code, _) = invoke(&app, ev("stop", UID)).await;
+    let (code, _) = tokio::time::timeout(limit, invoke(&app, ev("stop", UID)))
+        .await
+        .expect("the stop waited on the hung API");
     assert_eq!(code, 200);
     // Two actions (three with the create), each within its budget of 500 ms.
     assert!(t.elapsed() < Duration::from_millis(2_500), "{:?}", t.elapsed());
