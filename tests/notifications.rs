@@ -198,7 +198,9 @@ async fn a_429_that_fits_the_budget_is_waited_for_and_a_longer_one_leaves_it_pen
     assert_eq!(stub.deliveries().len(), 2, "tried again after retry_after");
     assert!(outbox(&fake, "session-ready#s-short").unwrap().contains_key("sentAt"));
 
-    stub.script(&[Answer::RateLimited(30.0)]);
+    // A wait longer than the budget: left pending, not tried again within the run, and no
+    // request at all from this process until Discord's time has passed.
+    stub.script(&[Answer::RateLimited(1.2)]);
     let t = Instant::now();
     invoke(&app, notification("session-ready", "s-long")).await;
     assert!(t.elapsed() < Duration::from_millis(500), "no wait beyond the budget");
@@ -206,15 +208,22 @@ async fn a_429_that_fits_the_budget_is_waited_for_and_a_longer_one_leaves_it_pen
     let item = outbox(&fake, "session-ready#s-long").unwrap();
     assert!(item.contains_key("pendingShard"));
     assert!(n_of(&item, "nextAttemptAt").unwrap() >= T0 + 30, "{item:?}");
+    invoke(&app, notification("session-ready", "s-blocked")).await;
+    assert_eq!(stub.deliveries().len(), 3, "the process waits for Discord's time");
+    assert!(outbox(&fake, "session-ready#s-blocked")
+        .unwrap()
+        .contains_key("pendingShard"));
 
-    // Not before Discord's time, then once.
+    // Not before the backoff, then once each.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
     clock.advance(Duration::from_secs(20));
     invoke(&app, sweep()).await;
     assert_eq!(stub.deliveries().len(), 3);
     clock.advance(Duration::from_secs(11));
     invoke(&app, sweep()).await;
-    assert_eq!(stub.deliveries().len(), 4);
+    assert_eq!(stub.deliveries().len(), 5);
     assert!(outbox(&fake, "session-ready#s-long").unwrap().contains_key("sentAt"));
+    assert!(outbox(&fake, "session-ready#s-blocked").unwrap().contains_key("sentAt"));
 }
 
 #[tokio::test]
@@ -383,4 +392,112 @@ async fn the_token_is_read_once_per_process() {
         invoke(&app, notification("session-ready", &format!("s-{i}"))).await;
     }
     assert_eq!(fake.faults.count("GetSecretValue"), 1);
+}
+
+// ------------------------------------------------------------------ the sweep's warnings
+
+fn status_url() -> String {
+    format!("{URL}/api/status")
+}
+
+#[tokio::test]
+async fn the_deadline_warning_comes_once_ten_minutes_before_then_the_stop_says_why() {
+    let (app, _, clock, stub) = app(&[]).await;
+    running(&app).await;
+    // An on-demand BYOL run stops 6 hours after its start; the probe fails (unknown), so
+    // only the deadline applies.
+    clock.set(T0 + 6 * 3600 - 11 * 60);
+    invoke(&app, sweep()).await;
+    assert_eq!(stub.deliveries().len(), 1, "not yet: 11 minutes before");
+    clock.set(T0 + 6 * 3600 - 8 * 60);
+    invoke(&app, sweep()).await;
+    clock.set(T0 + 6 * 3600 - 3 * 60);
+    invoke(&app, sweep()).await;
+    assert_eq!(
+        stub.titles(),
+        vec!["Your Foundry server is ready", "Your Foundry server stops soon"]
+    );
+    clock.set(T0 + 6 * 3600 + 60);
+    invoke(&app, sweep()).await;
+    let titles = stub.titles();
+    assert_eq!(titles.len(), 3, "{titles:?}");
+    assert_eq!(titles[2], "Your Foundry server stopped");
+    let e = &stub.deliveries()[2].body["embeds"][0].clone();
+    assert_eq!(e["description"], "Stopped at its auto-shutdown deadline.");
+    assert_eq!(e["fields"][1]["name"], "Hours");
+}
+
+#[tokio::test]
+async fn an_idle_server_is_warned_once_before_its_idle_stop() {
+    let (app, fake, clock, stub) = app(&[]).await;
+    fake.foundry
+        .answer(&status_url(), foundry_lambda::testing::FakeAnswer::Players(0));
+    running(&app).await;
+    for minutes in [10, 15, 21, 26] {
+        clock.set(T0 + minutes * 60);
+        invoke(&app, sweep()).await;
+    }
+    assert_eq!(
+        stub.titles(),
+        vec![
+            "Your Foundry server is ready",
+            "Nobody is playing on your Foundry server"
+        ]
+    );
+    clock.set(T0 + 31 * 60);
+    invoke(&app, sweep()).await;
+    let last = stub.deliveries().last().unwrap().body["embeds"][0].clone();
+    assert_eq!(last["description"], "Stopped because nobody was playing.");
+    assert_eq!(stub.deliveries().len(), 3);
+}
+
+#[tokio::test]
+async fn players_keeping_a_server_past_its_deadline_are_told_once() {
+    let (app, fake, clock, stub) = app(&[]).await;
+    fake.foundry
+        .answer(&status_url(), foundry_lambda::testing::FakeAnswer::Players(3));
+    running(&app).await;
+    for at in [6 * 3600 - 20 * 60, 6 * 3600 - 5 * 60, 6 * 3600 + 5 * 60] {
+        clock.set(T0 + at);
+        invoke(&app, sweep()).await;
+    }
+    assert_eq!(
+        stub.titles(),
+        vec![
+            "Your Foundry server is ready",
+            "Players are connected: your server keeps running"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_sweep_that_stops_many_servers_sends_at_most_its_share_and_the_next_one_the_rest() {
+    let (app, fake, clock, stub) = app(&[("NOTIFY_MAX_PER_RUN", "3".to_string())]).await;
+    for i in 0..7 {
+        let uid = format!("9{i:017}");
+        let (code, body) = invoke(&app, create_event(&uid, &format!("user{i}"))).await;
+        assert_eq!(code, 200, "{body}");
+        invoke(&app, ev("start", &uid)).await;
+    }
+    assert_eq!(stub.deliveries().len(), 7, "the ready messages");
+    clock.set(T0 + 6 * 3600 + 600);
+    let (_, body) = invoke(&app, sweep()).await;
+    assert_eq!(body["shutdownCount"], 7, "{body}");
+    assert_eq!(stub.deliveries().len(), 7 + 3);
+    let pending = fake
+        .dynamo
+        .items(OUTBOX)
+        .into_iter()
+        .filter(|i| i.contains_key("pendingShard"))
+        .count();
+    assert_eq!(pending, 4);
+    invoke(&app, sweep()).await;
+    invoke(&app, sweep()).await;
+    invoke(&app, sweep()).await;
+    let stopped = stub
+        .titles()
+        .iter()
+        .filter(|t| *t == "Your Foundry server stopped")
+        .count();
+    assert_eq!(stopped, 7, "each once");
 }

@@ -12,6 +12,7 @@
 //! is logged, and the action answers as it would have without notifications.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
@@ -46,6 +47,32 @@ struct Run<'a> {
     rate_limited: AtomicBool,
 }
 
+tokio::task_local! {
+    /// Set by [`record_only`]: the notices are recorded (and collected here), and left to
+    /// [`retry_pending`].
+    static RECORD_ONLY: Arc<Mutex<Vec<Pending>>>;
+}
+
+/// Runs `work` with every notification it causes recorded but not sent → its output, and
+/// the notifications it recorded: a sweep that ends many runs then sends them with
+/// [`retry_pending`], at most `NOTIFY_MAX_PER_RUN`, instead of each end of a run spending
+/// its own budget. (They are handed over, not found again by the sweep's query: a global
+/// index shows a new item only eventually.)
+pub async fn record_only<F: std::future::Future>(work: F) -> (F::Output, Vec<Pending>) {
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let out = RECORD_ONLY.scope(recorded.clone(), work).await;
+    let items = std::mem::take(&mut *recorded.lock().unwrap_or_else(|e| e.into_inner()));
+    (out, items)
+}
+
+fn recording_only() -> bool {
+    RECORD_ONLY.try_with(|_| ()).is_ok()
+}
+
+fn keep_recorded(item: Pending) {
+    let _ = RECORD_ONLY.try_with(|r| r.lock().unwrap_or_else(|e| e.into_inner()).push(item));
+}
+
 /// Records `notices` in the outbox and sends the new ones within the time budget. Never
 /// fails; does nothing while notifications are off. Notices for users who turned
 /// notifications off are not recorded.
@@ -64,7 +91,16 @@ pub async fn notify(svc: &Services, notices: Vec<Notice>) {
             tracing::info!(notification = %notice.id, "not sent: the user turned notifications off");
             continue;
         }
-        match svc.store.outbox.record(&notice, now, now + backoff(1)).await {
+        let recorded = if recording_only() {
+            svc.store.outbox.record(&notice, now, now, 0).await
+        } else {
+            svc.store.outbox.record(&notice, now, now + backoff(1), 1).await
+        };
+        match recorded {
+            Ok(Some(item)) if item.attempts == 0 => {
+                tracing::info!(notification = %notice.id, "recorded for the sweep to send");
+                keep_recorded(item);
+            }
             Ok(Some(item)) => owned.push(item),
             Ok(None) => tracing::info!(notification = %notice.id, "already recorded: not sent again"),
             Err(e) => tracing::warn!(notification = %notice.id, error = %e, "could not record the notification"),
@@ -91,21 +127,23 @@ async fn opted_out(svc: &Services, user_id: &str) -> bool {
     }
 }
 
-/// The sweeps' part: the pending notifications that are due are sent again (at most
+/// The sweeps' part: the notifications the sweep itself recorded (`fresh`, from
+/// [`record_only`]), then the pending ones that are due, are sent (at most
 /// `NOTIFY_MAX_PER_RUN`, within a few budgets and the invocation's deadline); those older
 /// than `NOTIFY_MAX_AGE_MINUTES` are dropped and logged. Never fails.
-pub async fn retry_pending(svc: &Services, ctx: &Ctx) {
+pub async fn retry_pending(svc: &Services, ctx: &Ctx, fresh: Vec<Pending>) {
     let Some(settings) = svc.config.notifications.as_ref() else {
         return;
     };
     let now = svc.now();
-    let due = match svc.store.outbox.due(now).await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read the pending notifications");
-            return;
+    let mut due = fresh;
+    match svc.store.outbox.due(now).await {
+        Ok(d) => {
+            let known: std::collections::HashSet<String> = due.iter().map(|p| p.notification_id.clone()).collect();
+            due.extend(d.into_iter().filter(|p| !known.contains(&p.notification_id)));
         }
-    };
+        Err(e) => tracing::warn!(error = %e, "could not read the pending notifications"),
+    }
     if due.is_empty() {
         return;
     }

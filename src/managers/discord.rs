@@ -59,6 +59,9 @@ pub struct Discord {
     webhook: OnceCell<Option<Sensitive>>,
     /// DM channel ids by user id (a DM channel never changes).
     dm_channels: Mutex<HashMap<String, String>>,
+    /// Until when Discord asked this process to wait (a 429 that could not be waited for):
+    /// no request is made before then, whichever invocation asks.
+    blocked_until: Mutex<Option<Instant>>,
 }
 
 impl Discord {
@@ -181,6 +184,18 @@ impl Discord {
         let body = serde_json::to_vec(payload).map_err(|e| SendError::Unavailable(e.to_string()))?;
         let mut tries = 0;
         loop {
+            let blocked = *self.blocked_until.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(until) = blocked.filter(|u| *u > Instant::now()) {
+                let wait = until.saturating_duration_since(Instant::now());
+                if wait < deadline.saturating_duration_since(Instant::now()) {
+                    tokio::time::sleep(wait).await;
+                } else {
+                    return Err(SendError::RateLimited {
+                        retry_after: wait.as_secs_f64(),
+                        global: false,
+                    });
+                }
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(SendError::Unavailable("timeout".into()));
@@ -215,6 +230,7 @@ impl Discord {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
+                    *self.blocked_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + wait);
                     return Err(SendError::RateLimited { retry_after, global });
                 }
                 status => {

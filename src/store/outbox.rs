@@ -100,9 +100,10 @@ impl Outbox {
     }
 
     /// Records `notice` as pending, unless a notification with its id was ever recorded
-    /// (conditional put) → the item when this call recorded it (and so owns its first
-    /// attempt, until `retry_at`), `None` when it was there already.
-    pub async fn record(&self, notice: &Notice, now: i64, retry_at: i64) -> Result<Option<Pending>> {
+    /// (conditional put) → the item when this call recorded it, `None` when it was there
+    /// already. With `attempts` 1 the caller owns the first attempt until `retry_at`; with 0
+    /// the item is left to the next sweep (`retry_at`: now).
+    pub async fn record(&self, notice: &Notice, now: i64, retry_at: i64, attempts: i64) -> Result<Option<Pending>> {
         let message = serde_json::to_string(notice).map_err(|e| Error::Data {
             what: "notification",
             reason: e.to_string(),
@@ -113,7 +114,7 @@ impl Outbox {
             kind: notice.kind.clone(),
             message,
             created_at: now,
-            attempts: 1,
+            attempts,
             pending_shard: Some(i64::from(pending_shard(&notice.id))),
             next_attempt_at: retry_at,
             expires_at: now + KEEP_SECONDS,
@@ -210,13 +211,5 @@ impl Outbox {
         let mut items: Vec<Pending> = decode_all("notification", KEY, pages.into_iter().flatten().collect());
         items.sort_by_key(|p| p.next_attempt_at);
         Ok(items)
-    }
-
-    /// The item of notification `id` (consistent read).
-    pub async fn get(&self, id: &str) -> Result<Option<Pending>> {
-        match self.db.dynamo.get(self.table(), id, true).await? {
-            Some(item) => Ok(Some(decode("notification", item)?)),
-            None => Ok(None),
-        }
     }
 }

@@ -83,7 +83,7 @@ pub async fn prepare_sessions(svc: &Services, ctx: &Ctx) -> Result<Value> {
     let resolved: usize = results.iter().map(|(_, n)| n).sum();
     remind(svc, now).await;
     // The notifications earlier invocations left pending (none while they are off).
-    deliver::retry_pending(svc, ctx).await;
+    deliver::retry_pending(svc, ctx, Vec::new()).await;
     crate::telemetry::count("SessionsStarted", started as f64);
     crate::telemetry::count("ConflictsResolved", resolved as f64);
     crate::response::to_body(&Prepared {
