@@ -501,3 +501,142 @@ async fn a_sweep_that_stops_many_servers_sends_at_most_its_share_and_the_next_on
         .count();
     assert_eq!(stopped, 7, "each once");
 }
+
+// ------------------------------------------------------------------ Ko-fi
+
+#[tokio::test]
+async fn a_credited_kofi_payment_is_thanked_once_with_what_it_covers() {
+    let (app, _, _, stub) = app(&[]).await;
+    let data =
+        json!({"verification_token":"kofi-test-token","message_id":"kofi-msg-1","timestamp":"2026-01-01T00:00:00Z",
+                      "type":"Donation","from_name":"Jo","message":format!("Discord: {UID}"),"amount":"5.00",
+                      "email":"jo.private@example.com","currency":"USD"})
+        .to_string();
+    let event = json!({"action":"kofi-webhook","body":data});
+    let (code, body) = invoke(&app, event.clone()).await;
+    assert_eq!(code, 200, "{body}");
+    invoke(&app, event).await;
+    let sent = stub.deliveries();
+    assert_eq!(sent.len(), 1, "once per payment");
+    let e = &sent[0].body["embeds"][0];
+    assert_eq!(e["title"], "Thank you for your support!");
+    assert_eq!(
+        e["fields"][0],
+        json!({"name":"Credited","value":"5.00 USD","inline":true})
+    );
+    assert_eq!(
+        e["fields"][1]["value"],
+        "about 5.0 hours of hosting (at 1 USD per hour)"
+    );
+    let raw = &sent[0].raw;
+    assert!(
+        !raw.contains("jo.private@example.com") && !raw.contains("kofi-test-token"),
+        "{raw}"
+    );
+}
+
+// ------------------------------------------------------------------ sessions
+
+async fn book(app: &App, start: i64, end: i64) -> String {
+    let (code, body) = invoke(
+        app,
+        json!({"action":"schedule-session","userId":UID,"startTime":start,"endTime":end,"licenseType":"byol",
+               "sessionTitle":"Dragons"}),
+    )
+    .await;
+    assert_eq!((code, &body["success"]), (200, &json!(true)), "{body}");
+    body["sessionId"].as_str().unwrap().to_string()
+}
+
+async fn prepare_at(app: &App, clock: &ManualClock, at: i64) {
+    clock.set(at);
+    let (code, body) = invoke(app, ev("prepare-sessions", "system")).await;
+    assert_eq!(code, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_booked_session_is_reminded_once_then_its_server_is_ready_once() {
+    let (app, fake, clock, stub) = app(&[]).await;
+    created(&app).await;
+    let start = T0 + 2 * 3600;
+    let id = book(&app, start, start + 3600).await;
+    prepare_at(&app, &clock, start - 20 * 60).await;
+    assert!(stub.deliveries().is_empty(), "not yet");
+    prepare_at(&app, &clock, start - 14 * 60).await;
+    prepare_at(&app, &clock, start - 10 * 60).await;
+    assert_eq!(stub.titles(), vec!["Your session starts soon"]);
+    assert_eq!(
+        stub.deliveries()[0].body["embeds"][0]["description"],
+        format!("Dragons starts <t:{start}:R>.")
+    );
+    prepare_at(&app, &clock, start - 300).await;
+    prepare_at(&app, &clock, start - 200).await;
+    assert_eq!(
+        stub.titles(),
+        vec!["Your session starts soon", "Your session's server is ready"]
+    );
+    assert_eq!(stub.deliveries()[1].body["embeds"][0]["url"], URL);
+    assert!(outbox(&fake, &format!("session-ready#{id}")).is_some());
+}
+
+#[tokio::test]
+async fn a_session_that_cannot_start_and_one_an_admin_cancels_are_told() {
+    let (app, fake, clock, stub) = app(&[("SESSION_REMINDER_MINUTES", "0".to_string())]).await;
+    created(&app).await;
+    let start = T0 + 2 * 3600;
+    let failing = book(&app, start, start + 3600).await;
+    let cancelled = book(&app, start + 5 * 3600, start + 6 * 3600).await;
+    fake.faults
+        .fail_always("RunTask", foundry_lambda::error::AwsErrorKind::Invalid);
+    prepare_at(&app, &clock, start - 300).await;
+    prepare_at(&app, &clock, start - 200).await;
+    let failed: Vec<_> = stub
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.body["embeds"][0]["title"] == "Your session could not start")
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", stub.titles());
+    assert_eq!(failed[0].body["embeds"][0]["fields"][0]["name"], "Reason");
+    assert!(outbox(&fake, &format!("session-failed#{failing}")).is_some());
+
+    let (code, body) = invoke(
+        &app,
+        json!({"action":"admin-cancel-session","userId":"000000000000000001","sessionId":cancelled,"forceReason":"x"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let last = stub.deliveries().last().unwrap().body["embeds"][0].clone();
+    assert_eq!(last["title"], "Your session was cancelled");
+    assert_eq!(last["description"], "Dragons was cancelled by an administrator.");
+    // The user's own cancel is news to nobody.
+    let own = book(&app, start + 8 * 3600, start + 9 * 3600).await;
+    let before = stub.deliveries().len();
+    invoke(&app, json!({"action":"cancel-session","userId":UID,"sessionId":own})).await;
+    assert_eq!(stub.deliveries().len(), before);
+}
+
+#[tokio::test]
+async fn a_crash_reported_by_ecs_is_told_with_ecs_reason_once() {
+    let (app, fake, clock, stub) = app(&[]).await;
+    running(&app).await;
+    let task = task_arn(&fake);
+    clock.advance(Duration::from_secs(3_600));
+    assert!(fake.ecs.set_task_status(&task, "STOPPED"));
+    let t = fake.ecs.task(&task).unwrap();
+    let event = json!({"version":"0","id":"e-1","detail-type":"ECS Task State Change","source":"aws.ecs",
+        "account":"123456789012","time":"2026-01-01T01:00:00Z","region":"us-east-1","resources":[task],
+        "detail":{"clusterArn":"arn:aws:ecs:us-east-1:123456789012:cluster/foundry-vtt-cluster","taskArn":task,
+                  "taskDefinitionArn":t.task_definition_arn,"group":format!("family:{}", t.family),
+                  "lastStatus":"STOPPED","desiredStatus":"STOPPED","stoppedReason":"OutOfMemoryError: Container killed",
+                  "stopCode":"EssentialContainerExited","containers":[{"name":"foundry","exitCode":137}]}});
+    let (code, body) = invoke(&app, event.clone()).await;
+    assert_eq!((code, body["outcome"].as_str()), (200, Some("ended")), "{body}");
+    invoke(&app, event).await;
+    assert_eq!(stub.deliveries().len(), 2, "{:?}", stub.titles());
+    let e = stub.deliveries()[1].body["embeds"][0].clone();
+    assert_eq!(e["description"], "Your server stopped unexpectedly.");
+    assert_eq!(
+        e["fields"][0],
+        json!({"name":"Crash","value":"OutOfMemoryError: Container killed","inline":true})
+    );
+}
