@@ -640,6 +640,56 @@ mod tests {
     }
 
     #[test]
+    fn notifications_are_off_unless_enabled_and_then_need_the_token_secret() {
+        let base = test_vars();
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut v = base.clone();
+            v.extend_from_slice(extra);
+            cfg(&v)
+        };
+        let off = with(&[("DISCORD_TOKEN_SECRET", "t")]).unwrap();
+        assert_eq!(off.notifications, None);
+        assert_eq!(off.notification_table, "foundry-vtt-instances-notifications");
+        let err = with(&[("NOTIFICATIONS", "on")]).unwrap_err();
+        assert_eq!(err.missing, ["DISCORD_TOKEN_SECRET (NOTIFICATIONS=on)"]);
+        let err = with(&[
+            ("NOTIFICATIONS", "on"),
+            ("DISCORD_TOKEN_SECRET", "t"),
+            ("NOTIFY_VIA", "channel"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.missing, ["DISCORD_WEBHOOK_SECRET (NOTIFY_VIA=channel)"]);
+        let err = with(&[
+            ("NOTIFICATIONS", "on"),
+            ("DISCORD_TOKEN_SECRET", "t"),
+            ("NOTIFY_BUDGET_MS", "50"),
+            ("DISCORD_API_BASE_URL", "discord.com"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.invalid.len(), 2, "{err}");
+        let on = with(&[
+            ("NOTIFICATIONS", "on"),
+            ("DISCORD_TOKEN_SECRET", "t"),
+            ("DISCORD_API_BASE_URL", "http://127.0.0.1:1/api/v10/"),
+        ])
+        .unwrap();
+        assert_eq!(
+            on.notifications,
+            Some(NotifySettings {
+                token_secret: "t".into(),
+                webhook_secret: None,
+                api_base_url: "http://127.0.0.1:1/api/v10".into(),
+                via: NotifyVia::Dm,
+                budget_ms: 1_000,
+                reminder_minutes: 15,
+                max_age_minutes: 60,
+                max_per_run: 25,
+                warning_minutes: 10,
+            })
+        );
+    }
+
+    #[test]
     fn every_missing_required_variable_is_listed_in_one_error() {
         let err = cfg(&[("CLUSTER_NAME", "c")]).unwrap_err();
         assert_eq!(err.missing.len(), REQUIRED.len() - 1);
