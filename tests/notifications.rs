@@ -640,3 +640,18 @@ async fn a_crash_reported_by_ecs_is_told_with_ecs_reason_once() {
         json!({"name":"Crash","value":"OutOfMemoryError: Container killed","inline":true})
     );
 }
+
+#[tokio::test]
+async fn two_sweeps_that_both_found_a_pending_notification_send_it_once() {
+    let (app, fake, clock, stub) = app(&[]).await;
+    stub.script(&[Answer::Fails]);
+    invoke(&app, notification("session-ready", "s-race")).await;
+    assert_eq!(stub.deliveries().len(), 1);
+    clock.advance(Duration::from_secs(31));
+    // Both sweeps have read the pending notification before either claims it.
+    fake.gate(foundry_lambda::testing::ops::UPDATE_ITEM, 2);
+    let answers = concurrently(&app, vec![sweep(), ev("prepare-sessions", "system")]).await;
+    assert!(answers.iter().all(|(code, _)| *code == 200), "{answers:?}");
+    assert_eq!(stub.deliveries().len(), 2, "sent once more, by one of them");
+    assert!(outbox(&fake, "session-ready#s-race").unwrap().contains_key("sentAt"));
+}
