@@ -655,3 +655,25 @@ async fn two_sweeps_that_both_found_a_pending_notification_send_it_once() {
     assert_eq!(stub.deliveries().len(), 2, "sent once more, by one of them");
     assert!(outbox(&fake, "session-ready#s-race").unwrap().contains_key("sentAt"));
 }
+
+#[tokio::test]
+async fn a_server_stopped_for_a_session_on_its_license_says_so() {
+    let (app, _, clock, stub) = app(&[("SESSION_REMINDER_MINUTES", "0".to_string())]).await;
+    running(&app).await;
+    let start = T0 + 2 * 3600;
+    book(&app, start, start + 3600).await;
+    prepare_at(&app, &clock, start - 300).await;
+    let titles = stub.titles();
+    assert_eq!(
+        titles,
+        vec![
+            "Your Foundry server is ready",
+            "Your Foundry server stopped",
+            "Your session's server is ready"
+        ]
+    );
+    assert_eq!(
+        stub.deliveries()[1].body["embeds"][0]["description"],
+        "A scheduled session on your license is starting."
+    );
+}

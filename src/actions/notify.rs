@@ -38,6 +38,8 @@ pub async fn send_notification(svc: &Services, ctx: &Ctx, f: &NotificationFields
         // invocation keeps its request id).
         let cause = match f.session_id.as_deref().filter(|s| !s.is_empty()) {
             Some(session) => session.to_string(),
+            // Without a request id (a direct call outside Lambda), the second is the cause.
+            None if ctx.request_id.is_empty() => format!("{target}#{}", svc.now()),
             None => format!("{target}#{}", ctx.request_id),
         };
         let notice = notify::requested(kind, &cause, target, f.session_id.as_deref(), f.instance_url.as_deref());

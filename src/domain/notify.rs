@@ -199,6 +199,8 @@ pub enum StopCause {
     Crash(Option<String>),
     /// Its session ended or was cancelled.
     Session,
+    /// A scheduled session on its license is starting (the license runs one server).
+    License,
     /// Another reason (a failed start, destroy, a refresh that found it gone).
     Other,
 }
@@ -213,6 +215,7 @@ impl StopCause {
             StopCause::Maintenance(why) => ("Stopped for system maintenance.", why.clone()),
             StopCause::Crash(why) => ("Your server stopped unexpectedly.", why.clone()),
             StopCause::Session => ("Its session is over.", None),
+            StopCause::License => ("A scheduled session on your license is starting.", None),
             StopCause::Other => ("Your server was stopped.", None),
         }
     }
