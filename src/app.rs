@@ -165,7 +165,8 @@ impl App {
             "invocation"
         );
         let result = match self.admit(inv) {
-            Ok(inv) => self.dispatch(inv, ctx).await,
+            // One notification budget for the whole invocation (actions::deliver).
+            Ok(inv) => actions::deliver::one_budget(self.dispatch(inv, ctx)).await,
             Err(e) => Err(e),
         };
         match result {

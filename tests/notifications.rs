@@ -677,3 +677,29 @@ async fn a_server_stopped_for_a_session_on_its_license_says_so() {
         "A scheduled session on your license is starting."
     );
 }
+
+#[tokio::test]
+async fn everything_an_action_causes_shares_one_budget() {
+    let (app, fake, clock, stub) = app(&[("SESSION_REMINDER_MINUTES", "0".to_string())]).await;
+    created(&app).await;
+    let start = T0 + 2 * 3600;
+    let id = book(&app, start, start + 3600).await;
+    prepare_at(&app, &clock, start - 300).await;
+    assert_eq!(stub.titles(), vec!["Your session's server is ready"]);
+    stub.always(Answer::Hangs);
+    clock.set(start + 600);
+    // The admin's cancel ends the run (stopped) and tells the user (cancelled): two
+    // notifications, one budget of 500 ms.
+    let t = Instant::now();
+    let (code, body) = invoke(
+        &app,
+        json!({"action":"admin-cancel-session","userId":"000000000000000001","sessionId":id}),
+    )
+    .await;
+    let took = t.elapsed();
+    assert_eq!(code, 200, "{body}");
+    assert!(took < Duration::from_millis(900), "{took:?}");
+    assert!(outbox(&fake, &format!("session-cancelled#{id}"))
+        .unwrap()
+        .contains_key("pendingShard"));
+}

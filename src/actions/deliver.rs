@@ -51,6 +51,26 @@ tokio::task_local! {
     /// Set by [`record_only`]: the notices are recorded (and collected here), and left to
     /// [`retry_pending`].
     static RECORD_ONLY: Arc<Mutex<Vec<Pending>>>;
+    /// Set by [`one_budget`]: the end of the invocation's time budget, fixed by its first
+    /// notification.
+    static BUDGET_ENDS: Mutex<Option<Instant>>;
+}
+
+/// Runs `invocation` with one time budget for all the notifications it causes, however many
+/// times (and from however many places) it calls [`notify`]: the budget starts at its first
+/// notification. (Outside this scope each call of [`notify`] has a budget of its own.)
+pub async fn one_budget<F: std::future::Future>(invocation: F) -> F::Output {
+    // Boxed: an invocation's future is large, and this scope must not put a second copy of
+    // it on the stack.
+    BUDGET_ENDS.scope(Mutex::new(None), Box::pin(invocation)).await
+}
+
+/// The deadline of the sends [`notify`] starts now.
+fn budget_deadline(budget: Duration) -> Instant {
+    let fresh = Instant::now() + budget;
+    BUDGET_ENDS
+        .try_with(|ends| *ends.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(fresh))
+        .unwrap_or(fresh)
 }
 
 /// Runs `work` with every notification it causes recorded but not sent → its output, and
@@ -60,7 +80,7 @@ tokio::task_local! {
 /// index shows a new item only eventually.)
 pub async fn record_only<F: std::future::Future>(work: F) -> (F::Output, Vec<Pending>) {
     let recorded = Arc::new(Mutex::new(Vec::new()));
-    let out = RECORD_ONLY.scope(recorded.clone(), work).await;
+    let out = RECORD_ONLY.scope(recorded.clone(), Box::pin(work)).await;
     let items = std::mem::take(&mut *recorded.lock().unwrap_or_else(|e| e.into_inner()));
     (out, items)
 }
@@ -83,7 +103,7 @@ pub async fn notify(svc: &Services, notices: Vec<Notice>) {
     if notices.is_empty() {
         return;
     }
-    let deadline = Instant::now() + Duration::from_millis(settings.budget_ms);
+    let deadline = budget_deadline(Duration::from_millis(settings.budget_ms));
     let now = svc.now();
     let mut owned = Vec::new();
     for notice in notices {
@@ -107,6 +127,14 @@ pub async fn notify(svc: &Services, notices: Vec<Notice>) {
         }
     }
     owned.truncate(settings.max_per_run);
+    if Instant::now() >= deadline {
+        // The invocation's budget is spent: what it recorded is the sweep's.
+        tracing::info!(
+            notifications = owned.len(),
+            "the notification budget is spent: left to the sweep"
+        );
+        return;
+    }
     send_all(svc, settings, owned, deadline).await;
 }
 
