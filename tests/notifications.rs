@@ -703,3 +703,16 @@ async fn everything_an_action_causes_shares_one_budget() {
         .unwrap()
         .contains_key("pendingShard"));
 }
+
+#[tokio::test]
+async fn a_refused_token_keeps_the_notifications_and_pauses_the_requests() {
+    let (app, fake, _, stub) = app(&[]).await;
+    stub.script(&[Answer::Unauthorized]);
+    invoke(&app, notification("session-ready", "s-401")).await;
+    invoke(&app, notification("session-ready", "s-after")).await;
+    assert_eq!(stub.deliveries().len(), 1, "no request while paused");
+    for id in ["session-ready#s-401", "session-ready#s-after"] {
+        let item = outbox(&fake, id).unwrap();
+        assert!(item.contains_key("pendingShard"), "{id} is kept: {item:?}");
+    }
+}

@@ -34,6 +34,11 @@ const MAX_BODY: usize = 16 * 1024;
 /// How many times one request is made again after a 429 whose wait fits the deadline.
 const RATE_LIMIT_RETRIES: usize = 2;
 
+/// How long the process makes no request after Discord refused the bot's token (401): a
+/// wrong token is an operator's mistake, and every refused request counts toward Discord's
+/// invalid-request limit.
+const REFUSED_TOKEN_PAUSE: Duration = Duration::from_secs(60);
+
 /// Why a message did not go through. The texts never contain the token or a URL.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SendError {
@@ -232,6 +237,11 @@ impl Discord {
                     }
                     *self.blocked_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + wait);
                     return Err(SendError::RateLimited { retry_after, global });
+                }
+                401 => {
+                    *self.blocked_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Instant::now() + REFUSED_TOKEN_PAUSE);
+                    return Err(SendError::Unavailable("the bot token was refused (401)".into()));
                 }
                 status => {
                     let code = json.as_ref().and_then(|v| v.get("code")).and_then(Value::as_i64);

@@ -24,6 +24,8 @@ pub enum Answer {
     RateLimited(f64),
     /// 500.
     Fails,
+    /// 401 (the token is refused).
+    Unauthorized,
     /// Never answers.
     Hangs,
 }
@@ -178,6 +180,11 @@ pub async fn start() -> Stub {
                             json!({"message": "You are being rate limited.", "retry_after": after, "global": false}),
                         ),
                         Answer::Fails => ("500 Internal Server Error", String::new(), json!({"message": "boom"})),
+                        Answer::Unauthorized => (
+                            "401 Unauthorized",
+                            String::new(),
+                            json!({"message": "401: Unauthorized", "code": 0}),
+                        ),
                         Answer::Hangs => {
                             std::future::pending::<()>().await;
                             unreachable!()
