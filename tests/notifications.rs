@@ -716,3 +716,26 @@ async fn a_refused_token_keeps_the_notifications_and_pauses_the_requests() {
         assert!(item.contains_key("pendingShard"), "{id} is kept: {item:?}");
     }
 }
+
+#[tokio::test]
+async fn a_start_that_does_not_wait_is_announced_once_by_its_running_events() {
+    let (app, fake, _, stub) = app(&[("START_WAIT", "events".to_string())]).await;
+    created(&app).await;
+    let (code, body) = invoke(&app, ev("start", UID)).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("starting")), "{body}");
+    assert!(stub.deliveries().is_empty(), "not ready yet");
+    let task = task_arn(&fake);
+    let t = fake.ecs.task(&task).unwrap();
+    assert!(fake.ecs.set_task_status(&task, "RUNNING"));
+    let t = fake.ecs.task(&task).unwrap_or(t);
+    let event = json!({"version":"0","id":"e-2","detail-type":"ECS Task State Change","source":"aws.ecs",
+        "account":"123456789012","time":"2026-01-01T00:01:00Z","region":"us-east-1","resources":[task],
+        "detail":{"clusterArn":"arn:aws:ecs:us-east-1:123456789012:cluster/foundry-vtt-cluster","taskArn":task,
+                  "taskDefinitionArn":t.task_definition_arn,"group":format!("family:{}", t.family),
+                  "lastStatus":"RUNNING","desiredStatus":"RUNNING",
+                  "attachments":[{"id":"a-1","type":"eni","status":"ATTACHED","details":
+                      t.private_ip.iter().map(|ip| json!({"name":"privateIPv4Address","value":ip})).collect::<Vec<_>>()}]}});
+    let answers = concurrently(&app, vec![event.clone(), event]).await;
+    assert!(answers.iter().all(|(c, _)| *c == 200), "{answers:?}");
+    assert_eq!(stub.titles(), vec!["Your Foundry server is ready"]);
+}
