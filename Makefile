@@ -25,6 +25,13 @@ RUN_CONCURRENCY ?= 8
 # are added to the function's environment and win over the local AWS's.
 RUN_ENV ?=
 RUN_ENV_FILE := target/local-aws/run-env
+# make run's stand-in for Discord's API (tests/local-aws/discord_sink.py): it prints each
+# notification that arrives. Its settings (and the secrets it creates in moto) are in this file;
+# NOTIFICATIONS=on in RUN_ENV turns notifications on.
+DISCORD_PORT ?= 9010
+DISCORD_SINK := tests/local-aws/discord_sink.py
+DISCORD_ENV_FILE := target/local-aws/discord-env
+RUN_BASE_FILE := target/local-aws/run-base-env
 FUNCTION    := foundry-vtt-instance-management
 EVENT       ?= events/status.json
 PIP_FLAGS   := -q --disable-pip-version-check --no-input
@@ -222,26 +229,34 @@ run: venv-run
 	  echo "make run: port $(WATCH_PORT) (cargo lambda watch) is taken by another process; stop it first" >&2
 	  exit 1
 	fi
+	if (exec 3<>/dev/tcp/127.0.0.1/$(DISCORD_PORT)) 2>/dev/null; then
+	  echo "make run: port $(DISCORD_PORT) (the stub Discord API) is taken; set DISCORD_PORT=…" >&2
+	  exit 1
+	fi
 	started_moto=$$($(PY) $(LOCALAWS) up --port $(MOTO_PORT) --env-out $(ENV_FILE))
-	watch_pid= proxy_pid=
+	watch_pid= proxy_pid= sink_pid=
 	cleanup() {
 	  trap - EXIT INT TERM
-	  for pid in $$proxy_pid $$watch_pid; do kill -TERM "$$pid" 2>/dev/null || true; done
-	  for pid in $$proxy_pid $$watch_pid; do wait "$$pid" 2>/dev/null || true; done
+	  for pid in $$proxy_pid $$watch_pid $$sink_pid; do kill -TERM "$$pid" 2>/dev/null || true; done
+	  for pid in $$proxy_pid $$watch_pid $$sink_pid; do wait "$$pid" 2>/dev/null || true; done
 	  if [[ $$started_moto == started* ]]; then $(PY) $(LOCALAWS) down; fi
 	  echo "make run: stopped"
 	}
 	trap cleanup EXIT
 	trap 'exit 130' INT TERM
+	$(PY) $(DISCORD_SINK) setup --port $(DISCORD_PORT) --moto http://127.0.0.1:$(MOTO_PORT) > $(DISCORD_ENV_FILE)
+	cat $(ENV_FILE) $(DISCORD_ENV_FILE) > $(RUN_BASE_FILE)
+	$(PY) $(DISCORD_SINK) serve --port $(DISCORD_PORT) &
+	sink_pid=$$!
 	if [ -n "$(RUN_ENV)" ]; then
 	  [ -f "$(RUN_ENV)" ] || { echo "make run: no such file: RUN_ENV=$(RUN_ENV)" >&2; exit 2; }
 	  # Yours win: the local AWS's lines for the same keys are left out.
 	  awk -F= 'NR == FNR { if ($$0 ~ /^[A-Za-z_][A-Za-z0-9_]*=/) mine[$$1] = 1; next } !($$1 in mine)' \
-	    "$(RUN_ENV)" $(ENV_FILE) > $(RUN_ENV_FILE)
+	    "$(RUN_ENV)" $(RUN_BASE_FILE) > $(RUN_ENV_FILE)
 	  grep -E '^[A-Za-z_][A-Za-z0-9_]*=' "$(RUN_ENV)" >> $(RUN_ENV_FILE) || true
 	  echo "make run: settings from $(RUN_ENV): $$(grep -E -o '^[A-Za-z_][A-Za-z0-9_]*' "$(RUN_ENV)" | paste -sd' ')"
 	else
-	  cp $(ENV_FILE) $(RUN_ENV_FILE)
+	  cp $(RUN_BASE_FILE) $(RUN_ENV_FILE)
 	fi
 	set -a; source $(RUN_ENV_FILE); set +a
 	export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
@@ -255,6 +270,7 @@ run: venv-run
 	proxy_pid=$$!
 	echo "make run: moto on http://127.0.0.1:$(MOTO_PORT) ($${started_moto%% *}), env from $(RUN_ENV_FILE)"
 	echo "make run: Invoke API on http://127.0.0.1:$(INVOKE_PORT) for $(FUNCTION); Ctrl-C stops everything"
+	echo "make run: stub Discord API on http://127.0.0.1:$(DISCORD_PORT) (notifications: $${NOTIFICATIONS:-off})"
 	echo "  make invoke EVENT=$(EVENT)"
 	echo "  aws lambda invoke --endpoint-url http://127.0.0.1:$(INVOKE_PORT) --function-name $(FUNCTION) \\"
 	echo "    --cli-binary-format raw-in-base64-out --payload file://$(EVENT) out.json"

@@ -165,7 +165,8 @@ impl App {
             "invocation"
         );
         let result = match self.admit(inv) {
-            Ok(inv) => self.dispatch(inv, ctx).await,
+            // One notification budget for the whole invocation (actions::deliver).
+            Ok(inv) => actions::deliver::one_budget(self.dispatch(inv, ctx)).await,
             Err(e) => Err(e),
         };
         match result {
@@ -240,7 +241,7 @@ impl App {
             Action::AutoShutdownCheck(_) => actions::automation::auto_shutdown_check(svc, ctx).await,
             Action::GetUserCosts(_) => actions::billing::get_user_costs(svc, uid).await,
             Action::GetAllCosts(_) => actions::billing::get_all_costs(svc).await,
-            Action::SendNotification(f) => actions::notify::send_notification(&f).await,
+            Action::SendNotification(f) => actions::notify::send_notification(svc, ctx, &f).await,
             Action::AdminOverview(_) => actions::admin::admin_overview(svc).await,
             Action::AdminForceShutdown(f) => {
                 actions::admin::force_shutdown(svc, f.target_user_id.as_deref(), f.force_reason.as_deref()).await
@@ -259,6 +260,7 @@ impl App {
             Action::AdminBackfillRunIndex(_) => actions::admin::backfill_run_index(svc).await,
             Action::KofiWebhook(f) => actions::kofi::kofi_webhook(svc, f.body.as_ref()).await,
             Action::EcsTaskStateChange(f) => actions::run::task_state_change(svc, &f.members).await,
+            Action::SetNotifications(f) => actions::notify::set_notifications(svc, uid, &f).await,
         }
     }
 }

@@ -63,6 +63,116 @@ pub struct Config {
     pub backups: Option<BackupSettings>,
     /// Whether a start waits for its task to run (new; `START_WAIT`, default `poll`).
     pub start_wait: StartWait,
+    /// Discord notifications (new; `NOTIFICATIONS=on`): `None` while they are off, the
+    /// default.
+    pub notifications: Option<NotifySettings>,
+    /// The outbox of notifications (new; `NOTIFICATION_TABLE_NAME`, default
+    /// `<INSTANCE_TABLE_NAME>-notifications`).
+    pub notification_table: String,
+}
+
+/// How notifications reach a user (`NOTIFY_VIA`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NotifyVia {
+    /// `dm` (the default): a direct message from the bot; the webhook, when there is one,
+    /// only for users who accept no direct messages.
+    #[default]
+    Dm,
+    /// `channel`: the webhook's channel, mentioning the user.
+    Channel,
+}
+
+/// The settings of Discord notifications, once `NOTIFICATIONS=on`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// `DISCORD_TOKEN_SECRET`: the Secrets Manager secret (name or ARN) holding the bot's
+    /// token. The token itself is never in the environment.
+    pub token_secret: String,
+    /// `DISCORD_WEBHOOK_SECRET`: the secret holding the fallback webhook's URL (optional).
+    pub webhook_secret: Option<String>,
+    /// `DISCORD_API_BASE_URL` (default `https://discord.com/api/v10`).
+    pub api_base_url: String,
+    /// `NOTIFY_VIA`.
+    pub via: NotifyVia,
+    /// `NOTIFY_BUDGET_MS` (default 1000): the real time an action spends sending what it
+    /// caused, all of it together.
+    pub budget_ms: u64,
+    /// `SESSION_REMINDER_MINUTES` (default 15; 0: no reminders).
+    pub reminder_minutes: i64,
+    /// `NOTIFY_MAX_AGE_MINUTES` (default 60): a notification not sent by then is dropped.
+    pub max_age_minutes: i64,
+    /// `NOTIFY_MAX_PER_RUN` (default 25): the most notifications one invocation sends.
+    pub max_per_run: usize,
+    /// `DEADLINE_WARNING_MINUTES` (default 10): how long before an auto-shutdown deadline,
+    /// or an idle stop, the warning is sent.
+    pub warning_minutes: i64,
+}
+
+/// Default of `DISCORD_API_BASE_URL`.
+pub const DEFAULT_DISCORD_API_BASE_URL: &str = "https://discord.com/api/v10";
+
+/// `NOTIFICATIONS` (`on`/`off`, default off) and, when on, the settings it needs.
+fn notify_settings(
+    get: impl Fn(&str) -> Option<String>,
+    missing: &mut Vec<String>,
+    invalid: &mut Vec<String>,
+) -> Option<NotifySettings> {
+    match get("NOTIFICATIONS").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("off") => None,
+        Some("on") => {
+            let token_secret = get("DISCORD_TOKEN_SECRET")
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| {
+                    missing.push("DISCORD_TOKEN_SECRET (NOTIFICATIONS=on)".to_string());
+                    String::new()
+                });
+            let webhook_secret = get("DISCORD_WEBHOOK_SECRET").map(|v| v.trim().to_string());
+            let api_base_url = get("DISCORD_API_BASE_URL")
+                .map(|v| v.trim().trim_end_matches('/').to_string())
+                .unwrap_or_else(|| DEFAULT_DISCORD_API_BASE_URL.to_string());
+            if !(api_base_url.starts_with("https://") || api_base_url.starts_with("http://")) {
+                invalid.push(format!(
+                    "DISCORD_API_BASE_URL must be an http(s) URL, got '{api_base_url}'"
+                ));
+            }
+            let via = match get("NOTIFY_VIA").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+                None | Some("dm") => NotifyVia::Dm,
+                Some("channel") => {
+                    if webhook_secret.is_none() {
+                        missing.push("DISCORD_WEBHOOK_SECRET (NOTIFY_VIA=channel)".to_string());
+                    }
+                    NotifyVia::Channel
+                }
+                Some(other) => {
+                    invalid.push(format!("NOTIFY_VIA must be 'dm' or 'channel', got '{other}'"));
+                    NotifyVia::Dm
+                }
+            };
+            let mut whole = |var: &str, unit: &str, default: i64, range: std::ops::RangeInclusive<i64>| {
+                whole_in(get(var), var, unit, default, range, invalid)
+            };
+            let budget_ms = whole("NOTIFY_BUDGET_MS", "milliseconds", 1_000, 100..=10_000);
+            let reminder_minutes = whole("SESSION_REMINDER_MINUTES", "minutes", 15, 0..=1_440);
+            let max_age_minutes = whole("NOTIFY_MAX_AGE_MINUTES", "minutes", 60, 1..=10_080);
+            let max_per_run = whole("NOTIFY_MAX_PER_RUN", "notifications", 25, 1..=500);
+            let warning_minutes = whole("DEADLINE_WARNING_MINUTES", "minutes", 10, 0..=120);
+            Some(NotifySettings {
+                token_secret,
+                webhook_secret,
+                api_base_url,
+                via,
+                budget_ms: u64::try_from(budget_ms).unwrap_or(1_000),
+                reminder_minutes,
+                max_age_minutes,
+                max_per_run: usize::try_from(max_per_run).unwrap_or(25),
+                warning_minutes,
+            })
+        }
+        Some(other) => {
+            invalid.push(format!("NOTIFICATIONS must be 'on' or 'off', got '{other}'"));
+            None
+        }
+    }
 }
 
 /// The settings of world backups, all required once `BACKUPS=on`.
@@ -370,6 +480,7 @@ impl Config {
         };
 
         let backups = backup_settings(get, &mut missing, &mut invalid);
+        let notifications = notify_settings(get, &mut missing, &mut invalid);
 
         let admin_user_ids = get("ADMIN_USER_IDS")
             .map(|v| comma_list(&v).collect())
@@ -385,6 +496,7 @@ impl Config {
             license_pool_table: table_or("LICENSE_POOL_TABLE_NAME", "-license-pool"),
             scheduled_sessions_table: table_or("SCHEDULED_SESSIONS_TABLE_NAME", "-scheduled-sessions"),
             license_reservations_table: table_or("LICENSE_RESERVATIONS_TABLE_NAME", "-license-reservations"),
+            notification_table: table_or("NOTIFICATION_TABLE_NAME", "-notifications"),
             cluster_name,
             instance_table,
             usage_table,
@@ -417,6 +529,7 @@ impl Config {
             foundry_status_timeout_ms: u64::try_from(foundry_status_timeout_ms).unwrap_or(3_000),
             backups,
             start_wait,
+            notifications,
         })
     }
 
@@ -522,6 +635,56 @@ mod tests {
             Some(BackupSettings {
                 bucket: "bk".into(),
                 task_role_arn: "arn:r".into()
+            })
+        );
+    }
+
+    #[test]
+    fn notifications_are_off_unless_enabled_and_then_need_the_token_secret() {
+        let base = test_vars();
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut v = base.clone();
+            v.extend_from_slice(extra);
+            cfg(&v)
+        };
+        let off = with(&[("DISCORD_TOKEN_SECRET", "t")]).unwrap();
+        assert_eq!(off.notifications, None);
+        assert_eq!(off.notification_table, "foundry-vtt-instances-notifications");
+        let err = with(&[("NOTIFICATIONS", "on")]).unwrap_err();
+        assert_eq!(err.missing, ["DISCORD_TOKEN_SECRET (NOTIFICATIONS=on)"]);
+        let err = with(&[
+            ("NOTIFICATIONS", "on"),
+            ("DISCORD_TOKEN_SECRET", "t"),
+            ("NOTIFY_VIA", "channel"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.missing, ["DISCORD_WEBHOOK_SECRET (NOTIFY_VIA=channel)"]);
+        let err = with(&[
+            ("NOTIFICATIONS", "on"),
+            ("DISCORD_TOKEN_SECRET", "t"),
+            ("NOTIFY_BUDGET_MS", "50"),
+            ("DISCORD_API_BASE_URL", "discord.com"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.invalid.len(), 2, "{err}");
+        let on = with(&[
+            ("NOTIFICATIONS", "on"),
+            ("DISCORD_TOKEN_SECRET", "t"),
+            ("DISCORD_API_BASE_URL", "http://127.0.0.1:1/api/v10/"),
+        ])
+        .unwrap();
+        assert_eq!(
+            on.notifications,
+            Some(NotifySettings {
+                token_secret: "t".into(),
+                webhook_secret: None,
+                api_base_url: "http://127.0.0.1:1/api/v10".into(),
+                via: NotifyVia::Dm,
+                budget_ms: 1_000,
+                reminder_minutes: 15,
+                max_age_minutes: 60,
+                max_per_run: 25,
+                warning_minutes: 10,
             })
         );
     }

@@ -211,6 +211,13 @@ pub struct NotificationFields {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
+pub struct NotificationSettingFields {
+    /// `true`: the user's Discord notifications on; `false`: off.
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct BackupListFields {
     /// Another user whose backups an admin lists (default: the caller).
     pub target_user_id: Option<String>,
@@ -310,6 +317,7 @@ actions! {
     AdminBackfillRunIndex(NoFields) = "admin-backfill-run-index",
     ListBackups(BackupListFields) = "list-backups",
     EcsTaskStateChange(EcsTaskFields) = "ecs-task-state-change",
+    SetNotifications(NotificationSettingFields) = "set-notifications",
 }
 
 impl Action {
@@ -639,7 +647,7 @@ mod tests {
         }
         // 29 of the original + 2 the bot sends + 5 its API reference documents + the reconcile
         // + the backfill of the index of runs + list-backups + the ECS task-state events
-        assert_eq!(Action::NAMES.len(), 40);
+        assert_eq!(Action::NAMES.len(), 41);
     }
 
     #[test]

@@ -63,6 +63,8 @@ fn allowed(action: &str, caller: Caller, admins: bool) -> bool {
         "license-pool-status" => true,
         // Own records: the caller's sessions, the caller's "play now" window.
         "get-scheduled-sessions" | "request-license" | "release-license" => true,
+        // The caller's own notification setting.
+        "set-notifications" => true,
         // Every other action acts on the caller's own records only.
         _ => true,
     }

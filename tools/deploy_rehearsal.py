@@ -127,6 +127,7 @@ def main() -> int:
         "ScheduledSessionsTableName": f"foundry-{suffix}-scheduled-sessions",
         "LicenseReservationsTableName": f"foundry-{suffix}-license-reservations",
         "UsageTableName": f"foundry-{suffix}-usage",
+        "NotificationTableName": f"foundry-{suffix}-notifications",
         "AdminUserIds": "000000000000000001", "ReservedConcurrency": "20",
     }
 
@@ -218,6 +219,7 @@ def main() -> int:
         "INSTANCE_TABLE_NAME": "InstancesTable", "LICENSE_POOL_TABLE_NAME": "LicensePoolTable",
         "SCHEDULED_SESSIONS_TABLE_NAME": "ScheduledSessionsTable",
         "LICENSE_RESERVATIONS_TABLE_NAME": "LicenseReservationsTable", "USAGE_TABLE_NAME": "UsageTable",
+        "NOTIFICATION_TABLE_NAME": "NotificationsTable",
     }
     for var, logical in tables.items():
         check(variables.get(var) == physical[logical], f"{var}={variables.get(var)}, the stack made {physical[logical]}")
@@ -286,6 +288,16 @@ def main() -> int:
         # not CloudFormation's (SSEEnabled), so it never reports encryption: the template.
         not_applied.add("AWS::DynamoDB::Table.SSESpecification.SSEEnabled")
         check(t_props.get("SSESpecification") == {"SSEEnabled": True}, f"{logical} encryption {t_props.get('SSESpecification')}")
+    # The notifications (outbox) table: its key, its sparse index of pending notifications,
+    # TTL on expiresAt (no point-in-time recovery: its items live a week).
+    t = ddb.describe_table(TableName=physical["NotificationsTable"])["Table"]
+    check([k["AttributeName"] for k in t["KeySchema"]] == ["notificationId"], f"NotificationsTable key {t['KeySchema']}")
+    got = {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in t.get("GlobalSecondaryIndexes", [])}
+    check(got == {"pendingShard-nextAttemptAt-index": ["pendingShard", "nextAttemptAt"]}, f"NotificationsTable indexes {got}")
+    ttl = ddb.describe_time_to_live(TableName=physical["NotificationsTable"])["TimeToLiveDescription"]
+    live_or_template("AWS::DynamoDB::Table", "TimeToLiveSpecification", ttl.get("AttributeName"),
+                     translated["Resources"]["NotificationsTable"]["Properties"]["TimeToLiveSpecification"]["AttributeName"],
+                     "expiresAt", "NotificationsTable TTL attribute")
     ttl = ddb.describe_time_to_live(TableName=physical["InstancesTable"])["TimeToLiveDescription"]
     live_or_template("AWS::DynamoDB::Table", "TimeToLiveSpecification",
                      ttl.get("AttributeName"),

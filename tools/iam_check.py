@@ -121,6 +121,7 @@ FIXTURE_NAMES = {
     "fs-00000000": "tests/aws_health.rs probes a file system fs-00000000<id> for its not-found code",
     "Z0MISSING": "tests/aws_health.rs probes a hosted zone Z0MISSING… for its not-found code",
     "foundry-backups-test-": "tests/backup_scripts.rs stands in for the deployment's backup bucket with foundry-backups-test-<n> (the template grants the real one only with Backups=on)",
+    "discord-bot-token-": "tests/notifications_moto.rs stands in for the deployment's bot-token secret with discord-bot-token-<n> (the template grants the real one, DiscordTokenSecret, only with Notifications=on)",
 }
 
 
@@ -671,6 +672,7 @@ def main() -> int:
         "ScheduledSessionsTableName": env["SCHEDULED_SESSIONS_TABLE_NAME"],
         "LicenseReservationsTableName": env["LICENSE_RESERVATIONS_TABLE_NAME"],
         "UsageTableName": env["USAGE_TABLE_NAME"],
+        "NotificationTableName": env["NOTIFICATION_TABLE_NAME"],
     }
     pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": PARTITION,
               "AWS::StackName": "foundry", "AWS::URLSuffix": "amazonaws.com"}

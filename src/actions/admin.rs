@@ -333,7 +333,8 @@ pub async fn force_shutdown(svc: &Services, target: Option<&str>, reason: Option
     if inst.status != InstanceStatus::Running {
         return Err(Error::failed("Instance is not running"));
     }
-    run::end_run(svc, &inst).await?;
+    let cause = crate::domain::notify::StopCause::Admin(reason.map(str::to_string));
+    run::end_run_because(svc, &inst, cause).await?;
     crate::response::to_body(&ForcedShutdown {
         message: "Instance force shutdown completed",
         target_user_id: target,
@@ -494,14 +495,18 @@ pub async fn system_maintenance(svc: &Services, reason: Option<&str>) -> Result<
         .into_iter()
         .filter(|i| i.status == InstanceStatus::Running)
         .collect();
-    let outcomes: Vec<(String, Result<Instance>)> = stream::iter(running.clone())
+    // The stopped notifications are recorded as the servers stop, and sent afterwards (at
+    // most NOTIFY_MAX_PER_RUN; the sweeps send the rest).
+    let stopping = stream::iter(running.clone())
         .map(|i| async move {
-            let outcome = run::end_run(svc, &i).await;
+            let cause = crate::domain::notify::StopCause::Maintenance(reason.map(str::to_string));
+            let outcome = run::end_run_because(svc, &i, cause).await;
             (i.sanitized_username, outcome)
         })
         .buffered(BULK_CONCURRENCY)
-        .collect()
-        .await;
+        .collect::<Vec<(String, Result<Instance>)>>();
+    let (outcomes, recorded) = crate::actions::deliver::record_only(stopping).await;
+    crate::actions::deliver::retry_pending(svc, &crate::context::Ctx::default(), recorded).await;
     let mut stopped = 0;
     for (name, outcome) in outcomes {
         match outcome {

@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_with::skip_serializing_none;
 
-use crate::actions::idle;
 use crate::actions::run;
+use crate::actions::{deliver, idle};
 use crate::context::{Ctx, Services};
 use crate::domain::model::{Instance, InstanceStatus};
 use crate::domain::schedule::shutdown_deadline;
@@ -101,10 +101,18 @@ pub async fn auto_shutdown_check(svc: &Services, ctx: &Ctx) -> Result<Value> {
     let instances = svc.store.instances.running().await?;
     unlist_without_run(svc, &instances).await;
     let running = instances.iter().filter(|i| i.status == InstanceStatus::Running).count();
-    let stops = idle::plan(svc, ctx, instances, now).await;
-    let results: Vec<Stopped> = stream::iter(stops)
+    let idle::Plan { stops, notices } = idle::plan(svc, ctx, instances, now).await;
+    // Every notification of the sweep (the stops', the warnings) is recorded as it happens
+    // and sent below, at most NOTIFY_MAX_PER_RUN of them: a sweep that stops many servers
+    // never spends a budget per stop, nor hammers Discord.
+    let stopping = stream::iter(stops)
         .map(|idle::Stop { instance: inst, reason }| async move {
-            match run::end_run(svc, &inst).await {
+            let cause = if reason.to_ascii_lowercase().contains("idle") {
+                crate::domain::notify::StopCause::Idle(reason.clone())
+            } else {
+                crate::domain::notify::StopCause::Deadline(reason.clone())
+            };
+            match run::end_run_because(svc, &inst, cause).await {
                 Ok(_) => Stopped {
                     user_id: inst.user_id,
                     reason,
@@ -123,9 +131,16 @@ pub async fn auto_shutdown_check(svc: &Services, ctx: &Ctx) -> Result<Value> {
             }
         })
         .buffered(SWEEP_CONCURRENCY)
-        .collect()
-        .await;
+        .collect::<Vec<Stopped>>();
+    let (results, recorded) = deliver::record_only(async {
+        let results = stopping.await;
+        deliver::notify(svc, notices).await;
+        results
+    })
+    .await;
     let stopped = results.iter().filter(|r| r.success).count();
+    // What this sweep recorded, and what earlier invocations left pending.
+    deliver::retry_pending(svc, ctx, recorded).await;
     crate::telemetry::count("InstancesRunning", running as f64);
     crate::telemetry::count("InstancesStopped", stopped as f64);
     crate::response::to_body(&Sweep {

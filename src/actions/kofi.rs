@@ -104,6 +104,9 @@ pub async fn kofi_webhook(svc: &Services, body: Option<&Sensitive>) -> Result<Va
         _ => None,
     };
     let new = svc.store.usage.record_payment(&payment, credit.as_ref(), now).await?;
+    if let (true, Some(credit)) = (new, credit.as_ref()) {
+        thank(svc, credit, &payment).await;
+    }
     let message = match (new, not_credited) {
         (false, _) => "Donation already processed".to_string(),
         (true, Some(why)) => why,
@@ -120,4 +123,26 @@ pub async fn kofi_webhook(svc: &Services, body: Option<&Sensitive>) -> Result<Va
         amount: money::number(Some(amount)),
         donor,
     })
+}
+
+/// Thanks the user for a credited payment: the amount, and the hours of hosting it covers
+/// at `INSTANCE_COST_PER_HOUR` this month. Once per payment (keyed by Ko-fi's
+/// `message_id`).
+async fn thank(svc: &Services, credit: &Credit, payment: &Payment) {
+    if svc.config.notifications.is_none() {
+        return;
+    }
+    let amount = format!("{:.2} {}", money::number(Some(credit.amount)), payment.currency);
+    let rate = svc.config.instance_cost_per_hour;
+    let covers = if rate.is_finite() && rate > 0.0 {
+        let hours = money::number(Some(credit.amount)) / rate;
+        format!(
+            "about {hours:.1} hours of hosting (at {rate} {} per hour)",
+            payment.currency
+        )
+    } else {
+        "your hosting this month".to_string()
+    };
+    let notice = crate::domain::notify::kofi_thanks(&credit.user_id, &payment.message_id, &amount, &covers);
+    crate::actions::deliver::notify_one(svc, notice).await;
 }

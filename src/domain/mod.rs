@@ -8,6 +8,7 @@ pub mod lenient;
 pub mod model;
 pub mod money;
 pub mod names;
+pub mod notify;
 pub mod retention;
 pub mod schedule;
 pub mod taskdef;

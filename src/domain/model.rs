@@ -228,6 +228,9 @@ pub struct Instance {
     /// refresh), removed when the function itself ends a run that had a task.
     #[serde(deserialize_with = "lenient_stop_reason")]
     pub last_stop_reason: Option<StopReason>,
+    /// The user turned Discord notifications off (new; `set-notifications`). Absent: on.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub notifications_off: Option<bool>,
 }
 
 /// Why a task stopped, as ECS reported it: the instance item's `lastStopReason` map and

@@ -6,6 +6,7 @@
 //! is fine, whether to retry, what to undo, is the action's business.
 
 pub mod alb;
+pub mod discord;
 pub mod dynamodb;
 pub mod ecs;
 pub mod efs;
@@ -84,6 +85,8 @@ pub struct Managers {
     pub dynamo: Arc<dyn Dynamo>,
     /// Foundry's `/api/status` of a user's server (outside AWS).
     pub foundry: Arc<dyn FoundryStatus>,
+    /// Discord's REST API (outside AWS): the notifications.
+    pub discord: Arc<discord::Discord>,
 }
 
 impl Managers {
@@ -103,6 +106,7 @@ impl Managers {
             logs: Arc::new(logs::SdkLogs::new(sdk)),
             dynamo: Arc::new(dynamodb::SdkDynamo::new(sdk)),
             foundry: Arc::new(foundry::HttpFoundryStatus::new()),
+            discord: Arc::new(discord::Discord::new()),
         }
     }
 }

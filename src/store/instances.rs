@@ -90,6 +90,7 @@ mod attr {
     pub const BACKUP_LAUNCHED_AT: &str = "backupLaunchedAt";
     pub const LAST_BACKUP_AT: &str = "lastBackupAt";
     pub const LAST_STOP_REASON: &str = "lastStopReason";
+    pub const NOTIFICATIONS_OFF: &str = "notificationsOff";
 }
 
 /// Puts the record in the index of runs (or moves it there to `deadline`).
@@ -858,6 +859,20 @@ impl Instances {
         }
         self.update(user_id, update, Cond::exists(attr::USER_ID)).await?;
         Ok(())
+    }
+
+    // ------------------------------------------------------------------ notifications
+
+    /// Turns the user's notifications off (`off`) or back on (the attribute removed) on an
+    /// existing record → whether there was one.
+    pub async fn set_notifications_off(&self, user_id: &str, off: bool, now: i64) -> Result<bool> {
+        let update = Update::new()
+            .set_or_remove(attr::NOTIFICATIONS_OFF, off.then_some(AttributeValue::Bool(true)))
+            .set(attr::UPDATED_AT, num(now));
+        Ok(self
+            .update(user_id, update, Cond::exists(attr::USER_ID))
+            .await?
+            .is_some())
     }
 
     // ------------------------------------------------------------------ version

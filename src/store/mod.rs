@@ -11,6 +11,7 @@
 mod claims;
 pub mod credentials;
 mod instances;
+pub mod outbox;
 mod pools;
 mod reservations;
 mod sessions;
@@ -26,6 +27,7 @@ pub use instances::{
     has_run, run_deadline, run_shard, BeginStart, CreateDone, DestroyTaken, Instances, Lease, ProbeNote, Progress, Run,
     RunEnd, SessionRun, SharingState, BY_RUN_DEADLINE, RUN_SHARDS,
 };
+pub use outbox::{Outbox, Pending};
 pub use pools::{PoolEntry, Pools};
 pub use reservations::Reservations;
 pub use sessions::{LedgerRead, Sessions};
@@ -35,7 +37,7 @@ use crate::config::Config;
 use crate::error::{AwsError, Error, Result};
 use crate::managers::dynamodb::{AttributeValue, Dynamo, Item, Table};
 
-/// The five tables of the function.
+/// The tables of the function.
 #[derive(Clone)]
 pub struct Store {
     pub instances: Instances,
@@ -44,6 +46,8 @@ pub struct Store {
     pub sessions: Sessions,
     pub reservations: Reservations,
     pub usage: UsageBook,
+    /// The outbox of notifications.
+    pub outbox: Outbox,
 }
 
 impl Store {
@@ -54,6 +58,7 @@ impl Store {
             sessions: Table::new(&config.scheduled_sessions_table, sessions::KEY),
             reservations: Table::new(&config.license_reservations_table, reservations::KEY),
             usage: Table::new(&config.usage_table, usage::KEY),
+            outbox: Table::new(&config.notification_table, outbox::KEY),
         });
         let db = Db { dynamo, tables };
         Store {
@@ -62,7 +67,8 @@ impl Store {
             pools: Pools::new(db.clone()),
             sessions: Sessions::new(db.clone()),
             reservations: Reservations::new(db.clone()),
-            usage: UsageBook::new(db),
+            usage: UsageBook::new(db.clone()),
+            outbox: Outbox::new(db),
         }
     }
 }
@@ -75,6 +81,7 @@ struct Tables {
     sessions: Table,
     reservations: Table,
     usage: Table,
+    outbox: Table,
 }
 
 /// What every table module holds: the DynamoDB seam and the table names (for

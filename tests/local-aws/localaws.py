@@ -488,6 +488,12 @@ def provision(port: int, env_out: Path, patched: bool) -> dict:
             [gsi("licenseId-startTime-index", "licenseId", "startTime")],
         ),
         (USAGE_TABLE, "usageKey", {"usageKey": "S"}, []),
+        (
+            f"{INSTANCE_TABLE}-notifications",
+            "notificationId",
+            {"notificationId": "S", "pendingShard": "N", "nextAttemptAt": "N"},
+            [gsi("pendingShard-nextAttemptAt-index", "pendingShard", "nextAttemptAt")],
+        ),
     ]
     existing = set()
     for page in ddb.get_paginator("list_tables").paginate():
@@ -523,6 +529,10 @@ def provision(port: int, env_out: Path, patched: bool) -> dict:
         except ClientError as e:
             if err_code(e) != "ResourceInUseException":
                 raise
+        if name == f"{INSTANCE_TABLE}-notifications":
+            ddb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
+            )
         if name == INSTANCE_TABLE:
             ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
             ddb.update_continuous_backups(
@@ -546,6 +556,7 @@ def provision(port: int, env_out: Path, patched: bool) -> dict:
         "SCHEDULED_SESSIONS_TABLE_NAME": f"{INSTANCE_TABLE}-scheduled-sessions",
         "LICENSE_RESERVATIONS_TABLE_NAME": f"{INSTANCE_TABLE}-license-reservations",
         "USAGE_TABLE_NAME": USAGE_TABLE,
+        "NOTIFICATION_TABLE_NAME": f"{INSTANCE_TABLE}-notifications",
         "FILE_SYSTEM_ID": fs_id,
         "VPC_ID": vpc_id,
         "PRIVATE_SUBNET_IDS": ",".join(subnet_ids),

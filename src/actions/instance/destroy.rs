@@ -54,7 +54,7 @@ pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: boo
     let mut inst = taken.instance;
 
     if inst.task_arn.is_some() || inst.alb_rule_arn.is_some() || inst.task_private_ip.is_some() {
-        match run::end_run(svc, &inst).await {
+        match run::end_run_because(svc, &inst, crate::domain::notify::StopCause::User).await {
             Ok(i) => inst = i,
             Err(e) => left.push(format!("stopping the task: {e}")),
         }

@@ -60,7 +60,7 @@ pub async fn stop(svc: &Services, user_id: &str) -> Result<serde_json::Value> {
     if matches!(inst.status, InstanceStatus::Creating | InstanceStatus::Destroying) {
         return Err(Error::failed(format!("Instance is busy ({})", inst.status)));
     }
-    run::end_run(svc, &inst).await?;
+    run::end_run_because(svc, &inst, crate::domain::notify::StopCause::User).await?;
     crate::response::to_body(&Stopped {
         message: "Instance is stopped",
         user_id,

@@ -223,7 +223,8 @@ pub async fn start_for_session(
         return Err(Error::failed("another start or destroy of this instance is in progress").into());
     }
     let inst = if inst.task_arn.is_some() || inst.status == InstanceStatus::Running {
-        end_run(svc, &inst).await?
+        // The user's own on-demand run makes way for their session.
+        super::end::end_run_because(svc, &inst, crate::domain::notify::StopCause::License).await?
     } else {
         inst
     };
@@ -239,7 +240,7 @@ pub async fn start_for_session(
             Begun::LicenseHeld(claim) => {
                 if let Some(holder) = svc.store.instances.get_latest(&claim.runner).await? {
                     tracing::info!(runner = %claim.runner, "stopping the server that holds the session's license");
-                    end_run(svc, &holder).await?;
+                    super::end::end_run_because(svc, &holder, crate::domain::notify::StopCause::License).await?;
                 }
             }
         }

@@ -4,6 +4,7 @@
 
 use crate::context::Services;
 use crate::domain::model::{Instance, InstanceStatus, StopReason};
+use crate::domain::notify::{self, StopCause};
 use crate::error::Result;
 use crate::store::RunEnd;
 
@@ -19,17 +20,28 @@ use super::sessions;
 /// "Not found" counts as done. A target or rule that cannot be removed stays recorded
 /// (so the next teardown retries it); a task that cannot be stopped aborts the stop.
 pub async fn end_run(svc: &Services, inst: &Instance) -> Result<Instance> {
-    end_run_with(svc, inst, None).await
+    end_run_with(svc, inst, None, StopCause::Other).await
+}
+
+/// [`end_run`], saying why: the user is told, with that cause, that the server stopped.
+pub async fn end_run_because(svc: &Services, inst: &Instance, cause: StopCause) -> Result<Instance> {
+    end_run_with(svc, inst, None, cause).await
 }
 
 /// [`end_run`] of a run whose task ECS reports stopped: the same teardown (without a
 /// StopTask for the task that is already stopped), and `why` is recorded as the
 /// instance's `lastStopReason` in the same transaction.
 pub async fn end_stopped_run(svc: &Services, inst: &Instance, why: StopReason) -> Result<Instance> {
-    end_run_with(svc, inst, Some(why)).await
+    let cause = StopCause::Crash(why.reason.clone());
+    end_run_with(svc, inst, Some(why), cause).await
 }
 
-async fn end_run_with(svc: &Services, inst: &Instance, stop_reason: Option<StopReason>) -> Result<Instance> {
+async fn end_run_with(
+    svc: &Services,
+    inst: &Instance,
+    stop_reason: Option<StopReason>,
+    cause: StopCause,
+) -> Result<Instance> {
     let target_gone = match (inst.task_private_ip.as_deref(), inst.target_group_arn.as_deref()) {
         (Some(ip), Some(tg)) => match resources::deregister_target(svc, tg, ip).await {
             Ok(()) => true,
@@ -96,7 +108,26 @@ async fn end_run_with(svc: &Services, inst: &Instance, stop_reason: Option<StopR
     };
     after_run(svc, inst).await;
     backup_after_run(svc, inst, &tasks).await;
+    notify_stopped(svc, inst, &cause, end.at).await;
     Ok(after)
+}
+
+/// Tells the user their server stopped, why, and for how long it ran: once per run (the
+/// notice is keyed by the run's task), and only for a run that was running (or that ECS
+/// reports stopped while it started: a crash the user should hear of).
+async fn notify_stopped(svc: &Services, inst: &Instance, cause: &StopCause, at: i64) {
+    if svc.config.notifications.is_none() {
+        return;
+    }
+    let Some(task) = inst.task_arn.as_deref() else { return };
+    let was_running = inst.status == InstanceStatus::Running;
+    if !(was_running || matches!(cause, StopCause::Crash(_))) {
+        return;
+    }
+    let seconds = inst.started_at.filter(|_| was_running).map(|s| at - s);
+    let url = crate::domain::names::url(&inst.sanitized_username, &svc.config.domain_name);
+    let notice = notify::stopped(&inst.user_id, task, cause, seconds, Some(&url));
+    crate::actions::deliver::notify_one(svc, notice).await;
 }
 
 /// With backups on, a backup of the user's directory once the run's tasks have stopped

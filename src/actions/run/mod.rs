@@ -18,7 +18,7 @@ mod sessions;
 
 pub use begin::{launch_run, license_runner, start_for_session, SessionStart, SessionStartError, Started};
 pub use ecs_event::task_state_change;
-pub use end::end_run;
+pub use end::{end_run, end_run_because};
 pub use refresh::refresh;
 pub use routing::priority_hint;
 pub use sessions::{complete, finish_scheduled_stop, released};

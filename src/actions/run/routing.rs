@@ -79,7 +79,10 @@ pub async fn route(svc: &Services, inst: &Instance, task: &TaskInfo) -> Result<I
         auto_shutdown_at,
     };
     match svc.store.instances.mark_running(inst, &run).await? {
-        Some(after) => Ok(after),
+        Some(after) => {
+            notify_ready(svc, &after, arn).await;
+            Ok(after)
+        }
         None => {
             tracing::info!("another invocation finished routing this run first");
             svc.store
@@ -89,6 +92,21 @@ pub async fn route(svc: &Services, inst: &Instance, task: &TaskInfo) -> Result<I
                 .ok_or_else(|| Error::failed("Instance not found"))
         }
     }
+}
+
+/// Tells the user their server is ready: once per run (keyed by its task), or once per
+/// session for a session's server. Every path that makes a run `running` (a start's poll,
+/// the task's `RUNNING` event, a refresh) comes through [`route`].
+async fn notify_ready(svc: &Services, inst: &Instance, task_arn: &str) {
+    if svc.config.notifications.is_none() {
+        return;
+    }
+    let url = names::url(&inst.sanitized_username, &svc.config.domain_name);
+    let notice = match inst.linked_session_id.as_deref() {
+        Some(session) => crate::domain::notify::session_ready(&inst.user_id, session, None, Some(&url)),
+        None => crate::domain::notify::ready(&inst.user_id, task_arn, Some(&url)),
+    };
+    crate::actions::deliver::notify_one(svc, notice).await;
 }
 
 /// The listener rule routing the user's host to the target group → `(arn, priority)`.

@@ -4,10 +4,11 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::actions::run;
+use crate::actions::{deliver, run};
 use crate::context::Services;
 use crate::domain::model::{ScheduledSession, SessionStatus};
 use crate::domain::names;
+use crate::domain::notify;
 use crate::domain::schedule::holds_license;
 use crate::error::{Error, Result};
 
@@ -43,11 +44,28 @@ pub async fn cancel(svc: &Services, session: &ScheduledSession, reason: &str) ->
     }
     if let Some(inst) = svc.store.instances.get_latest(&session.user_id).await? {
         if inst.linked_session_id.as_deref() == Some(session.session_id.as_str()) {
-            run::end_run(svc, &inst).await?;
+            run::end_run_because(svc, &inst, notify::StopCause::Session).await?;
         }
     }
     run::released(svc, session).await;
+    notify_cancelled(svc, session, reason).await;
     Ok(true)
+}
+
+/// Tells the session's user it was cancelled by someone else (its license's owner or an
+/// admin), or that it could not start; a user's own cancel, an expiry or a release is
+/// news to nobody.
+async fn notify_cancelled(svc: &Services, s: &ScheduledSession, reason: &str) {
+    let title = s.title.as_deref();
+    let notice = match reason {
+        "admin" => notify::session_cancelled(&s.user_id, &s.session_id, title, "an administrator"),
+        "owner-left" | "license-withdrawn" => {
+            notify::session_cancelled(&s.user_id, &s.session_id, title, "the license's owner")
+        }
+        "start-failed" => notify::session_failed(&s.user_id, &s.session_id, title, "its server did not start"),
+        _ => return,
+    };
+    deliver::notify_one(svc, notice).await;
 }
 
 /// Cancels the user's sessions that still hold a license → how many; what failed is

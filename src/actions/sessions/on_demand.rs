@@ -161,7 +161,7 @@ pub async fn release_license(svc: &Services, user_id: &str) -> Result<Value> {
     match inst {
         Some(inst) if inst.linked_session_id.as_deref() == Some(w.session_id.as_str()) => {
             // Its server runs (or starts): the end of the run completes the window.
-            run::end_run(svc, &inst).await?;
+            run::end_run_because(svc, &inst, crate::domain::notify::StopCause::User).await?;
             if svc
                 .store
                 .sessions

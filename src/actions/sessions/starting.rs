@@ -191,7 +191,7 @@ async fn stop_other_servers(svc: &Services, session: &ScheduledSession, license:
         let runs = inst.task_arn.is_some() || matches!(inst.status, InstanceStatus::Running | InstanceStatus::Starting);
         if runs && inst.license_in_use().as_deref() == Some(license) {
             tracing::info!(user = %user, "stopping a server that uses the session's license");
-            run::end_run(svc, &inst).await?;
+            run::end_run_because(svc, &inst, crate::domain::notify::StopCause::License).await?;
             stopped += 1;
         }
     }
@@ -219,7 +219,7 @@ async fn end_session(svc: &Services, session_id: &str) -> Result<SessionOutcome>
     let owner = session.instance_id.clone().unwrap_or_else(|| session.user_id.clone());
     match svc.store.instances.get_latest(&owner).await? {
         Some(inst) if inst.linked_session_id.as_deref() == Some(session_id) => {
-            run::end_run(svc, &inst).await?;
+            run::end_run_because(svc, &inst, crate::domain::notify::StopCause::Session).await?;
         }
         _ => {
             run::complete(svc, session_id).await?;

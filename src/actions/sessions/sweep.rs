@@ -4,9 +4,10 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::actions::run;
+use crate::actions::{deliver, run};
 use crate::context::{Ctx, Services};
 use crate::domain::model::{InstanceStatus, ScheduledSession, SessionStatus};
+use crate::domain::notify;
 use crate::error::Result;
 
 use super::cancel::cancel;
@@ -69,6 +70,8 @@ pub async fn prepare_sessions(svc: &Services, ctx: &Ctx) -> Result<Value> {
                     tracing::debug!(session = %s.session_id, "session claimed by another sweep");
                 } else {
                     tracing::warn!(session = %s.session_id, reason = %outcome.message, "scheduled session did not start");
+                    let notice = notify::session_failed(&s.user_id, &s.session_id, s.title.as_deref(), &outcome.message);
+                    deliver::notify_one(svc, notice).await;
                 }
             }
             (outcome, resolved)
@@ -78,6 +81,9 @@ pub async fn prepare_sessions(svc: &Services, ctx: &Ctx) -> Result<Value> {
         .await;
     let started = results.iter().filter(|(o, _)| o.success).count();
     let resolved: usize = results.iter().map(|(_, n)| n).sum();
+    remind(svc, now).await;
+    // The notifications earlier invocations left pending (none while they are off).
+    deliver::retry_pending(svc, ctx, Vec::new()).await;
     crate::telemetry::count("SessionsStarted", started as f64);
     crate::telemetry::count("ConflictsResolved", resolved as f64);
     crate::response::to_body(&Prepared {
@@ -85,6 +91,36 @@ pub async fn prepare_sessions(svc: &Services, ctx: &Ctx) -> Result<Value> {
         sessions_started: started,
         conflicts_resolved: resolved,
     })
+}
+
+/// Reminds the users whose booked sessions start within `SESSION_REMINDER_MINUTES` (and
+/// after the sweep's lead, so that a session about to start gets its "ready" instead).
+/// Once per session: the reminder's id is the session's.
+async fn remind(svc: &Services, now: i64) {
+    let Some(minutes) = svc.config.notifications.as_ref().map(|n| n.reminder_minutes) else {
+        return;
+    };
+    if minutes == 0 {
+        return;
+    }
+    let soon = match svc
+        .store
+        .sessions
+        .in_status(&SessionStatus::Scheduled, now + minutes * 60)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the sessions to remind");
+            return;
+        }
+    };
+    let notices = soon
+        .iter()
+        .filter(|s| !s.on_demand() && s.start_time > now + svc.config.session_lead_seconds)
+        .map(|s| notify::session_reminder(&s.user_id, &s.session_id, s.title.as_deref(), s.start_time))
+        .collect();
+    deliver::notify(svc, notices).await;
 }
 
 /// A session left `starting` by an earlier run: active once its server runs, cancelled

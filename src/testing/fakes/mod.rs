@@ -402,6 +402,8 @@ impl FakeAws {
             logs: self.logs.clone(),
             dynamo: self.dynamo.clone(),
             foundry: self.foundry.clone(),
+            // The real client: the tests point `DISCORD_API_BASE_URL` at a stub on 127.0.0.1.
+            discord: Arc::new(crate::managers::discord::Discord::new()),
         }
     }
 
