@@ -1,4 +1,4 @@
-//! Table 6: the billed duration of a start, polling (`START_WAIT=poll`, the default) and
+//! Table 7: the billed duration of a start, polling (`START_WAIT=poll`, the default) and
 //! event-driven (`START_WAIT=events`), on the in-memory fakes with 20 ms per AWS call and the
 //! fakes' clock simulating a Fargate task that takes 60 s to start.
 //!
@@ -102,7 +102,7 @@ pub fn run() {
     );
     println!();
     println!(
-        "Table 6. Billed duration of a start: polling versus task-state events, on the fakes ({} ms per AWS call, \
+        "Table 7. Billed duration of a start: polling versus task-state events, on the fakes ({} ms per AWS call, \
          a task that takes {TASK_START_SECONDS} s to start on the fakes' clock; median of {RUNS}).",
         LATENCY.as_millis()
     );
