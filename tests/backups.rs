@@ -6,6 +6,7 @@ mod fake_env;
 
 use fake_env::{ev, running, T0, UID};
 use foundry_lambda::actions::resources::{launch_backup_after_run, BackupLaunch};
+use foundry_lambda::clock::Clock;
 use foundry_lambda::config::{BackupSettings, Config};
 use foundry_lambda::domain::backup::{self, Cause};
 use foundry_lambda::domain::taskdef::{self, RunTask, BACKUP_FAMILY};
@@ -301,4 +302,165 @@ async fn list_backups_without_backups_is_a_clear_400_and_without_any_an_empty_li
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["backups"], serde_json::json!([]));
     assert_eq!(body["count"], 0);
+}
+
+// ------------------------------------------------------------------ start and world tasks
+
+/// Sets (or removes, with `None`) a string attribute of `uid`'s instance item, as another
+/// writer would.
+fn set_record_attr(fake: &FakeAws, uid: &str, name: &str, value: Option<&str>) {
+    use foundry_lambda::managers::dynamodb::AttributeValue;
+    let mut item = fake.dynamo.item(fake_env::INSTANCES, uid).expect("an instance item");
+    match value {
+        Some(v) => item.insert(name.to_string(), AttributeValue::S(v.to_string())),
+        None => item.remove(name),
+    };
+    fake.dynamo.put_raw(fake_env::INSTANCES, "userId", item);
+}
+
+/// The Foundry tasks (not helper tasks) RunTask launched.
+fn foundry_runs(fake: &FakeAws) -> usize {
+    fake.ecs
+        .run_requests()
+        .iter()
+        .filter(|r| {
+            r.started_by
+                .as_deref()
+                .is_none_or(|s| !s.starts_with("backup-") && !s.starts_with("cleanup-"))
+        })
+        .count()
+}
+
+/// The backup tasks of `uid` that still run.
+fn running_backups(fake: &FakeAws) -> Vec<String> {
+    fake.ecs
+        .running_tasks()
+        .into_iter()
+        .filter(|t| t.family == BACKUP_FAMILY)
+        .map(|t| t.arn)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_start_waits_for_the_users_running_backup_then_starts() {
+    let (app, fake, clock) = fake_app_with(T0, with_backups());
+    running(&app).await;
+    invoke(&app, ev("stop", UID)).await;
+    let backup = running_backups(&fake);
+    assert_eq!(backup.len(), 1, "the stop's backup runs (the fake keeps it RUNNING)");
+    let starts_before = foundry_runs(&fake);
+    // The backup ends while the start waits: right before its second look.
+    let ecs = fake.ecs.clone();
+    let arn = backup[0].clone();
+    let n = fake.faults.count(foundry_lambda::testing::FakeEcs::LIST_TASKS);
+    fake.before_call(foundry_lambda::testing::FakeEcs::LIST_TASKS, n + 2, move || {
+        ecs.set_task_status(&arn, "STOPPED");
+    });
+    let t0 = clock.now_ms();
+    let (code, body) = invoke(&app, ev("start", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        foundry_runs(&fake),
+        starts_before + 1,
+        "the server started after the backup"
+    );
+    assert!(clock.now_ms() - t0 >= 1_000, "the start waited for the backup");
+}
+
+#[tokio::test]
+async fn a_start_while_a_backup_runs_past_the_deadline_is_refused_and_starts_nothing() {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    running(&app).await;
+    invoke(&app, ev("stop", UID)).await;
+    assert_eq!(running_backups(&fake).len(), 1);
+    let starts_before = foundry_runs(&fake);
+    let (code, body) = invoke(&app, ev("start", UID)).await;
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(
+        body["error"],
+        format!("Internal error: {}", foundry_lambda::actions::resources::BACKUP_BUSY)
+    );
+    assert_eq!(
+        foundry_runs(&fake),
+        starts_before,
+        "no server on a directory being read"
+    );
+    let (_, status) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(status["status"], "stopped", "{status}");
+}
+
+#[tokio::test]
+async fn a_start_is_refused_on_a_half_restored_directory_even_with_backups_off() {
+    for cfg in [with_backups(), Config::for_tests()] {
+        let (app, fake, _) = fake_app_with(T0, cfg);
+        running(&app).await;
+        invoke(&app, ev("stop", UID)).await;
+        set_record_attr(&fake, UID, "restoreState", Some(&format!("{UID}/v1")));
+        let starts_before = foundry_runs(&fake);
+        let (code, body) = invoke(&app, ev("start", UID)).await;
+        assert_eq!(code, 500, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("restore of this instance's worlds is unfinished"),
+            "{body}"
+        );
+        assert_eq!(foundry_runs(&fake), starts_before);
+        let (_, status) = invoke(&app, ev("status", UID)).await;
+        assert_eq!(status["restoreInProgress"], format!("{UID}/v1"), "{status}");
+    }
+}
+
+#[tokio::test]
+async fn the_write_that_begins_a_run_refuses_a_half_restored_directory() {
+    // The restore began after the start read the record: the conditional write refuses.
+    use foundry_lambda::managers::dynamodb::AttributeValue;
+    use foundry_lambda::testing::FakeDynamo;
+    let (app, fake, _) = fake_app_with(T0, Config::for_tests());
+    running(&app).await;
+    invoke(&app, ev("stop", UID)).await;
+    let starts_before = foundry_runs(&fake);
+    let dynamo = fake.dynamo.clone();
+    let n = fake.faults.count(FakeDynamo::TRANSACT_WRITE_ITEMS);
+    fake.before_call(FakeDynamo::TRANSACT_WRITE_ITEMS, n + 1, move || {
+        let mut item = dynamo.item(fake_env::INSTANCES, UID).unwrap();
+        item.insert("restoreState".into(), AttributeValue::S(format!("{UID}/v1")));
+        dynamo.put_raw(fake_env::INSTANCES, "userId", item);
+    });
+    let (code, body) = invoke(&app, ev("start", UID)).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("restore of this instance's worlds is unfinished"),
+        "{body}"
+    );
+    assert_eq!(foundry_runs(&fake), starts_before);
+}
+
+#[tokio::test]
+async fn a_backup_launched_while_a_run_begins_is_stopped_at_once() {
+    // The start's write lands between the backup's first look at the record and its
+    // RunTask: the look after RunTask sees the run and stops the backup.
+    use foundry_lambda::managers::dynamodb::AttributeValue;
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    running(&app).await;
+    invoke(&app, ev("stop", UID)).await;
+    for t in running_backups(&fake) {
+        fake.ecs.set_task_status(&t, "STOPPED");
+    }
+    let dynamo = fake.dynamo.clone();
+    let n = fake.faults.count(foundry_lambda::testing::FakeEcs::RUN_TASK);
+    fake.before_call(foundry_lambda::testing::FakeEcs::RUN_TASK, n + 1, move || {
+        let mut item = dynamo.item(fake_env::INSTANCES, UID).unwrap();
+        item.insert("status".into(), AttributeValue::S("starting".into()));
+        dynamo.put_raw(fake_env::INSTANCES, "userId", item);
+    });
+    let got = launch_backup_after_run(&app.services, UID, &[], Cause::RunEnd)
+        .await
+        .unwrap();
+    assert_eq!(got, BackupLaunch::Skipped("a run of the user began"));
+    assert!(running_backups(&fake).is_empty(), "the backup was stopped");
 }

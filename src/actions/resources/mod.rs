@@ -14,7 +14,10 @@ mod storage;
 mod subdomain;
 mod waits;
 
-pub use backup_task::{launch_after_run as launch_backup_after_run, BackupLaunch};
+pub use backup_task::{
+    backup_before, launch_after_run as launch_backup_after_run, resume_backup, run_under_way, settle_recorded,
+    wait_for_world_tasks, world_tasks, BackupLaunch, BACKUP_BUSY,
+};
 pub use compute::{deregister_target, ensure_log_group, ensure_target_group, target_group_spec};
 pub use files::{ensure_access_point, wait_for_access_point, Files};
 pub use kind::{removed, Leftovers, ResourceKind};
