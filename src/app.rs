@@ -259,6 +259,7 @@ impl App {
             Action::AdminBackfillRunIndex(_) => actions::admin::backfill_run_index(svc).await,
             Action::KofiWebhook(f) => actions::kofi::kofi_webhook(svc, f.body.as_ref()).await,
             Action::EcsTaskStateChange(f) => actions::run::task_state_change(svc, &f.members).await,
+            Action::RestoreBackup(f) => actions::backups::restore_backup(svc, ctx, uid, &f).await,
         }
     }
 }

@@ -218,6 +218,15 @@ pub struct BackupListFields {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
+pub struct RestoreBackupFields {
+    /// The backup to restore: a `backupId` as `list-backups` answers it.
+    pub backup_id: Option<String>,
+    /// Another user whose instance an admin restores (default: the caller).
+    pub target_user_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct LicenseFields {
     pub license_id: Option<String>,
 }
@@ -310,6 +319,7 @@ actions! {
     AdminBackfillRunIndex(NoFields) = "admin-backfill-run-index",
     ListBackups(BackupListFields) = "list-backups",
     EcsTaskStateChange(EcsTaskFields) = "ecs-task-state-change",
+    RestoreBackup(RestoreBackupFields) = "restore-backup",
 }
 
 impl Action {
@@ -639,7 +649,8 @@ mod tests {
         }
         // 29 of the original + 2 the bot sends + 5 its API reference documents + the reconcile
         // + the backfill of the index of runs + list-backups + the ECS task-state events
-        assert_eq!(Action::NAMES.len(), 40);
+        // + restore-backup
+        assert_eq!(Action::NAMES.len(), 41);
     }
 
     #[test]

@@ -242,7 +242,7 @@ async fn list_backups_answers_the_users_backups_newest_first_with_time_size_and_
     assert_eq!(body["userId"], UID);
     assert_eq!(body["count"], 2);
     let b = body["backups"].as_array().unwrap();
-    assert_eq!(b[0]["backupId"], newest.as_str());
+    assert_eq!(b[0]["backupId"], format!("{UID}/{newest}"));
     assert_eq!(
         (
             b[0]["createdAt"].as_i64(),
@@ -463,4 +463,274 @@ async fn a_backup_launched_while_a_run_begins_is_stopped_at_once() {
         .unwrap();
     assert_eq!(got, BackupLaunch::Skipped("a run of the user began"));
     assert!(running_backups(&fake).is_empty(), "the backup was stopped");
+}
+
+// ------------------------------------------------------------------ restore-backup
+
+/// An app with backups on whose backup and restore tasks run to completion by themselves,
+/// with `uid`'s instance stopped after one run, and one backup of `uid` → its backupId.
+async fn stopped_with_a_backup() -> (foundry_lambda::app::App, FakeAws, String) {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    fake.ecs.set_auto_stop(BACKUP_FAMILY);
+    fake.ecs.set_auto_stop(taskdef::RESTORE_FAMILY);
+    let version = fake.s3.put_version(
+        BUCKET,
+        &backup::object_key(UID),
+        1234,
+        T0 - 3600,
+        &[("manifest", &"ab".repeat(32)), ("cause", "run-end")],
+    );
+    running(&app).await;
+    let (code, body) = invoke(&app, ev("stop", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    // The stop's backup has finished.
+    for t in running_backups(&fake) {
+        fake.ecs.set_task_status(&t, "STOPPED");
+    }
+    (app, fake, format!("{UID}/{version}"))
+}
+
+fn restore_ev(uid: &str, backup_id: &str) -> serde_json::Value {
+    serde_json::json!({"action":"restore-backup","userId":uid,"backupId":backup_id})
+}
+
+/// The RunTask requests of restore tasks.
+fn restore_runs(fake: &FakeAws) -> Vec<RunTask> {
+    fake.ecs
+        .run_requests()
+        .into_iter()
+        .filter(|r| {
+            fake.ecs
+                .task_definition(&r.task_definition)
+                .is_some_and(|d| d.family == taskdef::RESTORE_FAMILY)
+        })
+        .collect()
+}
+
+fn record_attr(fake: &FakeAws, uid: &str, name: &str) -> Option<String> {
+    fake.dynamo
+        .item(fake_env::INSTANCES, uid)
+        .and_then(|i| i.get(name).map(|v| format!("{v:?}")))
+}
+
+#[tokio::test]
+async fn restore_backup_backs_up_the_current_state_first_then_restores_and_the_instance_starts_again() {
+    let (app, fake, backup_id) = stopped_with_a_backup().await;
+    let backups_before = backup_runs(&fake, UID).len();
+    let (code, body) = invoke(&app, restore_ev(UID, &backup_id)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["message"], "Backup restored");
+    assert_eq!(body["backupId"], backup_id.as_str());
+    // First the backup of the current state, then the restore of the chosen version.
+    let backups = backup_runs(&fake, UID);
+    assert_eq!(backups.len(), backups_before + 1 + 1, "{backups:?}");
+    let pre = &backups[backups_before];
+    assert_eq!(
+        env_of(pre, taskdef::BACKUP_UPLOAD_CONTAINER, "BACKUP_CAUSE"),
+        Some("pre-restore")
+    );
+    let restores = restore_runs(&fake);
+    assert_eq!(restores.len(), 1);
+    let version = backup_id.split_once('/').unwrap().1;
+    assert_eq!(
+        env_of(&restores[0], taskdef::RESTORE_FETCH_CONTAINER, "BACKUP_VERSION"),
+        Some(version)
+    );
+    assert_eq!(env_of(&restores[0], taskdef::RESTORE_CONTAINER, "USER_ID"), Some(UID));
+    let order: Vec<_> = fake
+        .ecs
+        .run_requests()
+        .iter()
+        .map(|r| r.task_definition.clone())
+        .collect();
+    let pre_at = order.iter().position(|d| d == &pre.task_definition).unwrap();
+    let restore_at = order.iter().position(|d| d == &restores[0].task_definition).unwrap();
+    assert!(pre_at < restore_at, "the backup comes before the restore");
+    // The restore task: the backup role, EFS read-write for the restore container only.
+    let def = fake
+        .ecs
+        .task_definition(&restores[0].task_definition)
+        .unwrap()
+        .definition;
+    assert_eq!(def.task_role_arn, BACKUP_ROLE);
+    assert!(def.containers[1]
+        .mounts
+        .iter()
+        .any(|m| m.container_path == "/efs" && !m.read_only));
+    assert!(!def.containers[0].mounts.iter().any(|m| m.container_path == "/efs"));
+    assert_eq!(record_attr(&fake, UID, "restoreState"), None);
+    let (code, body) = invoke(&app, ev("start", UID)).await;
+    assert_eq!(code, 200, "{body}");
+}
+
+#[tokio::test]
+async fn no_restore_while_the_instance_runs_and_nothing_changes() {
+    let (app, fake, backup_id) = stopped_with_a_backup().await;
+    invoke(&app, ev("start", UID)).await;
+    let runs_before = fake.ecs.run_requests().len();
+    let item_before = fake.dynamo.item(fake_env::INSTANCES, UID);
+    let (code, body) = invoke(&app, restore_ev(UID, &backup_id)).await;
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(
+        body["error"],
+        "Internal error: Restore refused: the instance is running; stop it first"
+    );
+    assert_eq!(fake.ecs.run_requests().len(), runs_before, "no task launched");
+    assert_eq!(
+        fake.dynamo.item(fake_env::INSTANCES, UID),
+        item_before,
+        "the record is unchanged"
+    );
+}
+
+#[tokio::test]
+async fn restoring_another_users_backup_is_403_and_an_unknown_one_a_not_found() {
+    let (app, fake, backup_id) = stopped_with_a_backup().await;
+    let other = fake
+        .s3
+        .put_version(BUCKET, &backup::object_key(fake_env::UID2), 5, T0, &[]);
+    let runs_before = fake.ecs.run_requests().len();
+    let (code, body) = invoke(&app, restore_ev(UID, &format!("{}/{other}", fake_env::UID2))).await;
+    assert_eq!(code, 403, "{body}");
+    // Another user's version named bare is not one of the user's backups.
+    let (code, body) = invoke(&app, restore_ev(UID, &other)).await;
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(
+        body["error"],
+        format!("Internal error: Backup not found: {UID}/{other}")
+    );
+    let (code, body) = invoke(&app, restore_ev(UID, &format!("{UID}/no-such-version"))).await;
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(
+        body["error"],
+        format!("Internal error: Backup not found: {UID}/no-such-version")
+    );
+    let (code, body) = invoke(&app, restore_ev(UID, "../../etc")).await;
+    assert_eq!(code, 403, "{body}");
+    // A non-admin naming another user is refused before anything is read.
+    let (code, _) = invoke(
+        &app,
+        serde_json::json!({"action":"restore-backup","userId":fake_env::UID2,"targetUserId":UID,"backupId":backup_id}),
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert_eq!(fake.ecs.run_requests().len(), runs_before);
+    assert_eq!(record_attr(&fake, UID, "restoreState"), None);
+}
+
+#[tokio::test]
+async fn restore_backup_without_backups_or_without_a_backup_id_is_a_400() {
+    let (app, _, _) = fake_app(T0);
+    let (code, body) = invoke(&app, restore_ev(UID, "x/y")).await;
+    assert_eq!(code, 400, "{body}");
+    let (app, _, _) = stopped_with_a_backup().await;
+    let (code, body) = invoke(&app, ev("restore-backup", UID)).await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["error"], "Missing required parameter: backupId");
+}
+
+#[tokio::test]
+async fn a_restore_that_failed_halfway_blocks_start_until_a_later_restore_backup_finishes_it() {
+    let (app, fake, backup_id) = stopped_with_a_backup().await;
+    fake.ecs
+        .set_exit_code(taskdef::RESTORE_FAMILY, taskdef::RESTORE_CONTAINER, 1);
+    let (code, body) = invoke(&app, restore_ev(UID, &backup_id)).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Restore failed (restore exited with 1)"),
+        "{body}"
+    );
+    let (_, status) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(status["restoreInProgress"], backup_id.as_str(), "{status}");
+    let (code, body) = invoke(&app, ev("start", UID)).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("unfinished"), "{body}");
+    // Another backup cannot be restored over it, and no backup archives half a world.
+    let (code, body) = invoke(&app, restore_ev(UID, &format!("{UID}/other"))).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("is unfinished"), "{body}");
+    let got = launch_backup_after_run(&app.services, UID, &[], Cause::RunEnd)
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        BackupLaunch::Skipped("a restore of the user's directory is unfinished")
+    );
+
+    fake.ecs
+        .set_exit_code(taskdef::RESTORE_FAMILY, taskdef::RESTORE_CONTAINER, 0);
+    let pre_restore_backups = |f: &FakeAws| {
+        backup_runs(f, UID)
+            .iter()
+            .filter(|r| env_of(r, taskdef::BACKUP_UPLOAD_CONTAINER, "BACKUP_CAUSE") == Some("pre-restore"))
+            .count()
+    };
+    let before = pre_restore_backups(&fake);
+    let (code, body) = invoke(&app, restore_ev(UID, &backup_id)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        pre_restore_backups(&fake),
+        before,
+        "the resume does not back up a half-restored directory"
+    );
+    assert_eq!(restore_runs(&fake).len(), 2);
+    let (code, body) = invoke(&app, ev("start", UID)).await;
+    assert_eq!(code, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_restore_cut_short_by_the_deadline_is_resumed_without_a_second_task() {
+    let (app, fake, backup_id) = stopped_with_a_backup().await;
+    // The restore task runs on past the first call's deadline.
+    fake.ecs
+        .set_family_script(taskdef::RESTORE_FAMILY, vec!["PENDING", "RUNNING"]);
+    let (code, body) = invoke(&app, restore_ev(UID, &backup_id)).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("Restore in progress"),
+        "{body}"
+    );
+    let (code, _) = invoke(&app, ev("start", UID)).await;
+    assert_eq!(code, 500, "no start while the restore is unfinished");
+    let task = restore_runs(&fake).len();
+    assert_eq!(task, 1);
+    for t in fake
+        .ecs
+        .running_tasks()
+        .iter()
+        .filter(|t| t.family == taskdef::RESTORE_FAMILY)
+    {
+        fake.ecs.set_task_status(&t.arn, "STOPPED");
+    }
+    let (code, body) = invoke(&app, restore_ev(UID, &backup_id)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        restore_runs(&fake).len(),
+        1,
+        "the task of the first call finished the job"
+    );
+    assert_eq!(record_attr(&fake, UID, "restoreState"), None);
+}
+
+#[tokio::test]
+async fn a_start_that_lands_between_the_restores_read_and_its_write_wins_and_nothing_is_restored() {
+    use foundry_lambda::managers::dynamodb::AttributeValue;
+    use foundry_lambda::testing::FakeDynamo;
+    let (app, fake, backup_id) = stopped_with_a_backup().await;
+    let dynamo = fake.dynamo.clone();
+    let n = fake.faults.count(FakeDynamo::UPDATE_ITEM);
+    fake.before_call(FakeDynamo::UPDATE_ITEM, n + 1, move || {
+        let mut item = dynamo.item(fake_env::INSTANCES, UID).unwrap();
+        item.insert("status".into(), AttributeValue::S("starting".into()));
+        dynamo.put_raw(fake_env::INSTANCES, "userId", item);
+    });
+    let runs_before = fake.ecs.run_requests().len();
+    let (code, body) = invoke(&app, restore_ev(UID, &backup_id)).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("changed or is busy"), "{body}");
+    assert_eq!(fake.ecs.run_requests().len(), runs_before);
+    assert_eq!(record_attr(&fake, UID, "restoreState"), None);
 }

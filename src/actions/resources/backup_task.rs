@@ -308,6 +308,80 @@ async fn latest_backup(
     Ok((latest, manifest))
 }
 
+/// Launches the restore task of `user_id` from the backup version `version` → its ARN.
+/// Started by [`taskdef::backup_started_by`], like a backup: one check finds either.
+pub async fn launch_restore(svc: &Services, user_id: &str, version: &str) -> Result<String> {
+    let Some(settings) = svc.config.backups.as_ref() else {
+        return Err(Error::BadRequest(BACKUPS_OFF.into()));
+    };
+    let env = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let overrides = vec![
+        ContainerOverride {
+            name: taskdef::RESTORE_FETCH_CONTAINER.into(),
+            environment: env(&[("USER_ID", user_id), ("BACKUP_VERSION", version)]),
+        },
+        ContainerOverride {
+            name: taskdef::RESTORE_CONTAINER.into(),
+            environment: env(&[("USER_ID", user_id)]),
+        },
+    ];
+    let deployment = svc.config.deployment();
+    let target = BackupTarget {
+        bucket: &settings.bucket,
+        task_role_arn: &settings.task_role_arn,
+    };
+    let mut fresh = false;
+    loop {
+        let arn = helper_definition(svc, fresh, || taskdef::restore_task_definition(&deployment, &target)).await?;
+        let mut req = taskdef::run_task(&deployment, &arn, overrides.clone());
+        req.started_by = Some(taskdef::backup_started_by(user_id));
+        match svc.aws.ecs.run_task(&req).await {
+            Ok(task) => return Ok(task),
+            Err(e) if !fresh && matches!(e.kind, AwsErrorKind::NotFound | AwsErrorKind::Invalid) => {
+                tracing::info!(error = %e, "restore task definition unusable; registering it again");
+                fresh = true;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits for a restore task to stop (within the deadline) → `Some(Ok(()))` when its
+/// restore container exited with 0, `Some(Err(why))` when it failed, `None` when it still
+/// runs at the deadline.
+pub async fn watch_restore(svc: &Services, ctx: &Ctx, task: &str) -> Result<Option<std::result::Result<(), String>>> {
+    Ok(watch_task(svc, ctx, task, |t| match t {
+        None => Some(Err("the task is unknown to ECS".to_string())),
+        Some(t) if t.last_status.eq_ignore_ascii_case("STOPPED") => {
+            let exit = |name: &str| t.containers.iter().find(|c| c.name == name).and_then(|c| c.exit_code);
+            if exit(taskdef::RESTORE_CONTAINER) == Some(0) {
+                return Some(Ok(()));
+            }
+            let failed = t
+                .containers
+                .iter()
+                .find(|c| c.exit_code.is_some_and(|code| code != 0))
+                .map(|c| format!("{} exited with {}", c.name, c.exit_code.unwrap_or_default()));
+            Some(Err(failed.unwrap_or_else(|| {
+                format!(
+                    "stopped before it finished: {}",
+                    t.stopped_reason.as_deref().unwrap_or("no reason given")
+                )
+            })))
+        }
+        Some(_) => None,
+    })
+    .await?)
+}
+
+/// The answer to an action on backups while they are off.
+pub const BACKUPS_OFF: &str = "Backups are not enabled in this deployment (BACKUPS is off)";
+
 /// RunTask of the backup task → its ARN.
 async fn launch(
     svc: &Services,
