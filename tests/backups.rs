@@ -734,3 +734,115 @@ async fn a_start_that_lands_between_the_restores_read_and_its_write_wins_and_not
     assert_eq!(fake.ecs.run_requests().len(), runs_before);
     assert_eq!(record_attr(&fake, UID, "restoreState"), None);
 }
+
+// ------------------------------------------------------------------ before destructive actions
+
+fn causes(fake: &FakeAws) -> Vec<String> {
+    backup_runs(fake, UID)
+        .iter()
+        .map(|r| {
+            env_of(r, taskdef::BACKUP_UPLOAD_CONTAINER, "BACKUP_CAUSE")
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn update_version_backs_up_a_stopped_instance_first_and_the_next_start_waits_for_it() {
+    let (app, fake, _) = stopped_with_a_backup().await;
+    let before = causes(&fake).len();
+    let upd = |v: &str| serde_json::json!({"action":"update-version","userId":UID,"foundryVersion":v});
+    let (code, body) = invoke(&app, upd("12")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(causes(&fake)[before..], ["pre-update"]);
+    // The same version again changes nothing and backs nothing up.
+    for t in running_backups(&fake) {
+        fake.ecs.set_task_status(&t, "STOPPED");
+    }
+    let (code, _) = invoke(&app, upd("12")).await;
+    assert_eq!(code, 200);
+    assert_eq!(causes(&fake).len(), before + 1);
+    // A running instance: the end of its run backs up before the new version starts.
+    invoke(&app, ev("start", UID)).await;
+    let (code, _) = invoke(&app, upd("11")).await;
+    assert_eq!(code, 200);
+    assert_eq!(causes(&fake).len(), before + 1);
+}
+
+#[tokio::test]
+async fn destroy_takes_the_final_backup_before_the_files_are_erased() {
+    let (app, fake, _) = stopped_with_a_backup().await;
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(causes(&fake).last().map(String::as_str), Some("pre-destroy"));
+    let order: Vec<String> = fake
+        .ecs
+        .run_requests()
+        .iter()
+        .filter_map(|r| fake.ecs.task_definition(&r.task_definition).map(|d| d.family))
+        .collect();
+    let backup_at = order.iter().rposition(|f| f == BACKUP_FAMILY).unwrap();
+    let cleanup_at = order.iter().position(|f| f == taskdef::CLEANUP_FAMILY).unwrap();
+    assert!(backup_at < cleanup_at, "{order:?}");
+    assert!(fake.dynamo.item(fake_env::INSTANCES, UID).is_none());
+}
+
+#[tokio::test]
+async fn a_destroy_whose_final_backup_is_still_running_keeps_the_files_and_the_next_one_finishes() {
+    let (app, fake, _) = stopped_with_a_backup().await;
+    fake.ecs.set_family_script(BACKUP_FAMILY, vec!["PENDING", "RUNNING"]);
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("the final backup is still running"),
+        "{body}"
+    );
+    let cleanups = |f: &FakeAws| {
+        f.ecs
+            .run_requests()
+            .iter()
+            .filter(|r| {
+                f.ecs
+                    .task_definition(&r.task_definition)
+                    .is_some_and(|d| d.family == taskdef::CLEANUP_FAMILY)
+            })
+            .count()
+    };
+    assert_eq!(cleanups(&fake), 0, "nothing erased before the final backup");
+    assert_eq!(fake.efs.access_points().len(), 1);
+    for t in running_backups(&fake) {
+        fake.ecs.set_task_status(&t, "STOPPED");
+    }
+    let finals = causes(&fake).iter().filter(|c| *c == "pre-destroy").count();
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        causes(&fake).iter().filter(|c| *c == "pre-destroy").count(),
+        finals,
+        "the resumed destroy waited for its backup, and took no other"
+    );
+    assert_eq!(cleanups(&fake), 1);
+}
+
+#[tokio::test]
+async fn a_destroy_whose_final_backup_failed_keeps_the_files() {
+    let (app, fake, _) = stopped_with_a_backup().await;
+    fake.ecs
+        .set_exit_code(BACKUP_FAMILY, taskdef::BACKUP_UPLOAD_CONTAINER, 1);
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("the final backup: it failed (upload exited with 1)"),
+        "{body}"
+    );
+    assert_eq!(fake.efs.access_points().len(), 1, "the files are kept");
+    let (_, status) = invoke(&app, ev("status", UID)).await;
+    assert!(status["lastBackupFailure"].as_str().is_some(), "{status}");
+}

@@ -242,6 +242,10 @@ pub struct Instance {
     pub restore_step: Option<String>,
     #[serde(deserialize_with = "lenient::opt_string")]
     pub restore_task_arn: Option<String>,
+    /// While destroying: when the final backup (cause `pre-destroy`) was found done, so that
+    /// a destroy that resumes does not take it again.
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub final_backup_at: Option<i64>,
     /// Why the last task stopped by itself, as ECS reported it (new in the port): written
     /// when a run ends because ECS reports its task stopped (a task-state event or a
     /// refresh), removed when the function itself ends a run that had a task.

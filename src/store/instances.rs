@@ -95,6 +95,7 @@ mod attr {
     pub const RESTORE_STATE: &str = "restoreState";
     pub const RESTORE_STEP: &str = "restoreStep";
     pub const RESTORE_TASK_ARN: &str = "restoreTaskArn";
+    pub const FINAL_BACKUP_AT: &str = "finalBackupAt";
     pub const LAST_STOP_REASON: &str = "lastStopReason";
 }
 
@@ -919,6 +920,17 @@ impl Instances {
         self.update(user_id, update, Cond::eq_s(attr::BACKUP_TASK_ARN, task_arn))
             .await?;
         Ok(())
+    }
+
+    /// Records, under a destroy's `lease`, that its final backup is done.
+    pub async fn note_final_backup(&self, user_id: &str, lease: &Lease, at: i64) -> Result<()> {
+        let update = Update::new().set(attr::FINAL_BACKUP_AT, num(at));
+        match self.update(user_id, update, lease.held()).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::failed(
+                "Another invocation took over this instance; its operation was abandoned",
+            )),
+        }
     }
 
     // ------------------------------------------------------------------ restore

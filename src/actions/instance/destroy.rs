@@ -12,11 +12,12 @@ use crate::actions::resources::{self, removed, Files, ResourceKind, SecretFate};
 use crate::actions::run;
 use crate::actions::sessions::{cancel_borrowers, cancel_sessions_of_user};
 use crate::context::{Ctx, Services};
-use crate::domain::model::InstanceStatus;
+use crate::domain::backup::Cause;
+use crate::domain::model::{Instance, InstanceStatus};
 use crate::domain::names;
 use crate::error::{Error, Result};
 use crate::store::credentials::get_credentials;
-use crate::store::Lease;
+use crate::store::{BackupSettled, Lease};
 
 /// The answer of `destroy`.
 #[skip_serializing_none]
@@ -57,6 +58,24 @@ pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: boo
         match run::end_run(svc, &inst).await {
             Ok(i) => inst = i,
             Err(e) => left.push(format!("stopping the task: {e}")),
+        }
+    }
+    // The final backup comes before anything of the user's goes: the files stay until it
+    // is done (a destroy that answers before then is called again, and waits for it).
+    if left.is_empty() {
+        match final_backup(svc, ctx, &inst, &lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                left.push("the final backup is still running; the user's files are kept until it is done".into())
+            }
+            Err(e) => left.push(format!("the final backup: {e}; the user's files are kept")),
+        }
+        if !left.is_empty() {
+            svc.store.instances.release(user_id, &lease).await;
+            return Err(Error::Failed(format!(
+                "Destroy incomplete: {}. Call destroy again to finish.",
+                left.join("; ")
+            )));
         }
     }
     let secret = if keep_sharing {
@@ -111,6 +130,35 @@ pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: boo
         instance_found: None,
         cancelled_sessions_count: cancelled,
     })
+}
+
+/// With backups on, the final backup of the user's files (cause `pre-destroy`), recorded
+/// on the record once done → whether it is done (false: still running at the deadline).
+/// A destroy that resumes waits for the one it launched before, and takes none when it
+/// was done. Backups off: nothing to do.
+async fn final_backup(svc: &Services, ctx: &Ctx, inst: &Instance, lease: &Lease) -> Result<bool> {
+    if svc.config.backups.is_none() || inst.final_backup_at.is_some() {
+        return Ok(true);
+    }
+    let recorded = inst
+        .backup_task_arn
+        .as_deref()
+        .filter(|_| inst.backup_cause.as_deref() == Some(Cause::PreDestroy.as_str()));
+    let outcome = match recorded {
+        Some(task) => resources::resume_backup(svc, ctx, &inst.user_id, task).await?,
+        None => resources::backup_before(svc, ctx, &inst.user_id, Cause::PreDestroy).await?,
+    };
+    match outcome {
+        None => Ok(false),
+        Some(BackupSettled::Good { .. }) => {
+            svc.store
+                .instances
+                .note_final_backup(&inst.user_id, lease, svc.now())
+                .await?;
+            Ok(true)
+        }
+        Some(BackupSettled::Failed { why, .. }) => Err(Error::Failed(format!("it failed ({why})"))),
+    }
 }
 
 /// `destroy` of a user without an instance: an orphaned pool entry is deactivated.

@@ -60,6 +60,10 @@ pub async fn launch_after_run(
         Some(inst) if run_under_way(&inst) => {
             return Ok(BackupLaunch::Skipped("a run of the user is under way"));
         }
+        // Being created (no files yet) or destroyed (the destroy takes the final backup).
+        Some(inst) if !matches!(inst.status, InstanceStatus::Stopped | InstanceStatus::Created) => {
+            return Ok(BackupLaunch::Skipped("the instance is being created or destroyed"));
+        }
         Some(inst) => inst,
     };
     if inst.restore_state.is_some() {
