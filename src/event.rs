@@ -100,6 +100,9 @@ pub struct CreateFields {
     #[serde(deserialize_with = "whole_number")]
     pub max_concurrent_users: Option<i64>,
     pub selected_license_id: Option<String>,
+    /// New (backups on): restore the user's latest backup (e.g. the final backup of a
+    /// destroyed instance, within `BACKUP_RETENTION_DAYS`) into the new instance.
+    pub restore_backup: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -20,6 +20,7 @@ fn with_backups() -> Config {
     cfg.backups = Some(BackupSettings {
         bucket: BUCKET.into(),
         task_role_arn: BACKUP_ROLE.into(),
+        retention_days: 30,
     });
     cfg
 }
@@ -845,4 +846,93 @@ async fn a_destroy_whose_final_backup_failed_keeps_the_files() {
     assert_eq!(fake.efs.access_points().len(), 1, "the files are kept");
     let (_, status) = invoke(&app, ev("status", UID)).await;
     assert!(status["lastBackupFailure"].as_str().is_some(), "{status}");
+}
+
+// ------------------------------------------------------------------ destroy can be undone
+
+fn create_restoring(uid: &str) -> serde_json::Value {
+    let mut e = fake_env::create_event(uid, "alice");
+    e["restoreBackup"] = serde_json::json!(true);
+    e
+}
+
+#[tokio::test]
+async fn destroy_keeps_the_final_backup_for_the_retention_days_and_a_later_create_restores_it() {
+    let (app, fake, backup_id) = stopped_with_a_backup().await;
+    let version = backup_id.split_once('/').unwrap().1.to_string();
+    let (code, body) = invoke(&app, ev("destroy", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    // The fake's backup task uploads nothing: the latest version is the final state.
+    assert_eq!(body["restorableUntil"], T0 - 3600 + 30 * 86_400, "{body}");
+    let key = backup::object_key(UID);
+    assert_eq!(
+        fake.s3.version_tags(BUCKET, &key, &version),
+        [("destroyed".to_string(), "true".to_string())],
+        "tagged for the lifecycle rule of destroyed users"
+    );
+    assert!(fake.dynamo.item(fake_env::INSTANCES, UID).is_none());
+
+    let restores_before = restore_runs(&fake).len();
+    let (code, body) = invoke(&app, create_restoring(UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["restore"]["status"], "restored", "{body}");
+    assert_eq!(body["restore"]["backupId"], backup_id.as_str());
+    let restores = restore_runs(&fake);
+    assert_eq!(restores.len(), restores_before + 1);
+    assert_eq!(
+        env_of(
+            restores.last().unwrap(),
+            taskdef::RESTORE_FETCH_CONTAINER,
+            "BACKUP_VERSION"
+        ),
+        Some(version.as_str())
+    );
+    assert_eq!(record_attr(&fake, UID, "restoreState"), None);
+    let (code, body) = invoke(&app, ev("start", UID)).await;
+    assert_eq!(code, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_create_that_asks_for_a_restore_without_a_recent_backup_creates_nothing() {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    fake.s3
+        .put_version(BUCKET, &backup::object_key(UID), 10, T0 - 31 * 86_400, &[]);
+    let (code, body) = invoke(&app, create_restoring(UID)).await;
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(
+        body["error"],
+        "Internal error: No backup to restore: this user has no backup younger than 30 days"
+    );
+    assert!(fake.dynamo.item(fake_env::INSTANCES, UID).is_none());
+    assert!(fake.efs.access_points().is_empty());
+    let (app, _, _) = fake_app(T0);
+    let (code, body) = invoke(&app, create_restoring(UID)).await;
+    assert_eq!(code, 400, "{body}");
+}
+
+#[tokio::test]
+async fn a_restore_after_create_that_does_not_finish_leaves_the_instance_and_restore_backup_finishes_it() {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    let version = fake
+        .s3
+        .put_version(BUCKET, &backup::object_key(UID), 10, T0 - 86_400, &[]);
+    fake.ecs
+        .set_family_script(taskdef::RESTORE_FAMILY, vec!["PENDING", "RUNNING"]);
+    let (code, body) = invoke(&app, create_restoring(UID)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["restore"]["status"], "unfinished", "{body}");
+    let (code, _) = invoke(&app, ev("start", UID)).await;
+    assert_eq!(code, 500, "no start on a half-restored directory");
+    for t in fake
+        .ecs
+        .running_tasks()
+        .iter()
+        .filter(|t| t.family == taskdef::RESTORE_FAMILY)
+    {
+        fake.ecs.set_task_status(&t.arn, "STOPPED");
+    }
+    let (code, body) = invoke(&app, restore_ev(UID, &format!("{UID}/{version}"))).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = invoke(&app, ev("start", UID)).await;
+    assert_eq!(code, 200, "{body}");
 }

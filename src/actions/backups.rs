@@ -271,3 +271,55 @@ async fn restore_steps(
 fn still_restoring() -> Error {
     Error::failed("Restore in progress: the restore task is still running. Call restore-backup again to finish.")
 }
+
+/// A `create` with `restoreBackup`: the new instance's directory restored from `version`
+/// (nothing to back up first: the directory is new) → what the create's answer says of it:
+/// `{"backupId","status":"restored"}`, or `"status":"unfinished"` with the message, in
+/// which case `restore-backup` with that `backupId` finishes it (a start is refused until
+/// then). The instance exists either way.
+pub async fn restore_after_create(svc: &Services, ctx: &Ctx, user_id: &str, version: &str) -> Value {
+    let backup_id = format!("{user_id}/{version}");
+    match restore_new(svc, ctx, user_id, &backup_id, version).await {
+        Ok(()) => serde_json::json!({"backupId": backup_id, "status": "restored"}),
+        Err(e) => {
+            tracing::warn!(error = %e, "the restore after the create did not finish");
+            serde_json::json!({"backupId": backup_id, "status": "unfinished", "message": e.to_string()})
+        }
+    }
+}
+
+async fn restore_new(svc: &Services, ctx: &Ctx, user_id: &str, backup_id: &str, version: &str) -> Result<()> {
+    let inst = svc
+        .store
+        .instances
+        .get_latest(user_id)
+        .await?
+        .ok_or_else(|| Error::failed("Instance not found"))?;
+    let lease = Lease::new(ctx.lease_until(svc.clock.as_ref()));
+    let Some(mut rec) = svc
+        .store
+        .instances
+        .begin_restore(&inst, backup_id, &lease, svc.now())
+        .await?
+    else {
+        return Err(Error::failed(
+            "The instance changed or is busy; call restore-backup to restore",
+        ));
+    };
+    let steps = async {
+        svc.store
+            .instances
+            .note_restore_step(user_id, &lease, RESTORE_STEP_RESTORE, None)
+            .await?;
+        rec.restore_step = Some(RESTORE_STEP_RESTORE.to_string());
+        rec.restore_task_arn = None;
+        restore_steps(svc, ctx, &rec, &lease, version).await
+    };
+    match steps.await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            svc.store.instances.release(user_id, &lease).await;
+            Err(e)
+        }
+    }
+}

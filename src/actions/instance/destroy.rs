@@ -29,6 +29,9 @@ struct Destroyed<'a> {
     license_pool_deactivated: Option<bool>,
     instance_found: Option<bool>,
     cancelled_sessions_count: usize,
+    /// New (backups on): until when the final backup is kept, and a `create` with
+    /// `restoreBackup` restores it (Unix seconds).
+    restorable_until: Option<i64>,
 }
 
 pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: bool) -> Result<Value> {
@@ -62,9 +65,19 @@ pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: boo
     }
     // The final backup comes before anything of the user's goes: the files stay until it
     // is done (a destroy that answers before then is called again, and waits for it).
+    let mut restorable_until = None;
     if left.is_empty() {
         match final_backup(svc, ctx, &inst, &lease).await {
-            Ok(true) => {}
+            Ok(true) => {
+                // Kept BACKUP_RETENTION_DAYS, by the lifecycle rule of the tagged versions.
+                match resources::mark_destroyed(svc, user_id).await {
+                    Ok(latest) => {
+                        let days = svc.config.backups.as_ref().map_or(0, |b| b.retention_days);
+                        restorable_until = latest.map(|t| t + days * 86_400);
+                    }
+                    Err(e) => left.push(format!("the final backup could not be marked for its retention: {e}")),
+                }
+            }
             Ok(false) => {
                 left.push("the final backup is still running; the user's files are kept until it is done".into())
             }
@@ -129,6 +142,7 @@ pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: boo
         license_pool_deactivated: None,
         instance_found: None,
         cancelled_sessions_count: cancelled,
+        restorable_until,
     })
 }
 
@@ -183,6 +197,7 @@ async fn no_instance(svc: &Services, user_id: &str, keep_sharing: bool, cancelle
             license_pool_deactivated: Some(true),
             instance_found: None,
             cancelled_sessions_count: cancelled,
+            restorable_until: None,
         });
     }
     let message = if cancelled > 0 {
@@ -196,6 +211,7 @@ async fn no_instance(svc: &Services, user_id: &str, keep_sharing: bool, cancelle
         license_pool_deactivated: None,
         instance_found: Some(false),
         cancelled_sessions_count: cancelled,
+        restorable_until: None,
     })
 }
 

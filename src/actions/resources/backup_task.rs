@@ -383,6 +383,45 @@ pub async fn watch_restore(svc: &Services, ctx: &Ctx, task: &str) -> Result<Opti
     .await?)
 }
 
+/// The tag that puts a version of a user's backup under the lifecycle rule for destroyed
+/// instances (`ExpireDestroyedUsers` in template.yaml): the current version expires
+/// `BackupRetentionDays` after it was made, earlier ones a day after they were replaced.
+pub const DESTROYED_TAG: (&str, &str) = ("destroyed", "true");
+
+/// After a destroy's final backup: tags every version of `user_id`'s backup with
+/// [`DESTROYED_TAG`] → the time of the latest (the final backup), `None` when the user has
+/// no backup. Idempotent: a destroy that resumes tags them again.
+pub async fn mark_destroyed(svc: &Services, user_id: &str) -> Result<Option<i64>> {
+    let Some(settings) = svc.config.backups.as_ref() else {
+        return Ok(None);
+    };
+    let key = backup::object_key(user_id);
+    let versions = svc.aws.s3.list_versions(&settings.bucket, &key).await?;
+    for v in &versions {
+        svc.aws
+            .s3
+            .tag_version(&settings.bucket, &key, &v.version_id, &[DESTROYED_TAG])
+            .await?;
+    }
+    Ok(versions.iter().find(|v| v.is_latest).map(|v| v.last_modified))
+}
+
+/// The backup a `create` with `restoreBackup` restores: the latest version of the user's
+/// backup, when it is younger than `BACKUP_RETENTION_DAYS` → its version id and time.
+pub async fn restorable_backup(svc: &Services, user_id: &str) -> Result<Option<(String, i64)>> {
+    let Some(settings) = svc.config.backups.as_ref() else {
+        return Err(Error::BadRequest(BACKUPS_OFF.into()));
+    };
+    let key = backup::object_key(user_id);
+    let versions = svc.aws.s3.list_versions(&settings.bucket, &key).await?;
+    let oldest = svc.now() - settings.retention_days * 86_400;
+    Ok(versions
+        .into_iter()
+        .find(|v| v.is_latest)
+        .filter(|v| v.last_modified >= oldest)
+        .map(|v| (v.version_id, v.last_modified)))
+}
+
 /// The answer to an action on backups while they are off.
 pub const BACKUPS_OFF: &str = "Backups are not enabled in this deployment (BACKUPS is off)";
 
