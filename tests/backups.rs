@@ -936,3 +936,55 @@ async fn a_restore_after_create_that_does_not_finish_leaves_the_instance_and_res
     let (code, body) = invoke(&app, ev("start", UID)).await;
     assert_eq!(code, 200, "{body}");
 }
+
+// ------------------------------------------------------------------ failed backups
+
+#[tokio::test]
+async fn a_failed_backup_is_recorded_at_the_next_end_of_a_run_which_backs_up_again_and_status_keeps_the_last_good_time()
+{
+    let (app, fake, _) = stopped_with_a_backup().await;
+    let (_, status) = invoke(&app, ev("status", UID)).await;
+    let good = status["lastBackupAt"].clone();
+    assert_eq!(good, T0 - 3600);
+    // The stop's backup failed in its upload.
+    fake.ecs
+        .set_exit_code(BACKUP_FAMILY, taskdef::BACKUP_UPLOAD_CONTAINER, 1);
+    let failed_task = fake
+        .ecs
+        .tasks()
+        .into_iter()
+        .rfind(|t| t.family == BACKUP_FAMILY)
+        .unwrap()
+        .arn;
+    // (It stopped before the exit code was set: give it the failed exit code as ECS would.)
+    fake.ecs.set_task_status(&failed_task, "RUNNING");
+    fake.ecs.set_task_status(&failed_task, "STOPPED");
+    let before = backup_runs(&fake, UID).len();
+    let (code, body) = invoke(&app, ev("start", UID)).await;
+    assert_eq!(code, 200, "{body}");
+    invoke(&app, ev("stop", UID)).await;
+    assert_eq!(
+        backup_runs(&fake, UID).len(),
+        before + 1,
+        "the next end of a run backs up again"
+    );
+    let (_, status) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(status["lastBackupAt"], good, "{status}");
+    assert_eq!(status["lastBackupFailure"], "upload exited with 1", "{status}");
+    assert!(status["lastBackupFailedAt"].as_i64().is_some(), "{status}");
+}
+
+#[tokio::test]
+async fn a_backup_running_past_two_hours_is_stopped_and_recorded_as_timed_out() {
+    let (app, fake, clock) = fake_app_with(T0, with_backups());
+    running(&app).await;
+    invoke(&app, ev("stop", UID)).await;
+    let stuck = running_backups(&fake);
+    assert_eq!(stuck.len(), 1);
+    clock.set(T0 + 3 * 3600);
+    let inst = app.services.store.instances.get(UID).await.unwrap().unwrap();
+    foundry_lambda::actions::resources::settle_recorded(&app.services, &inst).await;
+    assert!(running_backups(&fake).is_empty(), "the stuck backup was stopped");
+    let (_, status) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(status["lastBackupFailure"], "timed out after 7200 s", "{status}");
+}
