@@ -988,3 +988,26 @@ async fn a_backup_running_past_two_hours_is_stopped_and_recorded_as_timed_out() 
     let (_, status) = invoke(&app, ev("status", UID)).await;
     assert_eq!(status["lastBackupFailure"], "timed out after 7200 s", "{status}");
 }
+
+#[tokio::test]
+async fn the_stopped_event_of_a_failed_backup_task_records_the_failure_at_once() {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    running(&app).await;
+    invoke(&app, ev("stop", UID)).await;
+    let task = running_backups(&fake).pop().expect("the stop's backup");
+    fake.ecs
+        .set_exit_code(BACKUP_FAMILY, taskdef::BACKUP_UPLOAD_CONTAINER, 1);
+    fake.ecs.set_task_status(&task, "STOPPED");
+    let event = serde_json::json!({"version":"0","id":"e-1","detail-type":"ECS Task State Change","source":"aws.ecs",
+        "account":"123456789012","time":"2026-01-01T00:01:00Z","region":"us-east-1","resources":[task],
+        "detail":{"clusterArn":"arn:aws:ecs:us-east-1:123456789012:cluster/foundry-vtt-cluster","taskArn":task,
+                  "group":"family:foundry-world-backup","startedBy":format!("backup-{UID}"),
+                  "lastStatus":"STOPPED","desiredStatus":"STOPPED",
+                  "containers":[{"name":"upload","exitCode":1}]}});
+    let (code, body) = invoke(&app, event).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["outcome"], "backup-recorded", "{body}");
+    let (_, status) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(status["lastBackupFailure"], "upload exited with 1", "{status}");
+    assert_eq!(record_attr(&fake, UID, "backupTaskArn"), None);
+}
