@@ -1011,3 +1011,20 @@ async fn the_stopped_event_of_a_failed_backup_task_records_the_failure_at_once()
     assert_eq!(status["lastBackupFailure"], "upload exited with 1", "{status}");
     assert_eq!(record_attr(&fake, UID, "backupTaskArn"), None);
 }
+
+#[tokio::test]
+async fn a_failed_run_end_backup_is_recorded_before_a_backup_before_a_destructive_action_replaces_it() {
+    let (app, fake, _) = fake_app_with(T0, with_backups());
+    fake.ecs.set_auto_stop(BACKUP_FAMILY);
+    running(&app).await;
+    invoke(&app, ev("stop", UID)).await;
+    let task = running_backups(&fake).pop().expect("the stop's backup");
+    fake.ecs
+        .set_exit_code(BACKUP_FAMILY, taskdef::BACKUP_UPLOAD_CONTAINER, 1);
+    fake.ecs.set_task_status(&task, "STOPPED");
+    let upd = serde_json::json!({"action":"update-version","userId":UID,"foundryVersion":"12"});
+    let (code, body) = invoke(&app, upd).await;
+    assert_eq!(code, 200, "{body}");
+    let (_, status) = invoke(&app, ev("status", UID)).await;
+    assert_eq!(status["lastBackupFailure"], "upload exited with 1", "{status}");
+}

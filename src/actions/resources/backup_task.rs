@@ -255,6 +255,10 @@ pub async fn backup_before(svc: &Services, ctx: &Ctx, user_id: &str, cause: Caus
             return Ok(None);
         }
     }
+    // How the backup the record names ended, before the record names the new one.
+    if let Some(inst) = svc.store.instances.get_latest(user_id).await? {
+        settle_recorded(svc, &inst).await;
+    }
     let (latest, previous_manifest) = latest_backup(svc, settings, user_id).await?;
     let task = launch(svc, settings, user_id, &[], &previous_manifest, cause).await?;
     let launched = BackupLaunched {
