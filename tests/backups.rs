@@ -1028,3 +1028,38 @@ async fn a_failed_run_end_backup_is_recorded_before_a_backup_before_a_destructiv
     let (_, status) = invoke(&app, ev("status", UID)).await;
     assert_eq!(status["lastBackupFailure"], "upload exited with 1", "{status}");
 }
+
+#[tokio::test]
+async fn a_session_whose_user_has_a_backup_running_stays_scheduled_for_the_next_sweep() {
+    let (app, fake, clock) = fake_app_with(T0, with_backups());
+    running(&app).await;
+    invoke(&app, ev("stop", UID)).await;
+    assert_eq!(running_backups(&fake).len(), 1);
+    let start = T0 + 3600;
+    let (code, body) = invoke(
+        &app,
+        serde_json::json!({"action":"schedule-session","userId":UID,"startTime":start,"endTime":start + 7200,
+                           "licenseType":"byol","sessionTitle":"Dragons"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let session = body["sessionId"].as_str().unwrap().to_string();
+    clock.set(start);
+    let starts_before = foundry_runs(&fake);
+    let go = serde_json::json!({"action":"start-scheduled-session","userId":UID,"sessionId":session});
+    let (_, body) = invoke(&app, go.clone()).await;
+    assert_eq!(body["success"], false, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("still running"), "{body}");
+    assert_eq!(foundry_runs(&fake), starts_before);
+    let item = fake.dynamo.item("foundry-vtt-instances-scheduled-sessions", &session);
+    assert!(
+        format!("{item:?}").contains("\"scheduled\""),
+        "still scheduled: {item:?}"
+    );
+    // The backup ends: the next try starts the session.
+    for t in running_backups(&fake) {
+        fake.ecs.set_task_status(&t, "STOPPED");
+    }
+    let (_, body) = invoke(&app, go).await;
+    assert_eq!(body["success"], true, "{body}");
+}
