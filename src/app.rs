@@ -261,6 +261,7 @@ impl App {
             Action::KofiWebhook(f) => actions::kofi::kofi_webhook(svc, f.body.as_ref()).await,
             Action::EcsTaskStateChange(f) => actions::run::task_state_change(svc, &f.members).await,
             Action::SetNotifications(f) => actions::notify::set_notifications(svc, uid, &f).await,
+            Action::RestoreBackup(f) => actions::backups::restore_backup(svc, ctx, uid, &f).await,
         }
     }
 }

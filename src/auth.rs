@@ -14,7 +14,7 @@
 //! | `cancel-session` | the session's owner or an admin (checked by the action) |
 //! | `kofi-webhook` | anyone (the payload carries Ko-fi's verification token) |
 //! | `license-pool-status` | anyone; the action shows other users' entries and ids only to an admin or `system` |
-//! | `list-backups` | the user named by `userId`; an admin also for another user (`targetUserId`) |
+//! | `list-backups`, `restore-backup` | the user named by `userId`; an admin also for another user (`targetUserId`) |
 //! | every other action | the user named by `userId`, on their own records |
 
 use crate::config::Config;
@@ -98,6 +98,14 @@ pub fn authorize(config: &Config, action: &Action, user_id: &str) -> Result<(), 
                 && !admin =>
         {
             refuse("Only an admin may list another user's backups".to_string())
+        }
+        Action::RestoreBackup(f)
+            if f.target_user_id
+                .as_deref()
+                .is_some_and(|t| !t.is_empty() && t != user_id)
+                && !admin =>
+        {
+            refuse("Only an admin may restore another user's backups".to_string())
         }
         _ => Ok(()),
     }

@@ -182,7 +182,14 @@ pub struct BackupSettings {
     pub bucket: String,
     /// `BACKUP_TASK_ROLE_ARN`: the role of the backup task (write to the bucket, no more).
     pub task_role_arn: String,
+    /// `BACKUP_RETENTION_DAYS` (default 30): how long the final backup of a destroyed
+    /// instance is kept, and may be restored by a `create` (the bucket's lifecycle rule for
+    /// destroyed users' backups uses the same number of days).
+    pub retention_days: i64,
 }
+
+/// The default of `BACKUP_RETENTION_DAYS`.
+pub const DEFAULT_BACKUP_RETENTION_DAYS: i64 = 30;
 
 /// `BACKUPS` (`on`/`off`, default off) and, when on, the settings it needs.
 fn backup_settings(
@@ -199,9 +206,22 @@ fn backup_settings(
                     String::new()
                 })
             };
+            let retention_days = match get("BACKUP_RETENTION_DAYS").map(|v| v.trim().to_string()) {
+                None => DEFAULT_BACKUP_RETENTION_DAYS,
+                Some(v) => match v.parse::<i64>() {
+                    Ok(d) if (1..=3650).contains(&d) => d,
+                    _ => {
+                        invalid.push(format!(
+                            "BACKUP_RETENTION_DAYS must be a whole number of days from 1 to 3650, got '{v}'"
+                        ));
+                        DEFAULT_BACKUP_RETENTION_DAYS
+                    }
+                },
+            };
             Some(BackupSettings {
                 bucket: req("BACKUP_BUCKET"),
                 task_role_arn: req("BACKUP_TASK_ROLE_ARN"),
+                retention_days,
             })
         }
         Some(other) => {
@@ -634,8 +654,20 @@ mod tests {
             on.backups,
             Some(BackupSettings {
                 bucket: "bk".into(),
-                task_role_arn: "arn:r".into()
+                task_role_arn: "arn:r".into(),
+                retention_days: 30,
             })
+        );
+        let err = with(&[
+            ("BACKUPS", "on"),
+            ("BACKUP_BUCKET", "bk"),
+            ("BACKUP_TASK_ROLE_ARN", "arn:r"),
+            ("BACKUP_RETENTION_DAYS", "0"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.invalid,
+            ["BACKUP_RETENTION_DAYS must be a whole number of days from 1 to 3650, got '0'"]
         );
     }
 

@@ -100,6 +100,9 @@ pub struct CreateFields {
     #[serde(deserialize_with = "whole_number")]
     pub max_concurrent_users: Option<i64>,
     pub selected_license_id: Option<String>,
+    /// New (backups on): restore the user's latest backup (e.g. the final backup of a
+    /// destroyed instance, within `BACKUP_RETENTION_DAYS`) into the new instance.
+    pub restore_backup: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -225,6 +228,15 @@ pub struct BackupListFields {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
+pub struct RestoreBackupFields {
+    /// The backup to restore: a `backupId` as `list-backups` answers it.
+    pub backup_id: Option<String>,
+    /// Another user whose instance an admin restores (default: the caller).
+    pub target_user_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct LicenseFields {
     pub license_id: Option<String>,
 }
@@ -317,6 +329,7 @@ actions! {
     AdminBackfillRunIndex(NoFields) = "admin-backfill-run-index",
     ListBackups(BackupListFields) = "list-backups",
     EcsTaskStateChange(EcsTaskFields) = "ecs-task-state-change",
+    RestoreBackup(RestoreBackupFields) = "restore-backup",
     SetNotifications(NotificationSettingFields) = "set-notifications",
 }
 
@@ -647,7 +660,8 @@ mod tests {
         }
         // 29 of the original + 2 the bot sends + 5 its API reference documents + the reconcile
         // + the backfill of the index of runs + list-backups + the ECS task-state events
-        assert_eq!(Action::NAMES.len(), 41);
+        // + restore-backup + set-notifications
+        assert_eq!(Action::NAMES.len(), 42);
     }
 
     #[test]

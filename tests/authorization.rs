@@ -58,7 +58,7 @@ fn allowed(action: &str, caller: Caller, admins: bool) -> bool {
         | "end-scheduled-session" => admin || caller == System || caller == Owner,
         "cancel-session" => admin || caller == Owner,
         // The event names the owner's backups (targetUserId): the owner, or an admin.
-        "list-backups" => admin || caller == Owner,
+        "list-backups" | "restore-backup" => admin || caller == Owner,
         // Anyone; the answer itself shows other users' entries only to an admin or the system.
         "license-pool-status" => true,
         // Own records: the caller's sessions, the caller's "play now" window.
@@ -102,6 +102,7 @@ fn event(action: &str, caller: Caller, session: &str) -> Value {
         "set-license-sharing" => json!({"allowLicenseSharing":true}),
         "admin-force-shutdown" => json!({"targetUserId": UID, "forceReason": "test"}),
         "list-backups" => json!({"targetUserId": UID}),
+        "restore-backup" => json!({"targetUserId": UID, "backupId": format!("{UID}/v1")}),
         "get-sessions-for-license" | "cancel-sessions-for-license" => json!({"licenseId": format!("byol-{UID}")}),
         "send-notification" => json!({"notificationType":"session-ready","targetUserId":UID}),
         "kofi-webhook" => json!({"body": json!({"verification_token":"kofi-test-token","message_id":"m-1",

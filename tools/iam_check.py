@@ -22,7 +22,13 @@ script
    resource pattern that no request used, unless UNUSED_GRANTS gives the reason.
 
 It does the same for the tasks the function starts: the task execution role (the secrets and
-log groups each registered task definition names) and the task role (EFS IAM authorization).
+log groups each registered task definition names) and the task role (EFS IAM authorization),
+and for the world backup and restore tasks the backup task role (the calls their scripts make
+with it, BACKUP_TASK_CALLS below).
+
+The template is resolved with Backups=on, so that the backup grants are held against the
+requests too: its backup bucket and backup task role are the names tests/backups_moto.rs
+stands in for them (BACKUP_BUCKET, BACKUP_TASK_ROLE below).
 
 Usage: iam_check.py --requests target/iam/requests.jsonl --env target/local-aws/test-env-5067
          [--template template.yaml] [--without ACTION]   (drop ACTION from the role first)
@@ -49,6 +55,25 @@ ACCOUNT = "123456789012"  # moto's account
 REGION = "us-east-1"
 PARTITION = "aws"
 
+# The template's BackupBucket (vtt-world-backups-<account>-<region>) and BackupTaskRole, as
+# tests/backups_moto.rs makes and names them.
+BACKUP_BUCKET = f"vtt-world-backups-{ACCOUNT}-{REGION}"
+BACKUP_TASK_ROLE = f"arn:{PARTITION}:iam::{ACCOUNT}:role/foundry-world-backup-task"
+
+# What the scripts of the backup and restore tasks (src/domain/backup/*.sh) do with the backup
+# task role, per task family: (action, resource with {bucket}, {cluster}; the script's call).
+BACKUP_TASK_CALLS = {
+    "foundry-world-backup": [
+        ("ecs:DescribeTasks", "arn:aws:ecs:us-east-1:123456789012:task/{cluster}/0123456789abcdef",
+         "wait.sh: aws ecs wait tasks-stopped"),
+        ("s3:PutObject", "arn:aws:s3:::{bucket}/123456789012345678/world.tar.gz", "upload.sh: aws s3 cp"),
+    ],
+    "foundry-world-restore": [
+        ("s3:GetObjectVersion", "arn:aws:s3:::{bucket}/123456789012345678/world.tar.gz",
+         "fetch.sh: aws s3api get-object --version-id"),
+    ],
+}
+
 # The SDK's service names (Metadata::service) → IAM service prefixes.
 PREFIX = {
     "DynamoDB": "dynamodb",
@@ -60,6 +85,13 @@ PREFIX = {
     "Elastic Load Balancing v2": "elasticloadbalancing",
     "Secrets Manager": "secretsmanager",
     "CloudWatch Logs": "logs",
+}
+
+# An object action → its form for a request that names a versionId.
+VERSION_ACTIONS = {
+    "s3:GetObject": "s3:GetObjectVersion",
+    "s3:PutObjectTagging": "s3:PutObjectVersionTagging",
+    "s3:GetObjectTagging": "s3:GetObjectVersionTagging",
 }
 
 # Operations whose action is neither named like them nor the single action whose API link names
@@ -108,6 +140,8 @@ UNUSED_GRANTS = [
     ("ExecutionRole", "UserBuckets", "action", "s3:ListBucket",
      "HeadBucket, only when CreateBucket answers BucketAlreadyExists (S3 in us-east-1 may, for one's "
      "own bucket); moto answers BucketAlreadyOwnedByYou, so no test reaches it"),
+    ("BackupTaskRole", "WriteBackups", "action", "s3:AbortMultipartUpload",
+     "the AWS CLI aborts a multipart upload of a large archive when a part fails; no test fails one"),
     ("*", "*", "resource", "*:*",
      "the \":*\" form of a log-group ARN, which CloudWatch Logs reports; IAM's log-group resource "
      "has no suffix, so requests match the plain form"),
@@ -409,8 +443,14 @@ class Requests:
                         for k in keys]
             return out
         if len(parts) > 1 and parts[1]:
+            actions = operation_actions("s3", op)
+            if "versionId" in parse_qs(uri.query):
+                # S3 API reference: a request for one version is authorized as the action's
+                # Version form (HeadObject as s3:GetObjectVersion, PutObjectTagging as
+                # s3:PutObjectVersionTagging).
+                actions = [VERSION_ACTIONS.get(a, a) for a in actions]
             return [Auth(a, f"{b_arn}/{unquote(parts[1])}", request=f"{bucket}/{parts[1]}")
-                    for a in operation_actions("s3", op)]
+                    for a in actions]
         return [Auth(a, b_arn, request=bucket) for a in operation_actions("s3", op)]
 
     # --- IAM (query protocol)
@@ -500,14 +540,18 @@ class Requests:
         return out
 
     # --- What a registered task definition makes ECS do with its roles
-    def task_auths(self) -> tuple[list[Auth], list[Auth]]:
-        """(execution-role authorizations, task-role authorizations) of every registered task
-        definition: the secrets its containers read, the log groups awslogs writes (and
-        creates), EFS IAM authorization."""
-        execution, task = [], []
+    def task_auths(self) -> tuple[list[Auth], list[Auth], list[Auth]]:
+        """(execution-role, task-role, backup-task-role authorizations) of every registered
+        task definition: the secrets its containers read, the log groups awslogs writes (and
+        creates), EFS IAM authorization; the backup and restore scripts' calls."""
+        execution, task, backup_task = [], [], []
         for rec in self.task_definitions:
             f = fields_of(rec)
             family = f["family"][0]
+            if f.get("taskRoleArn", [None])[0] == BACKUP_TASK_ROLE:
+                for action, resource, why in BACKUP_TASK_CALLS.get(family, []):
+                    res = resource.format(bucket=BACKUP_BUCKET, cluster=self.env["CLUSTER_NAME"])
+                    backup_task.append(Auth(action, res, request=f"task {family}: {why}"))
             for value_from in f.get("containerDefinitions.secrets.valueFrom", []):
                 # arn:aws:secretsmanager:region:account:secret:name-AbCdEf[:json-key:stage:version]
                 secret = ":".join(value_from.split(":")[:7])
@@ -532,7 +576,7 @@ class Requests:
                                      request=f"task {family}: EFS IAM authorization"))
                     task.append(Auth("elasticfilesystem:ClientWrite", arn("elasticfilesystem", f"file-system/{fs}"),
                                      request=f"task {family}: EFS IAM authorization"))
-        return execution, task
+        return execution, task, backup_task
 
 
 # --------------------------------------------------------------------------------------------
@@ -673,10 +717,13 @@ def main() -> int:
         "LicenseReservationsTableName": env["LICENSE_RESERVATIONS_TABLE_NAME"],
         "UsageTableName": env["USAGE_TABLE_NAME"],
         "NotificationTableName": env["NOTIFICATION_TABLE_NAME"],
+        "Backups": "on",
     }
     pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": PARTITION,
               "AWS::StackName": "foundry", "AWS::URLSuffix": "amazonaws.com"}
     attrs = {f"{name}.Arn": f"arn:{PARTITION}:stack-resource:::{name}" for name in template["Resources"]}
+    attrs.update({"BackupBucket": BACKUP_BUCKET, "BackupBucket.Arn": f"arn:{PARTITION}:s3:::{BACKUP_BUCKET}",
+                  "BackupTaskRole.Arn": BACKUP_TASK_ROLE})
     resolver = cfn.Resolver(template, params, pseudo, attrs)
 
     reqs = Requests(env)
@@ -711,7 +758,7 @@ def main() -> int:
 
     # The tasks' roles: the template's task execution role (FoundryTaskExecutionRole, when the
     # stack creates it) and task role (FoundryTaskRole).
-    exec_auths, task_auths = reqs.task_auths()
+    exec_auths, task_auths, backup_task_auths = reqs.task_auths()
     exec_resolver = cfn.Resolver(template, {**params, "ExecutionRoleArn": "", "TaskRoleArn": ""}, pseudo, attrs)
     task_denied, task_unused = [], []
     known = {fields_of(r)["family"][0] for r in reqs.task_definitions}
@@ -719,7 +766,8 @@ def main() -> int:
         task_denied.append(f"tasks: {family} was run, but its definition was neither registered nor "
                            "described in the recording: its roles are not checked")
     for logical, title, task_list in (("FoundryTaskExecutionRole", "task execution role", exec_auths),
-                                      ("FoundryTaskRole", "task role", task_auths)):
+                                      ("FoundryTaskRole", "task role", task_auths),
+                                      ("BackupTaskRole", "backup task role", backup_task_auths)):
         if logical not in template["Resources"]:
             task_denied.append(f"{title}: the template has no {logical}")
             continue
@@ -740,7 +788,8 @@ def main() -> int:
     print(f"iam_check: task definition families run: {', '.join(ran)}")
     print(f"iam_check: task definition families registered or described: {', '.join(families)}")
     print(f"iam_check: tasks: {len({a.key() for a in exec_auths})} execution-role and "
-          f"{len({a.key() for a in task_auths})} task-role authorizations from "
+          f"{len({a.key() for a in task_auths})} task-role and {len({a.key() for a in backup_task_auths})} "
+          f"backup-task-role authorizations from "
           f"{len(reqs.task_definitions)} registered or described task definitions")
     print(f"iam_check: not held against the role ({fixtures} requests): names of test fixtures: "
           + "; ".join(FIXTURE_NAMES.values()))

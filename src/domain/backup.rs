@@ -42,12 +42,21 @@ pub const CAUSE_METADATA: &str = "cause";
 pub enum Cause {
     /// The end of a run (stop, auto-shutdown, admin, a session's end, a task found dead).
     RunEnd,
+    /// Before `restore-backup` replaces the directory.
+    PreRestore,
+    /// Before `update-version` changes the Foundry version the worlds next run with.
+    PreUpdate,
+    /// Before `destroy` erases the directory: the final backup.
+    PreDestroy,
 }
 
 impl Cause {
     pub fn as_str(self) -> &'static str {
         match self {
             Cause::RunEnd => "run-end",
+            Cause::PreRestore => "pre-restore",
+            Cause::PreUpdate => "pre-update",
+            Cause::PreDestroy => "pre-destroy",
         }
     }
 }

@@ -223,6 +223,29 @@ pub struct Instance {
     /// the last backup was launched; Unix seconds). `status` shows it.
     #[serde(deserialize_with = "lenient::opt_i64")]
     pub last_backup_at: Option<i64>,
+    /// What caused the backup task in `backup_task_arn` (`run-end`, `pre-destroy`, …).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub backup_cause: Option<String>,
+    /// When a backup task was last found failed (or stopped before it finished), and why;
+    /// cleared by the next good one. The next end of a run tries again.
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub last_backup_failed_at: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub last_backup_failure: Option<String>,
+    /// Present while a `restore-backup` is unfinished: the backup being restored. A start
+    /// is refused while it is present (the directory may be half restored).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub restore_state: Option<String>,
+    /// The step of that restore (`backup`: the backup of the current state; `restore`: the
+    /// restore task) and the task of that step.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub restore_step: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub restore_task_arn: Option<String>,
+    /// While destroying: when the final backup (cause `pre-destroy`) was found done, so that
+    /// a destroy that resumes does not take it again.
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub final_backup_at: Option<i64>,
     /// Why the last task stopped by itself, as ECS reported it (new in the port): written
     /// when a run ends because ECS reports its task stopped (a task-state event or a
     /// refresh), removed when the function itself ends a run that had a task.

@@ -429,6 +429,84 @@ pub fn backup_task_definition(cfg: &Deployment<'_>, target: &BackupTarget<'_>) -
     }
 }
 
+pub const RESTORE_FAMILY: &str = "foundry-world-restore";
+/// The restore task's container that downloads the chosen backup (AWS CLI).
+pub const RESTORE_FETCH_CONTAINER: &str = "fetch";
+/// The restore task's container that replaces the user's directory (alpine); its exit code
+/// is the task's.
+pub const RESTORE_CONTAINER: &str = "restore";
+
+/// The world restore task: `fetch` (AWS CLI, the backup task role's credentials) downloads
+/// one version of the user's backup to a task-local scratch volume; then `restore` (alpine,
+/// EFS read-write) replaces the user's directory with it behind a marker file. Started with
+/// [`backup_started_by`] like a backup, so that one check finds either. The user and the
+/// version come as environment overrides.
+pub fn restore_task_definition(cfg: &Deployment<'_>, target: &BackupTarget<'_>) -> TaskDefinition {
+    use super::backup::{FETCH_SCRIPT, RESTORE_SCRIPT};
+    let log = |prefix: &str| LogConfig {
+        group: helper_log_group(RESTORE_FAMILY),
+        region: cfg.region.to_string(),
+        stream_prefix: prefix.to_string(),
+        create_group: true,
+    };
+    let scratch = MountPoint {
+        source_volume: SCRATCH_VOLUME.into(),
+        container_path: "/scratch".into(),
+        read_only: false,
+    };
+    TaskDefinition {
+        family: RESTORE_FAMILY.to_string(),
+        cpu: "512".into(),
+        memory: "1024".into(),
+        execution_role_arn: cfg.execution_role_arn.to_string(),
+        task_role_arn: target.task_role_arn.to_string(),
+        containers: vec![
+            ContainerDef {
+                name: RESTORE_FETCH_CONTAINER.into(),
+                image: AWS_CLI_IMAGE.into(),
+                essential: false,
+                memory_mib: Some(512),
+                entry_point: vec!["sh".into(), "-c".into()],
+                command: vec![FETCH_SCRIPT.to_string()],
+                environment: vec![
+                    ("BACKUP_BUCKET".to_string(), target.bucket.to_string()),
+                    ("AWS_DEFAULT_REGION".to_string(), cfg.region.to_string()),
+                ],
+                mounts: vec![scratch.clone()],
+                log: Some(log("fetch")),
+                ..Default::default()
+            },
+            ContainerDef {
+                name: RESTORE_CONTAINER.into(),
+                image: ALPINE_IMAGE.into(),
+                essential: true,
+                depends_on: vec![(RESTORE_FETCH_CONTAINER.to_string(), "SUCCESS".to_string())],
+                memory_mib: Some(256),
+                command: vec!["sh".into(), "-c".into(), RESTORE_SCRIPT.to_string()],
+                mounts: vec![
+                    MountPoint {
+                        source_volume: "efs-root".into(),
+                        container_path: "/efs".into(),
+                        read_only: false,
+                    },
+                    scratch,
+                ],
+                log: Some(log("restore")),
+                ..Default::default()
+            },
+        ],
+        volumes: vec![EfsVolume {
+            name: "efs-root".into(),
+            file_system_id: cfg.file_system_id.to_string(),
+            root_directory: Some("/".into()),
+            access_point_id: None,
+            transit_encryption: true,
+        }],
+        scratch_volumes: vec![SCRATCH_VOLUME.to_string()],
+        tags: vec![("Application".into(), "FoundryVTT".into())],
+    }
+}
+
 /// RunTask for `task_definition` with the deployment's network settings.
 pub fn run_task(cfg: &Deployment<'_>, task_definition: &str, overrides: Vec<ContainerOverride>) -> RunTask {
     RunTask {

@@ -43,6 +43,10 @@ pub trait S3: Send + Sync {
     /// marker).
     async fn head_object(&self, bucket: &str, key: &str, version: Option<&str>)
         -> Result<Option<ObjectHead>, AwsError>;
+
+    /// PutObjectTagging of one version of `key`: its tag set becomes `tags`. A missing
+    /// version is a `NotFound` error.
+    async fn tag_version(&self, bucket: &str, key: &str, version: &str, tags: &[(&str, &str)]) -> Result<(), AwsError>;
 }
 
 /// What HeadObject says of one object version.
@@ -457,6 +461,33 @@ impl S3 for SdkS3 {
                 }
             }
         }
+    }
+
+    async fn tag_version(&self, bucket: &str, key: &str, version: &str, tags: &[(&str, &str)]) -> Result<(), AwsError> {
+        const OP: &str = "PutObjectTagging";
+        let mut tag_set = Vec::with_capacity(tags.len());
+        for (k, v) in tags {
+            let tag = s3::Tag::builder()
+                .key(*k)
+                .value(*v)
+                .build()
+                .map_err(|e| AwsError::new(SERVICE, OP, AwsErrorKind::Invalid, e.to_string()))?;
+            tag_set.push(tag);
+        }
+        let tagging = s3::Tagging::builder()
+            .set_tag_set(Some(tag_set))
+            .build()
+            .map_err(|e| AwsError::new(SERVICE, OP, AwsErrorKind::Invalid, e.to_string()))?;
+        self.client
+            .put_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .version_id(version)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, OP, e))?;
+        Ok(())
     }
 }
 

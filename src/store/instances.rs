@@ -89,6 +89,13 @@ mod attr {
     pub const BACKUP_TASK_ARN: &str = "backupTaskArn";
     pub const BACKUP_LAUNCHED_AT: &str = "backupLaunchedAt";
     pub const LAST_BACKUP_AT: &str = "lastBackupAt";
+    pub const BACKUP_CAUSE: &str = "backupCause";
+    pub const LAST_BACKUP_FAILED_AT: &str = "lastBackupFailedAt";
+    pub const LAST_BACKUP_FAILURE: &str = "lastBackupFailure";
+    pub const RESTORE_STATE: &str = "restoreState";
+    pub const RESTORE_STEP: &str = "restoreStep";
+    pub const RESTORE_TASK_ARN: &str = "restoreTaskArn";
+    pub const FINAL_BACKUP_AT: &str = "finalBackupAt";
     pub const LAST_STOP_REASON: &str = "lastStopReason";
     pub const NOTIFICATIONS_OFF: &str = "notificationsOff";
 }
@@ -118,6 +125,33 @@ pub fn run_deadline(inst: &Instance) -> i64 {
 /// Statuses a start may begin from: never started, stopped, or left by the original in a
 /// state the port does not write (`stopping`, `unknown`).
 const STARTABLE: &[&str] = &["created", "stopped", "stopping", "unknown"];
+
+/// Statuses a restore may begin from: the instance has no run.
+const RESTORABLE: &[&str] = &["created", "stopped"];
+/// The first step of a restore: the backup of the current state.
+pub const RESTORE_STEP_BACKUP: &str = "backup";
+/// The second step of a restore: the restore task replaces the directory.
+pub const RESTORE_STEP_RESTORE: &str = "restore";
+
+/// A launched backup task, as the record keeps it.
+#[derive(Debug, Clone)]
+pub struct BackupLaunched<'a> {
+    pub task_arn: &'a str,
+    pub cause: &'a str,
+    pub at: i64,
+    /// The time of the latest good backup, when one exists.
+    pub last_good: Option<i64>,
+}
+
+/// How a backup task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupSettled {
+    /// It succeeded; `uploaded_at`: the time of the version it wrote (none when the tree
+    /// was unchanged, or not known).
+    Good { uploaded_at: Option<i64> },
+    /// It failed or was stopped before it finished, at `at`.
+    Failed { at: i64, why: String },
+}
 
 /// The hold of one invocation on a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -541,6 +575,8 @@ impl Instances {
         // Never while the record names a task: one user never has two.
         let cond = Cond::And(vec![
             Cond::not_exists(attr::TASK_ARN),
+            // Never on a directory a restore has not finished with.
+            Cond::not_exists(attr::RESTORE_STATE),
             Cond::Or(vec![
                 Cond::in_s(attr::STATUS, STARTABLE),
                 // A start that died before RunTask answered: retried with the same token.
@@ -850,15 +886,123 @@ impl Instances {
 
     /// Records a launched backup task and, when one exists, the time of the latest good
     /// backup. Nothing when the record is gone.
-    pub async fn note_backup(&self, user_id: &str, task_arn: &str, at: i64, last_good: Option<i64>) -> Result<()> {
+    pub async fn note_backup(&self, user_id: &str, launched: &BackupLaunched<'_>) -> Result<()> {
         let mut update = Update::new()
-            .set_s(attr::BACKUP_TASK_ARN, task_arn)
-            .set(attr::BACKUP_LAUNCHED_AT, num(at));
-        if let Some(t) = last_good {
+            .set_s(attr::BACKUP_TASK_ARN, launched.task_arn)
+            .set_s(attr::BACKUP_CAUSE, launched.cause)
+            .set(attr::BACKUP_LAUNCHED_AT, num(launched.at));
+        if let Some(t) = launched.last_good {
             update = update.set(attr::LAST_BACKUP_AT, num(t));
         }
         self.update(user_id, update, Cond::exists(attr::USER_ID)).await?;
         Ok(())
+    }
+
+    /// Records how the backup task `task_arn` ended (only while the record still names it):
+    /// a good one clears the last failure (and, when known, sets the time of the latest
+    /// good backup); a failed one is noted with its reason. Either way the record no longer
+    /// names the task. Nothing when the record names another task or is gone.
+    pub async fn settle_backup(&self, user_id: &str, task_arn: &str, outcome: &BackupSettled) -> Result<()> {
+        let mut update = Update::new().remove(attr::BACKUP_TASK_ARN).remove(attr::BACKUP_CAUSE);
+        update = match outcome {
+            BackupSettled::Good { uploaded_at } => {
+                let update = update
+                    .remove(attr::LAST_BACKUP_FAILED_AT)
+                    .remove(attr::LAST_BACKUP_FAILURE);
+                match uploaded_at {
+                    Some(t) => update.set(attr::LAST_BACKUP_AT, num(*t)),
+                    None => update,
+                }
+            }
+            BackupSettled::Failed { at, why } => update
+                .set(attr::LAST_BACKUP_FAILED_AT, num(*at))
+                .set_s(attr::LAST_BACKUP_FAILURE, why.as_str()),
+        };
+        self.update(user_id, update, Cond::eq_s(attr::BACKUP_TASK_ARN, task_arn))
+            .await?;
+        Ok(())
+    }
+
+    /// Records, under a destroy's `lease`, that its final backup is done.
+    pub async fn note_final_backup(&self, user_id: &str, lease: &Lease, at: i64) -> Result<()> {
+        let update = Update::new().set(attr::FINAL_BACKUP_AT, num(at));
+        match self.update(user_id, update, lease.held()).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::failed(
+                "Another invocation took over this instance; its operation was abandoned",
+            )),
+        }
+    }
+
+    // ------------------------------------------------------------------ restore
+
+    /// Takes a stopped record under `lease` for a restore of `backup_id` → the record after
+    /// it, or `None` when the record is not stopped (or names a task), another invocation
+    /// holds it, or an unfinished restore of another backup is recorded. A restore that was
+    /// not under way yet begins with its first step (`backup`).
+    pub async fn begin_restore(
+        &self,
+        inst: &Instance,
+        backup_id: &str,
+        lease: &Lease,
+        now: i64,
+    ) -> Result<Option<Instance>> {
+        let mut update = lease
+            .take(Update::new())
+            .set_s(attr::RESTORE_STATE, backup_id)
+            .set(attr::UPDATED_AT, num(now));
+        let state = match inst.restore_state.as_deref() {
+            Some(s) => Cond::eq_s(attr::RESTORE_STATE, s),
+            None => {
+                update = update
+                    .set_s(attr::RESTORE_STEP, RESTORE_STEP_BACKUP)
+                    .remove(attr::RESTORE_TASK_ARN);
+                Cond::not_exists(attr::RESTORE_STATE)
+            }
+        };
+        let cond = Cond::And(vec![
+            Cond::in_s(attr::STATUS, RESTORABLE),
+            Cond::not_exists(attr::TASK_ARN),
+            Lease::free_at(now),
+            state,
+        ]);
+        self.update(&inst.user_id, update, cond).await
+    }
+
+    /// Records the step a restore under `lease` is at and the task of that step.
+    pub async fn note_restore_step(
+        &self,
+        user_id: &str,
+        lease: &Lease,
+        step: &str,
+        task_arn: Option<&str>,
+    ) -> Result<()> {
+        let update = Update::new().set_s(attr::RESTORE_STEP, step);
+        let update = match task_arn {
+            Some(t) => update.set_s(attr::RESTORE_TASK_ARN, t),
+            None => update.remove(attr::RESTORE_TASK_ARN),
+        };
+        match self.update(user_id, update, lease.held()).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::failed(
+                "Another invocation took over this instance; the restore was abandoned",
+            )),
+        }
+    }
+
+    /// Ends a restore under `lease`: with `done`, the restore is over (a start may come);
+    /// without, nothing was restored yet and nothing is left to resume. The lease is given up.
+    pub async fn end_restore(&self, user_id: &str, lease: &Lease) -> Result<()> {
+        let update = Lease::drop_from(Update::new())
+            .remove(attr::RESTORE_STATE)
+            .remove(attr::RESTORE_STEP)
+            .remove(attr::RESTORE_TASK_ARN);
+        match self.update(user_id, update, lease.held()).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::failed(
+                "Another invocation took over this instance; the restore was abandoned",
+            )),
+        }
     }
 
     // ------------------------------------------------------------------ notifications

@@ -24,8 +24,9 @@ use serde::Serialize;
 
 pub use claims::{Claims, RunClaim};
 pub use instances::{
-    has_run, run_deadline, run_shard, BeginStart, CreateDone, DestroyTaken, Instances, Lease, ProbeNote, Progress, Run,
-    RunEnd, SessionRun, SharingState, BY_RUN_DEADLINE, RUN_SHARDS,
+    has_run, run_deadline, run_shard, BackupLaunched, BackupSettled, BeginStart, CreateDone, DestroyTaken, Instances,
+    Lease, ProbeNote, Progress, Run, RunEnd, SessionRun, SharingState, BY_RUN_DEADLINE, RESTORE_STEP_BACKUP,
+    RESTORE_STEP_RESTORE, RUN_SHARDS,
 };
 pub use outbox::{Outbox, Pending};
 pub use pools::{PoolEntry, Pools};

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import http.client
 import http.server
 import json
@@ -116,6 +117,32 @@ def probe(port: int) -> str:
     return "moto"
 
 
+def own_patch_digest() -> str:
+    """The sha256 of tests/local-aws/moto_serve.py as it is now."""
+    return hashlib.sha256(MOTO_SERVE.read_bytes()).hexdigest()
+
+
+def served_patch_digest(port: int) -> str | None:
+    """The sha256 of the moto_serve.py the server on `port` started with (None: unknown)."""
+    try:
+        status, info = http_json("GET", f"{endpoint(port)}/moto-api/localaws/info")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return info.get("patchDigest") if status == 200 and isinstance(info, dict) else None
+
+
+def started_by_up(port: int) -> bool:
+    """Whether the moto on `port` is one that `up` started (its pid file names a live process)."""
+    pf = pid_file(port)
+    if not pf.exists():
+        return False
+    try:
+        pid = int(pf.read_text().split()[0])
+    except (ValueError, IndexError):
+        return False
+    return _pid_alive(pid) and _pid_is_ours(pid)
+
+
 def _tcp_answers(port: int) -> bool:
     import socket
 
@@ -188,6 +215,13 @@ def cmd_up(args) -> None:
         kind = probe(args.port)
         if kind == "other":
             sys.exit(f"[local-aws] something that is not moto answers on 127.0.0.1:{args.port}")
+        if kind == "patched" and served_patch_digest(args.port) != own_patch_digest():
+            if started_by_up(args.port):
+                log(f"the moto on {endpoint(args.port)} runs an older {MOTO_SERVE.name}: restarting it")
+                cmd_down(args)
+                kind = probe(args.port)
+            else:
+                log(f"  (the moto on {endpoint(args.port)} runs another version of {MOTO_SERVE.name}, and `up` did not start it)")
         if kind == "none":
             pid = start_moto(args.port)
             log(f"started moto (pid {pid}) on {endpoint(args.port)} in {time.monotonic() - t0:.2f} s; log {log_file(args.port)}")

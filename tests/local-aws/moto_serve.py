@@ -14,7 +14,8 @@ patches moto's ECS Task model (moto 5.2.x) so that, as on AWS:
   default `foundry-efs-cleanup,foundry-permission-reset`) stops by itself after RUNNING, as if its
   essential container exited with code 0 (stopCode EssentialContainerExited);
 * createdAt, startedAt, stoppingAt, stoppedAt and stopCode are filled in; the container's
-  lastStatus follows the task and its exitCode is present only once the task is STOPPED;
+  lastStatus follows the task and its exitCode is present only once the task is STOPPED
+  (one container per container definition, as ECS reports them; stock moto reports the first);
 * ListTasks without desiredStatus lists only desiredStatus=RUNNING tasks (the AWS default);
 * StopTask of an unknown task answers InvalidParameterException (stock moto: HTTP 500).
 
@@ -28,13 +29,14 @@ How fast each step happens is moto's state-manager setting (see README.md):
 `ecs::task/<family>` (only tasks of that task-definition family; takes precedence).
 
 Two extra endpoints (documented in README.md):
-* `GET  /moto-api/localaws/info` -> {"localaws": true, "ecsLifecycle": [...]}
+* `GET  /moto-api/localaws/info` -> {"localaws": true, "ecsLifecycle": [...], "patchDigest": "<sha256 of this file>"}
 * `POST /moto-api/localaws/ecs/set-task-status` {"task": "<arn or id>", "lastStatus": "PENDING",
   "exitCode": 0?} -> the task's new state; sets a task's lastStatus directly.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -169,6 +171,17 @@ _orig_task_init = Task.__init__
 
 def _task_init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
     _orig_task_init(self, *args, **kwargs)
+    # Stock moto gives a task one container, from the first container definition; ECS gives
+    # it one per definition (the helper tasks have several, and their exit codes matter).
+    task_def = next((a for a in [*args, *kwargs.values()] if hasattr(a, "container_definitions")), None)
+    if task_def is not None and len(task_def.container_definitions) > 1:
+        containers = []
+        for cd in task_def.container_definitions:
+            c = ecs_models.Container(task_def)
+            c.image, c.name, c.command = cd.get("image"), cd.get("name"), cd.get("command")
+            c.cpu, c.memory, c.environment = cd.get("cpu", 0), cd.get("memory"), cd.get("environment")
+            containers.append(c)
+        self.containers = containers
     self._localaws_family = _family(self)
     self._localaws_run_to_completion = self._localaws_family in RUN_TO_COMPLETION
     self._localaws_exit_code = 0
@@ -283,9 +296,20 @@ def _describe(task: Task) -> dict:
     }
 
 
+# The digest of this file as the server started with it: `localaws.py up` restarts a moto it
+# started from an older version of this file instead of reusing it.
+with open(__file__, "rb") as _own:
+    PATCH_DIGEST = hashlib.sha256(_own.read()).hexdigest()
+
+
 def localaws_info(request, full_url, headers):  # type: ignore[no-untyped-def]
     return 200, {"Content-Type": "application/json"}, json.dumps(
-        {"localaws": True, "ecsLifecycle": ALL_STATES, "runToCompletion": sorted(RUN_TO_COMPLETION)}
+        {
+            "localaws": True,
+            "ecsLifecycle": ALL_STATES,
+            "runToCompletion": sorted(RUN_TO_COMPLETION),
+            "patchDigest": PATCH_DIGEST,
+        }
     )
 
 

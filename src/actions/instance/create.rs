@@ -163,6 +163,20 @@ pub async fn create(svc: &Services, ctx: &Ctx, user_id: &str, f: &CreateFields) 
         }
     }
     let req = validate(svc, user_id, f)?;
+    // The backup to restore is found before anything is made.
+    let restore = if f.restore_backup == Some(true) {
+        match resources::restorable_backup(svc, user_id).await? {
+            Some((version, _)) => Some(version),
+            None => {
+                let days = svc.config.backups.as_ref().map_or(0, |b| b.retention_days);
+                return Err(Error::Failed(format!(
+                    "No backup to restore: this user has no backup younger than {days} days"
+                )));
+            }
+        }
+    } else {
+        None
+    };
 
     let stored = get_credentials(svc.aws.secrets.as_ref(), user_id).await?;
     let login = resolve_login(svc, &req, f, stored.as_ref()).await?;
@@ -173,7 +187,14 @@ pub async fn create(svc: &Services, ctx: &Ctx, user_id: &str, f: &CreateFields) 
     };
 
     match build(svc, ctx, &req, &record, &lease, login, stored.as_ref()).await {
-        Ok(created) => crate::response::to_body(&created),
+        Ok(created) => {
+            let mut body = crate::response::to_body(&created)?;
+            if let (Some(version), Some(map)) = (restore, body.as_object_mut()) {
+                let report = crate::actions::backups::restore_after_create(svc, ctx, user_id, &version).await;
+                map.insert("restore".into(), report);
+            }
+            Ok(body)
+        }
         Err(e) => {
             tracing::info!("create failed; undoing what it made");
             let latest = svc.store.instances.get_latest(user_id).await?.unwrap_or(record);

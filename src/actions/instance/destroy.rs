@@ -12,11 +12,12 @@ use crate::actions::resources::{self, removed, Files, ResourceKind, SecretFate};
 use crate::actions::run;
 use crate::actions::sessions::{cancel_borrowers, cancel_sessions_of_user};
 use crate::context::{Ctx, Services};
-use crate::domain::model::InstanceStatus;
+use crate::domain::backup::Cause;
+use crate::domain::model::{Instance, InstanceStatus};
 use crate::domain::names;
 use crate::error::{Error, Result};
 use crate::store::credentials::get_credentials;
-use crate::store::Lease;
+use crate::store::{BackupSettled, Lease};
 
 /// The answer of `destroy`.
 #[skip_serializing_none]
@@ -28,6 +29,9 @@ struct Destroyed<'a> {
     license_pool_deactivated: Option<bool>,
     instance_found: Option<bool>,
     cancelled_sessions_count: usize,
+    /// New (backups on): until when the final backup is kept, and a `create` with
+    /// `restoreBackup` restores it (Unix seconds).
+    restorable_until: Option<i64>,
 }
 
 pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: bool) -> Result<Value> {
@@ -57,6 +61,34 @@ pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: boo
         match run::end_run_because(svc, &inst, crate::domain::notify::StopCause::User).await {
             Ok(i) => inst = i,
             Err(e) => left.push(format!("stopping the task: {e}")),
+        }
+    }
+    // The final backup comes before anything of the user's goes: the files stay until it
+    // is done (a destroy that answers before then is called again, and waits for it).
+    let mut restorable_until = None;
+    if left.is_empty() {
+        match final_backup(svc, ctx, &inst, &lease).await {
+            Ok(true) => {
+                // Kept BACKUP_RETENTION_DAYS, by the lifecycle rule of the tagged versions.
+                match resources::mark_destroyed(svc, user_id).await {
+                    Ok(latest) => {
+                        let days = svc.config.backups.as_ref().map_or(0, |b| b.retention_days);
+                        restorable_until = latest.map(|t| t + days * 86_400);
+                    }
+                    Err(e) => left.push(format!("the final backup could not be marked for its retention: {e}")),
+                }
+            }
+            Ok(false) => {
+                left.push("the final backup is still running; the user's files are kept until it is done".into())
+            }
+            Err(e) => left.push(format!("the final backup: {e}; the user's files are kept")),
+        }
+        if !left.is_empty() {
+            svc.store.instances.release(user_id, &lease).await;
+            return Err(Error::Failed(format!(
+                "Destroy incomplete: {}. Call destroy again to finish.",
+                left.join("; ")
+            )));
         }
     }
     let secret = if keep_sharing {
@@ -110,7 +142,37 @@ pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: boo
         license_pool_deactivated: None,
         instance_found: None,
         cancelled_sessions_count: cancelled,
+        restorable_until,
     })
+}
+
+/// With backups on, the final backup of the user's files (cause `pre-destroy`), recorded
+/// on the record once done → whether it is done (false: still running at the deadline).
+/// A destroy that resumes waits for the one it launched before, and takes none when it
+/// was done. Backups off: nothing to do.
+async fn final_backup(svc: &Services, ctx: &Ctx, inst: &Instance, lease: &Lease) -> Result<bool> {
+    if svc.config.backups.is_none() || inst.final_backup_at.is_some() {
+        return Ok(true);
+    }
+    let recorded = inst
+        .backup_task_arn
+        .as_deref()
+        .filter(|_| inst.backup_cause.as_deref() == Some(Cause::PreDestroy.as_str()));
+    let outcome = match recorded {
+        Some(task) => resources::resume_backup(svc, ctx, &inst.user_id, task).await?,
+        None => resources::backup_before(svc, ctx, &inst.user_id, Cause::PreDestroy).await?,
+    };
+    match outcome {
+        None => Ok(false),
+        Some(BackupSettled::Good { .. }) => {
+            svc.store
+                .instances
+                .note_final_backup(&inst.user_id, lease, svc.now())
+                .await?;
+            Ok(true)
+        }
+        Some(BackupSettled::Failed { why, .. }) => Err(Error::Failed(format!("it failed ({why})"))),
+    }
 }
 
 /// `destroy` of a user without an instance: an orphaned pool entry is deactivated.
@@ -135,6 +197,7 @@ async fn no_instance(svc: &Services, user_id: &str, keep_sharing: bool, cancelle
             license_pool_deactivated: Some(true),
             instance_found: None,
             cancelled_sessions_count: cancelled,
+            restorable_until: None,
         });
     }
     let message = if cancelled > 0 {
@@ -148,6 +211,7 @@ async fn no_instance(svc: &Services, user_id: &str, keep_sharing: bool, cancelle
         license_pool_deactivated: None,
         instance_found: Some(false),
         cancelled_sessions_count: cancelled,
+        restorable_until: None,
     })
 }
 

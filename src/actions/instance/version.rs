@@ -7,7 +7,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::actions::resources::{self, BackupLaunch};
 use crate::context::Services;
+use crate::domain::backup::Cause;
 use crate::domain::taskdef::valid_version;
 use crate::error::{Error, Result};
 
@@ -22,10 +24,13 @@ struct VersionUpdated<'a> {
 }
 
 pub async fn update_version(svc: &Services, user_id: &str, version: Option<&str>) -> Result<Value> {
-    super::status::found(svc.store.instances.get(user_id).await?)?;
+    let inst = super::status::found(svc.store.instances.get(user_id).await?)?;
     let version = version
         .filter(|v| valid_version(v))
         .ok_or_else(|| Error::failed("Invalid version format"))?;
+    if inst.foundry_version_or_default() != version {
+        backup_before_update(svc, user_id).await?;
+    }
     svc.store.instances.set_version(user_id, version, svc.now()).await?;
     crate::response::to_body(&VersionUpdated {
         message: "Version updated successfully",
@@ -33,4 +38,17 @@ pub async fn update_version(svc: &Services, user_id: &str, version: Option<&str>
         foundry_version: version,
         note: "Restart your instance to use the new version",
     })
+}
+
+/// With backups on, a backup of the worlds before another version runs them (cause
+/// `pre-update`). Not waited for: the next start waits for it. A running instance gets none
+/// here: the end of its run backs up before the new version ever starts. A backup that
+/// cannot be launched fails the update (nothing changed).
+async fn backup_before_update(svc: &Services, user_id: &str) -> Result<()> {
+    match resources::launch_backup_after_run(svc, user_id, &[], Cause::PreUpdate).await? {
+        BackupLaunch::Launched(task) => tracing::info!(task = %task, "backup before the version update launched"),
+        BackupLaunch::Skipped(why) => tracing::info!(why, "no backup before the version update"),
+        BackupLaunch::Off => {}
+    }
+    Ok(())
 }

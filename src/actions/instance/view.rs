@@ -38,6 +38,12 @@ pub struct InstanceView<'a> {
     idle_since: Option<i64>,
     /// New: when the latest good world backup was made (owner's view; only once known).
     last_backup_at: Option<i64>,
+    /// New: when a backup task last failed, and why (owner's view; cleared by a good one).
+    last_backup_failed_at: Option<i64>,
+    last_backup_failure: Option<&'a str>,
+    /// New: present while a `restore-backup` is unfinished (the backup being restored); a
+    /// start is refused until it is finished.
+    restore_in_progress: Option<&'a str>,
     /// Why the last task stopped by itself (`status` only; new in the port).
     last_stop_reason: Option<&'a StopReason>,
 }
@@ -68,6 +74,9 @@ impl<'a> InstanceView<'a> {
             players: None,
             idle_since: None,
             last_backup_at: None,
+            last_backup_failed_at: None,
+            last_backup_failure: None,
+            restore_in_progress: None,
             last_stop_reason: None,
         }
     }
@@ -82,6 +91,9 @@ impl<'a> InstanceView<'a> {
             players: idle::players_now(i),
             idle_since: idle::idle_since(i),
             last_backup_at: i.last_backup_at,
+            last_backup_failed_at: i.last_backup_failed_at,
+            last_backup_failure: i.last_backup_failure.as_deref(),
+            restore_in_progress: i.restore_state.as_deref(),
             last_stop_reason: i.last_stop_reason.as_ref(),
             ..Self::common(i, config)
         }

@@ -70,6 +70,10 @@ pub async fn launch_run(svc: &Services, ctx: &Ctx, inst: Instance, session: Opti
     }
 }
 
+/// The refusal of a start while a restore of the user's directory is unfinished.
+pub const RESTORE_UNFINISHED: &str =
+    "A restore of this instance's worlds is unfinished; call restore-backup again to finish it before starting";
+
 /// How often a start tries to take over a stale claim on its license.
 const BEGIN_ATTEMPTS: usize = 3;
 /// How often a session's start ends the run that holds its license and tries again.
@@ -87,6 +91,11 @@ enum Begun {
 /// claim on the license (its runner's record no longer holds that run) is taken over.
 async fn begin(svc: &Services, ctx: &Ctx, inst: Instance, session: Option<&SessionRun>) -> Result<Begun> {
     let user_id = inst.user_id.clone();
+    if inst.restore_state.is_some() {
+        return Err(Error::failed(RESTORE_UNFINISHED));
+    }
+    // A backup or restore of the user's directory ends before a server uses it.
+    resources::wait_for_world_tasks(svc, ctx, &user_id).await?;
     let lease = Lease::new(ctx.lease_until(svc.clock.as_ref()));
     let attempt_id = match (&inst.status, &inst.attempt_id) {
         // Retrying a start that died before RunTask answered: same RunTask token.
@@ -131,6 +140,7 @@ async fn begin(svc: &Services, ctx: &Ctx, inst: Instance, session: Option<&Sessi
                     return Err(Error::failed("Instance is already running"))
                 }
                 Some(i) if i.status == InstanceStatus::Starting => Started::starting(svc, &i),
+                Some(i) if i.restore_state.is_some() => return Err(Error::failed(RESTORE_UNFINISHED)),
                 Some(_) => return Err(Error::failed("Instance changed while starting; try again")),
                 None => return Err(Error::failed("Instance not found or missing target group")),
             },
@@ -392,6 +402,9 @@ async fn register_task_definition(svc: &Services, inst: &Instance, lease: &Lease
 
 async fn launch(svc: &Services, ctx: &Ctx, inst: Instance, lease: &Lease, attempt_id: &str) -> Result<Started> {
     let uid = inst.user_id.clone();
+    // Again after the write that began the run: a backup launched in between (its own
+    // check after RunTask stops it, or it ends before the server starts).
+    resources::wait_for_world_tasks(svc, ctx, &uid).await?;
     let td_arn = register_task_definition(svc, &inst, lease).await?;
     let mut req = taskdef::run_task(&svc.config.deployment(), &td_arn, vec![]);
     req.client_token = Some(attempt_id.to_string());

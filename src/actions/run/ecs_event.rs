@@ -189,6 +189,9 @@ async fn apply(svc: &Services, detail: &Map<String, Value>) -> Result<TaskEventO
     if !same_cluster(&event.cluster_arn, &svc.config.cluster_name) {
         return Ok(TaskEventOutcome::ignored("another cluster", Some(&event)));
     }
+    if event.family.as_deref() == Some(taskdef::BACKUP_FAMILY) {
+        return backup_stopped(svc, detail, &event).await;
+    }
     let Some(user_id) = event.user_id.clone() else {
         let family = event.family.as_deref().unwrap_or("unknown");
         return Ok(TaskEventOutcome::ignored(
@@ -255,6 +258,47 @@ async fn apply(svc: &Services, detail: &Map<String, Value>) -> Result<TaskEventO
         task_arn: Some(event.task.task_arn.clone()),
         last_status: Some(event.task.last_status.clone()),
         status: Some(after.status.as_str().to_string()),
+    })
+}
+
+/// A world backup task's event: once it has stopped, how it ended is recorded on its user's
+/// record at once (a failure with its reason; see `resources::settle_recorded`), rather than
+/// at the next end of a run. Only the backup task the record names counts.
+async fn backup_stopped(svc: &Services, detail: &Map<String, Value>, event: &TaskEvent) -> Result<TaskEventOutcome> {
+    if event.task.last_status != "STOPPED" {
+        return Ok(TaskEventOutcome::ignored(
+            "a backup task: only its STOPPED event is recorded",
+            Some(event),
+        ));
+    }
+    let Some(user_id) = text(detail, "startedBy")
+        .and_then(|s| s.strip_prefix("backup-"))
+        .filter(|u| names::validate_user_id(u).is_ok())
+    else {
+        return Ok(TaskEventOutcome::ignored(
+            "a backup task that names no user",
+            Some(event),
+        ));
+    };
+    let Some(inst) = svc.store.instances.get_latest(user_id).await? else {
+        return Ok(TaskEventOutcome::ignored("the user has no instance", Some(event)));
+    };
+    if inst.backup_task_arn.as_deref() != Some(event.task.task_arn.as_str()) {
+        return Ok(TaskEventOutcome::ignored(
+            "not the backup task the instance names (already recorded, or a restore)",
+            Some(event),
+        ));
+    }
+    crate::actions::resources::settle_recorded(svc, &inst).await;
+    tracing::info!(task = %event.task.task_arn, "backup task outcome recorded");
+    Ok(TaskEventOutcome {
+        message: "ECS task event: backup-recorded".into(),
+        outcome: "backup-recorded",
+        reason: None,
+        user_id: Some(user_id.to_string()),
+        task_arn: Some(event.task.task_arn.clone()),
+        last_status: Some(event.task.last_status.clone()),
+        status: Some(inst.status.as_str().to_string()),
     })
 }
 

@@ -16,7 +16,9 @@ mod refresh;
 mod routing;
 mod sessions;
 
-pub use begin::{launch_run, license_runner, start_for_session, SessionStart, SessionStartError, Started};
+pub use begin::{
+    launch_run, license_runner, start_for_session, SessionStart, SessionStartError, Started, RESTORE_UNFINISHED,
+};
 pub use ecs_event::task_state_change;
 pub use end::{end_run, end_run_because};
 pub use refresh::refresh;

@@ -80,6 +80,11 @@ pub(super) async fn start_session(svc: &Services, ctx: &Ctx, session_id: &str) -
     if now < session.start_time - svc.config.session_lead_seconds {
         return (SessionOutcome::failed("Session start time has not arrived"), 0);
     }
+    // A backup or restore of the user's worlds ends before the session is claimed: one that
+    // outlasts this invocation leaves the session scheduled, and the next sweep starts it.
+    if let Err(e) = worlds_ready(svc, ctx, &session.user_id).await {
+        return (SessionOutcome::failed(format!("Failed to start session: {e}")), 0);
+    }
     let claimed = match svc.store.sessions.claim_start(session_id, now).await {
         Ok(Some(s)) => s,
         Ok(None) => return (SessionOutcome::failed(NOT_SCHEDULED), 0),
@@ -135,6 +140,25 @@ pub(super) async fn start_session(svc: &Services, ctx: &Ctx, session_id: &str) -
 }
 
 /// A session whose start failed is cancelled with its reservation, and its user is told.
+/// With backups on: no backup or restore task of the user runs (waited for within the
+/// deadline), and no restore is unfinished.
+async fn worlds_ready(svc: &Services, ctx: &Ctx, user_id: &str) -> Result<()> {
+    if svc.config.backups.is_none() {
+        return Ok(());
+    }
+    crate::actions::resources::wait_for_world_tasks(svc, ctx, user_id).await?;
+    if svc
+        .store
+        .instances
+        .get_latest(user_id)
+        .await?
+        .is_some_and(|i| i.restore_state.is_some())
+    {
+        return Err(Error::failed(run::RESTORE_UNFINISHED));
+    }
+    Ok(())
+}
+
 async fn give_up(svc: &Services, session: &ScheduledSession, message: String) -> SessionOutcome {
     if let Err(e) = cancel(svc, session, "start-failed").await {
         tracing::warn!(error = %e, session = %session.session_id, "could not cancel the session that failed to start");

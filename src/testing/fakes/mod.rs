@@ -74,6 +74,7 @@ pub mod ops {
     pub const DELETE_BUCKET: &str = "DeleteBucket";
     pub const LIST_OBJECT_VERSIONS: &str = "ListObjectVersions";
     pub const HEAD_OBJECT: &str = "HeadObject";
+    pub const PUT_OBJECT_TAGGING: &str = "PutObjectTagging";
     // IAM
     pub const CREATE_USER: &str = "CreateUser";
     pub const PUT_USER_POLICY: &str = "PutUserPolicy";

@@ -27,6 +27,8 @@ struct State {
     versions: BTreeMap<(String, String), Vec<StoredVersion>>,
     /// Names owned by another account: EnsureBucket answers BucketAlreadyExists.
     foreign: BTreeSet<String>,
+    /// `(bucket, key, version)` → its tags.
+    tags: BTreeMap<(String, String, String), Vec<(String, String)>>,
 }
 
 /// The in-memory S3.
@@ -100,6 +102,15 @@ impl FakeS3 {
             meta,
         ));
         id
+    }
+
+    /// The tags of one version (empty when it has none).
+    pub fn version_tags(&self, bucket: &str, key: &str, version: &str) -> Vec<(String, String)> {
+        lock(&self.state)
+            .tags
+            .get(&(bucket.to_string(), key.to_string(), version.to_string()))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Makes `bucket` a name taken by another account: EnsureBucket fails with
@@ -255,6 +266,30 @@ impl S3 for FakeS3 {
             metadata: m.clone(),
             last_modified: v.last_modified,
         }))
+    }
+
+    async fn tag_version(&self, bucket: &str, key: &str, version: &str, tags: &[(&str, &str)]) -> Result<(), AwsError> {
+        const OP: &str = ops::PUT_OBJECT_TAGGING;
+        self.env.enter(SERVICE, OP).await?;
+        let mut st = lock(&self.state);
+        let exists = st
+            .versions
+            .get(&(bucket.to_string(), key.to_string()))
+            .is_some_and(|l| l.iter().any(|(v, _)| v.version_id == version));
+        if !exists {
+            return Err(aws_err(
+                SERVICE,
+                OP,
+                AwsErrorKind::NotFound,
+                "NoSuchVersion",
+                "The specified version does not exist.",
+            ));
+        }
+        st.tags.insert(
+            (bucket.to_string(), key.to_string(), version.to_string()),
+            tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        );
+        Ok(())
     }
 }
 
