@@ -16,7 +16,8 @@ patches moto's ECS Task model (moto 5.2.x) so that, as on AWS:
 * createdAt, startedAt, stoppingAt, stoppedAt and stopCode are filled in; the container's
   lastStatus follows the task and its exitCode is present only once the task is STOPPED
   (one container per container definition, as ECS reports them; stock moto reports the first);
-* ListTasks without desiredStatus lists only desiredStatus=RUNNING tasks (the AWS default);
+* ListTasks without desiredStatus lists only desiredStatus=RUNNING tasks (the AWS default), after
+  the tasks on a time-based progression caught up (a task moves on whether anyone looks or not);
 * StopTask of an unknown task answers InvalidParameterException (stock moto: HTTP 500).
 
 It also makes each DynamoDB request atomic, as DynamoDB is: moto serves requests on several
@@ -261,6 +262,14 @@ ecs_responses.EC2ContainerServiceResponse.describe_tasks = _describe_tasks_respo
 
 
 def _list_tasks_response(self):  # type: ignore[no-untyped-def]
+    # On AWS a task moves on whether anyone looks or not: a run-to-completion task that has
+    # stopped by now is no longer listed as RUNNING. Tasks on a time-based progression catch
+    # up before the listing filters them (reading a task's status does that); manual
+    # progressions are left alone, since reading them counts as a tick.
+    cluster = self._get_param("cluster", "default")
+    for task in self.ecs_backend.list_tasks(cluster, None, None, None, None, None):
+        if _transition_config(task).get("progression") == "time":
+            _ = task.status
     # AWS: "The default status filter is RUNNING" (desiredStatus). Only the API default changes;
     # moto's internal callers of Backend.list_tasks() still see every task.
     tasks = self.ecs_backend.list_tasks(
