@@ -300,7 +300,9 @@ async fn a_create_that_died_after_making_the_bucket_leaks_nothing_once_the_user_
         "{left:?}"
     );
 
-    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    // The lease ends at the deadline's second + 1 and counts as abandoned once the clock's
+    // whole second is past it: at most 3 s after the create began.
+    tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
     let (code, body) = call(&app, ev("destroy", &uid), &Ctx::default()).await;
     assert_eq!(code, 200, "destroy: {body}");
     let left = leftovers(&uid, &san).await;
