@@ -888,6 +888,11 @@ async fn destroy_keeps_the_final_backup_for_the_retention_days_and_a_later_creat
         Some(version.as_str())
     );
     assert_eq!(record_attr(&fake, UID, "restoreState"), None);
+    assert_eq!(
+        fake.s3.version_tags(BUCKET, &key, &version),
+        [("destroyed".to_string(), "false".to_string())],
+        "the user exists again: the restored backup is no longer under the rule of destroyed users"
+    );
     let (code, body) = invoke(&app, ev("start", UID)).await;
     assert_eq!(code, 200, "{body}");
 }

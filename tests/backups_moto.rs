@@ -243,6 +243,20 @@ async fn backups_restore_and_undoing_a_destroy_against_moto() {
     assert_eq!(code, 200, "create with restoreBackup: {body}");
     assert_eq!(body["restore"]["status"], "restored", "{body}");
     assert_eq!(body["restore"]["backupId"], backup_id.as_str());
+    let tags = s3
+        .get_object_tagging()
+        .bucket(BUCKET)
+        .key(&key)
+        .version_id(&version)
+        .send()
+        .await
+        .expect("GetObjectTagging");
+    assert!(
+        tags.tag_set()
+            .iter()
+            .all(|t| !(t.key() == "destroyed" && t.value() == "true")),
+        "the user exists again: no longer under the rule of destroyed users: {tags:?}"
+    );
 
     let (code, body) = call(&app, ev("destroy", &uid), &none).await;
     assert_eq!(code, 200, "second destroy: {body}");

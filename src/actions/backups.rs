@@ -199,6 +199,17 @@ pub async fn restore_backup(svc: &Services, ctx: &Ctx, caller: &str, f: &Restore
     })
 }
 
+/// The end of a restore that finished: the record's restore state is cleared (a start may
+/// come), and the tag of a destroyed user's backups is taken off (the user exists again, so
+/// the usual retention applies; a failure is logged, the restore stands).
+async fn restored(svc: &Services, user_id: &str, lease: &Lease) -> Result<()> {
+    svc.store.instances.end_restore(user_id, lease).await?;
+    if let Err(e) = resources::mark_restored(svc, user_id).await {
+        tracing::warn!(error = %e, "could not take the destroyed tag off the user's backups");
+    }
+    Ok(())
+}
+
 /// The two steps of a restore under `lease`, from the step the record is at.
 async fn restore_steps(
     svc: &Services,
@@ -242,7 +253,7 @@ async fn restore_steps(
         // Step 2 began in a call before: its task is waited for.
         match resources::watch_restore(svc, ctx, task).await? {
             None => return Err(still_restoring()),
-            Some(Ok(())) => return instances.end_restore(user_id, lease).await,
+            Some(Ok(())) => return restored(svc, user_id, lease).await,
             Some(Err(why)) => tracing::info!(task, why, "the restore task of a call before failed; restoring again"),
         }
     }
@@ -256,7 +267,7 @@ async fn restore_steps(
         .await?;
     match resources::watch_restore(svc, ctx, &task).await? {
         None => Err(still_restoring()),
-        Some(Ok(())) => instances.end_restore(user_id, lease).await,
+        Some(Ok(())) => restored(svc, user_id, lease).await,
         Some(Err(why)) => {
             instances
                 .note_restore_step(user_id, lease, RESTORE_STEP_RESTORE, None)

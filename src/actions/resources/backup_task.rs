@@ -410,6 +410,30 @@ pub async fn mark_destroyed(svc: &Services, user_id: &str) -> Result<Option<i64>
     Ok(versions.iter().find(|v| v.is_latest).map(|v| v.last_modified))
 }
 
+/// The tag that takes a version back out of the rule for destroyed instances, once its user
+/// exists again (a tag set without `destroyed=true`; an empty one would do on S3, which
+/// moto cannot parse).
+pub const RESTORED_TAG: (&str, &str) = ("destroyed", "false");
+
+/// After a restore finished: every version of `user_id`'s backup is tagged [`RESTORED_TAG`]
+/// instead of [`DESTROYED_TAG`], so that the user's backups are kept by the usual rule again
+/// (without this, the restored backup would still expire `BackupRetentionDays` after it was
+/// made, though its user exists again).
+pub async fn mark_restored(svc: &Services, user_id: &str) -> Result<()> {
+    let Some(settings) = svc.config.backups.as_ref() else {
+        return Ok(());
+    };
+    let key = backup::object_key(user_id);
+    let versions = svc.aws.s3.list_versions(&settings.bucket, &key).await?;
+    for v in &versions {
+        svc.aws
+            .s3
+            .tag_version(&settings.bucket, &key, &v.version_id, &[RESTORED_TAG])
+            .await?;
+    }
+    Ok(())
+}
+
 /// The backup a `create` with `restoreBackup` restores: the latest version of the user's
 /// backup, when it is younger than `BACKUP_RETENTION_DAYS` → its version id and time.
 pub async fn restorable_backup(svc: &Services, user_id: &str) -> Result<Option<(String, i64)>> {

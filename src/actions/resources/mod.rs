@@ -15,9 +15,9 @@ mod subdomain;
 mod waits;
 
 pub use backup_task::{
-    backup_before, launch_after_run as launch_backup_after_run, launch_restore, mark_destroyed, restorable_backup,
-    resume_backup, run_under_way, settle_recorded, wait_for_world_tasks, watch_restore, world_tasks, BackupLaunch,
-    BACKUPS_OFF, BACKUP_BUSY, DESTROYED_TAG,
+    backup_before, launch_after_run as launch_backup_after_run, launch_restore, mark_destroyed, mark_restored,
+    restorable_backup, resume_backup, run_under_way, settle_recorded, wait_for_world_tasks, watch_restore, world_tasks,
+    BackupLaunch, BACKUPS_OFF, BACKUP_BUSY, DESTROYED_TAG,
 };
 pub use compute::{deregister_target, ensure_log_group, ensure_target_group, target_group_spec};
 pub use files::{ensure_access_point, wait_for_access_point, Files};
