@@ -11,11 +11,11 @@ use crate::context::{Ctx, Services};
 use crate::domain::backup::{self, Cause};
 use crate::domain::model::{Instance, InstanceStatus};
 use crate::domain::taskdef::{self, BackupTarget, ContainerOverride};
-use crate::error::{AwsErrorKind, Error, Result};
+use crate::error::{Error, Result};
 use crate::managers::ecs::TaskInfo;
 use crate::store::{BackupLaunched, BackupSettled};
 
-use super::cleanup_task::helper_definition;
+use super::cleanup_task::run_helper;
 use super::kind::{removed, ResourceKind};
 use super::waits::{watch_task, Backoff};
 
@@ -343,20 +343,13 @@ pub async fn launch_restore(svc: &Services, user_id: &str, version: &str) -> Res
         bucket: &settings.bucket,
         task_role_arn: &settings.task_role_arn,
     };
-    let mut fresh = false;
-    loop {
-        let arn = helper_definition(svc, fresh, || taskdef::restore_task_definition(&deployment, &target)).await?;
-        let mut req = taskdef::run_task(&deployment, &arn, overrides.clone());
-        req.started_by = Some(taskdef::backup_started_by(user_id));
-        match svc.aws.ecs.run_task(&req).await {
-            Ok(task) => return Ok(task),
-            Err(e) if !fresh && matches!(e.kind, AwsErrorKind::NotFound | AwsErrorKind::Invalid) => {
-                tracing::info!(error = %e, "restore task definition unusable; registering it again");
-                fresh = true;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    run_helper(
+        svc,
+        || taskdef::restore_task_definition(&deployment, &target),
+        overrides,
+        taskdef::backup_started_by(user_id),
+    )
+    .await
 }
 
 /// Waits for a restore task to stop (within the deadline) → `Some(Ok(()))` when its
@@ -487,19 +480,11 @@ async fn launch(
         bucket: &settings.bucket,
         task_role_arn: &settings.task_role_arn,
     };
-    let mut fresh = false;
-    loop {
-        let arn = helper_definition(svc, fresh, || taskdef::backup_task_definition(&deployment, &target)).await?;
-        let mut req = taskdef::run_task(&deployment, &arn, overrides.clone());
-        req.started_by = Some(taskdef::backup_started_by(user_id));
-        match svc.aws.ecs.run_task(&req).await {
-            Ok(task) => return Ok(task),
-            // The cached revision was deregistered behind our back: register again, once.
-            Err(e) if !fresh && matches!(e.kind, AwsErrorKind::NotFound | AwsErrorKind::Invalid) => {
-                tracing::info!(error = %e, "backup task definition unusable; registering it again");
-                fresh = true;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    run_helper(
+        svc,
+        || taskdef::backup_task_definition(&deployment, &target),
+        overrides,
+        taskdef::backup_started_by(user_id),
+    )
+    .await
 }

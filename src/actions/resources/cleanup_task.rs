@@ -30,13 +30,6 @@ pub enum CleanupOutcome {
 /// The cleanup task definition: the one this process uses already, the family's active
 /// revision when it is the same definition, or a new revision. `fresh`: the revision in use
 /// turned out to be unusable, register a new one.
-async fn definition(svc: &Services, fresh: bool) -> Result<String> {
-    helper_definition(svc, fresh, || {
-        taskdef::cleanup_task_definition(&svc.config.deployment())
-    })
-    .await
-}
-
 /// A helper task's definition (`build` makes it; its family names it): the one this process
 /// uses already, the family's active revision when it is the same definition (by its
 /// fingerprint), or a new revision, after which the one before is deregistered. `fresh`:
@@ -98,15 +91,32 @@ pub async fn launch(svc: &Services, user_id: &str) -> Result<String> {
         name: taskdef::CLEANUP_CONTAINER.into(),
         environment: vec![("USER_ID".to_string(), user_id.to_string())],
     }];
+    run_helper(
+        svc,
+        || taskdef::cleanup_task_definition(&svc.config.deployment()),
+        overrides,
+        taskdef::cleanup_started_by(user_id),
+    )
+    .await
+}
+
+/// RunTask of a helper task (`build` makes its definition, see [`helper_definition`]) with
+/// `overrides`, started by `started_by` → the task ARN. A cached revision that was
+/// deregistered behind our back is registered again, once.
+pub(super) async fn run_helper(
+    svc: &Services,
+    build: impl Fn() -> taskdef::TaskDefinition,
+    overrides: Vec<ContainerOverride>,
+    started_by: String,
+) -> Result<String> {
     let deployment = svc.config.deployment();
     let mut fresh = false;
     loop {
-        let arn = definition(svc, fresh).await?;
+        let arn = helper_definition(svc, fresh, &build).await?;
         let mut req = taskdef::run_task(&deployment, &arn, overrides.clone());
-        req.started_by = Some(taskdef::cleanup_started_by(user_id));
+        req.started_by = Some(started_by.clone());
         match svc.aws.ecs.run_task(&req).await {
             Ok(task) => return Ok(task),
-            // The cached revision was deregistered behind our back: register again, once.
             Err(e) if !fresh && matches!(e.kind, AwsErrorKind::NotFound | AwsErrorKind::Invalid) => {
                 tracing::info!(error = %e, "helper task definition unusable; registering it again");
                 fresh = true;
