@@ -67,28 +67,9 @@ pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: boo
     // is done (a destroy that answers before then is called again, and waits for it).
     let mut restorable_until = None;
     if left.is_empty() {
-        match final_backup(svc, ctx, &inst, &lease).await {
-            Ok(true) => {
-                // Kept BACKUP_RETENTION_DAYS, by the lifecycle rule of the tagged versions.
-                match resources::mark_destroyed(svc, user_id).await {
-                    Ok(latest) => {
-                        let days = svc.config.backups.as_ref().map_or(0, |b| b.retention_days);
-                        restorable_until = latest.map(|t| t + days * 86_400);
-                    }
-                    Err(e) => left.push(format!("the final backup could not be marked for its retention: {e}")),
-                }
-            }
-            Ok(false) => {
-                left.push("the final backup is still running; the user's files are kept until it is done".into())
-            }
-            Err(e) => left.push(format!("the final backup: {e}; the user's files are kept")),
-        }
+        restorable_until = keep_final_backup(svc, ctx, &inst, &lease, &mut left).await;
         if !left.is_empty() {
-            svc.store.instances.release(user_id, &lease).await;
-            return Err(Error::Failed(format!(
-                "Destroy incomplete: {}. Call destroy again to finish.",
-                left.join("; ")
-            )));
+            return Err(incomplete(svc, user_id, &lease, &left).await);
         }
     }
     let secret = if keep_sharing {
@@ -108,11 +89,7 @@ pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: boo
     }
 
     if !left.is_empty() {
-        svc.store.instances.release(user_id, &lease).await;
-        return Err(Error::Failed(format!(
-            "Destroy incomplete: {}. Call destroy again to finish.",
-            left.join("; ")
-        )));
+        return Err(incomplete(svc, user_id, &lease, &left).await);
     }
     match svc
         .store
@@ -144,6 +121,42 @@ pub async fn destroy(svc: &Services, ctx: &Ctx, user_id: &str, keep_sharing: boo
         cancelled_sessions_count: cancelled,
         restorable_until,
     })
+}
+
+/// A destroy that must be called again: its lease is given up, and the answer says what is
+/// left.
+async fn incomplete(svc: &Services, user_id: &str, lease: &Lease, left: &[String]) -> Error {
+    svc.store.instances.release(user_id, lease).await;
+    Error::Failed(format!(
+        "Destroy incomplete: {}. Call destroy again to finish.",
+        left.join("; ")
+    ))
+}
+
+/// The final backup, then its versions tagged for the retention of destroyed users → until
+/// when it can be restored. What stands in the way is added to `left` (the files are kept).
+async fn keep_final_backup(
+    svc: &Services,
+    ctx: &Ctx,
+    inst: &Instance,
+    lease: &Lease,
+    left: &mut Vec<String>,
+) -> Option<i64> {
+    match final_backup(svc, ctx, inst, lease).await {
+        Ok(true) => {
+            // Kept BACKUP_RETENTION_DAYS, by the lifecycle rule of the tagged versions.
+            match resources::mark_destroyed(svc, &inst.user_id).await {
+                Ok(latest) => {
+                    let days = svc.config.backups.as_ref().map_or(0, |b| b.retention_days);
+                    return latest.map(|t| t + days * 86_400);
+                }
+                Err(e) => left.push(format!("the final backup could not be marked for its retention: {e}")),
+            }
+        }
+        Ok(false) => left.push("the final backup is still running; the user's files are kept until it is done".into()),
+        Err(e) => left.push(format!("the final backup: {e}; the user's files are kept")),
+    }
+    None
 }
 
 /// With backups on, the final backup of the user's files (cause `pre-destroy`), recorded
