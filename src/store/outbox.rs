@@ -148,6 +148,12 @@ impl Outbox {
         }
     }
 
+    /// UpdateItem of `id` under `cond` (a failed condition is no error: the item moved on).
+    async fn update_if(&self, id: &str, update: &Update, cond: Cond) -> Result<()> {
+        written(self.db.dynamo.update(self.table(), id, update, cond).await)?;
+        Ok(())
+    }
+
     /// Marks a pending item sent (`via`: `dm` or `webhook`) and takes it out of the index.
     pub async fn sent(&self, id: &str, now: i64, via: &str) -> Result<()> {
         let update = Update::new()
@@ -155,13 +161,7 @@ impl Outbox {
             .set(attr::VIA, text(via))
             .remove(attr::PENDING_SHARD)
             .remove(attr::LAST_ERROR);
-        written(
-            self.db
-                .dynamo
-                .update(self.table(), id, &update, Cond::exists(attr::ID))
-                .await,
-        )?;
-        Ok(())
+        self.update_if(id, &update, Cond::exists(attr::ID)).await
     }
 
     /// Gives up on a pending item (too old, or refused for good), and says why.
@@ -170,13 +170,7 @@ impl Outbox {
             .set(attr::DROPPED_AT, num(now))
             .set(attr::LAST_ERROR, text(why))
             .remove(attr::PENDING_SHARD);
-        written(
-            self.db
-                .dynamo
-                .update(self.table(), id, &update, Cond::exists(attr::ID))
-                .await,
-        )?;
-        Ok(())
+        self.update_if(id, &update, Cond::exists(attr::ID)).await
     }
 
     /// Leaves a pending item for later: not before `retry_at` (when Discord asked for a
@@ -186,13 +180,7 @@ impl Outbox {
         if let Some(at) = retry_at {
             update = update.set(attr::NEXT_ATTEMPT_AT, num(at));
         }
-        written(
-            self.db
-                .dynamo
-                .update(self.table(), id, &update, Cond::exists(attr::PENDING_SHARD))
-                .await,
-        )?;
-        Ok(())
+        self.update_if(id, &update, Cond::exists(attr::PENDING_SHARD)).await
     }
 
     /// The pending items due at `now`, oldest attempt first: one Query per shard of the
